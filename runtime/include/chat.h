@@ -1,0 +1,95 @@
+/* chat.h: the one public header of libchatrt, the chatd runtime.
+ *
+ * Threads: every function here is called from the thread that runs the runtime's
+ * uv loop unless it says otherwise.
+ */
+#ifndef CHAT_H
+#define CHAT_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+#if defined(CHAT_BUILDING)
+#define CHAT_API __attribute__((visibility("default")))
+#else
+#define CHAT_API
+#endif
+
+/* ---- Errors ---------------------------------------------------------------
+ * 0 is success; failures are negative CHAT_E* values. Each maps to the protocol's
+ * error code (PROTOCOL.md "Errors"), the REST status and a default sentence.
+ *   X(name, protocol code, HTTP status, default message) */
+#define CHAT_ERRNO_MAP(X)                                                                   \
+    X(UNAUTHORIZED, "unauthorized", 401, "sign in again: the token is missing or invalid")   \
+    X(FORBIDDEN, "forbidden", 403, "you are not allowed to do that")                         \
+    X(NOTFOUND, "not_found", 404, "no such resource")                                        \
+    X(INVAL, "invalid_payload", 400, "the request is malformed")                             \
+    X(TOOBIG, "payload_too_large", 413, "the payload is larger than the server accepts")     \
+    X(RATELIMIT, "rate_limited", 429, "too many requests; retry later")                      \
+    X(POLICY, "policy_rejected", 422, "refused by the server's policy")                      \
+    X(CONFLICT, "conflict", 409, "that already exists")                                      \
+    X(UNAVAIL, "unavailable", 503, "a backing store is unavailable; retry shortly")          \
+    X(INTERNAL, "internal", 500, "internal error; the server logged it")                     \
+    X(NOMEM, "internal", 500, "out of memory")
+
+typedef enum chat_errno {
+    CHAT_OK = 0,
+    CHAT__EFIRST = -1000,
+#define CHAT_ERRNO_ENUM(name, code, status, msg) CHAT_E##name,
+    CHAT_ERRNO_MAP(CHAT_ERRNO_ENUM)
+#undef CHAT_ERRNO_ENUM
+} chat_errno;
+
+/* Static strings; never NULL. Unknown values map to "internal". */
+CHAT_API const char *chat_strerror(int err); /* default sentence for people */
+CHAT_API const char *chat_errcode(int err);  /* protocol code, e.g. "rate_limited" */
+CHAT_API int chat_errstatus(int err);        /* REST status, e.g. 429 */
+
+/* ---- Configuration ----------------------------------------------------------
+ * Plain data; strings are owned by the config (chat_config_free releases them). */
+typedef struct chat_config {
+    char *listen;           /* "host:port", default "127.0.0.1:8080" */
+    char *data_dir;         /* default "./data" */
+    char *jwt_secret;       /* NULL: read or create <data_dir>/jwt_secret */
+    char *static_dir;       /* files served at /, NULL: none */
+    int ping_interval_ms;   /* Engine.IO pingInterval, default 25000 */
+    int ping_timeout_ms;    /* Engine.IO pingTimeout, default 20000 */
+    int max_payload;        /* Engine.IO maxPayload in bytes, default 1000000 */
+    int bcrypt_cost;        /* default 12 */
+    int token_ttl_s;        /* JWT lifetime, default 86400 */
+    int message_max_bytes;  /* content length limit, default 10000 */
+    char *log_level;        /* debug, info, warn, error; default info */
+} chat_config;
+
+/* Fills every field with its default (strings are copies). */
+CHAT_API int chat_config_init(chat_config *cfg);
+CHAT_API void chat_config_free(chat_config *cfg);
+/* Sets one option by its documented name ("listen", "ping_interval_ms", ...).
+ * Returns CHAT_EINVAL for an unknown name or a bad value. */
+CHAT_API int chat_config_set(chat_config *cfg, const char *name, const char *value);
+/* Applies every CHAT_<NAME> environment variable that is set. On failure stores the
+ * name of the offending variable in *bad (static storage) and returns CHAT_EINVAL. */
+CHAT_API int chat_config_from_env(chat_config *cfg, const char **bad);
+/* For --help: calls fn once per option with its name, environment variable and help. */
+CHAT_API void chat_config_describe(void (*fn)(const char *name, const char *env,
+                                              const char *def, const char *help, void *arg),
+                                   void *arg);
+
+/* ---- Runtime ---------------------------------------------------------------- */
+typedef struct chat_runtime chat_runtime;
+
+/* Creates a runtime bound to loop (borrowed; NULL makes and owns one). Copies cfg.
+ * Opens the store and listens; returns a CHAT_E* code on failure. */
+CHAT_API int chat_runtime_new(chat_runtime **out, uv_loop_t *loop, const chat_config *cfg);
+/* The loop the runtime runs on. */
+CHAT_API uv_loop_t *chat_runtime_loop(chat_runtime *rt);
+/* Runs the loop until chat_runtime_stop has finished; for runtimes that own their loop. */
+CHAT_API int chat_runtime_run(chat_runtime *rt);
+/* Graceful stop: closes listeners and connections, waits for pending store work.
+ * Safe to call from a signal watcher on the loop. */
+CHAT_API void chat_runtime_stop(chat_runtime *rt);
+/* Frees a stopped runtime (NULL-safe). */
+CHAT_API void chat_runtime_free(chat_runtime *rt);
+
+#endif

@@ -1,0 +1,32 @@
+/* auth.h: passwords (bcrypt via libxcrypt) and tokens (JWT via libjwt). */
+#ifndef CHAT_AUTH_H
+#define CHAT_AUTH_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+#define CHAT_HASH_MAX 128 /* bcrypt hashes are 60 bytes */
+
+/* Blocking (tens to hundreds of ms): call from the thread pool only.
+ * hash: "$2b$<cost>$..." into out. verify: 0 on match, CHAT_EUNAUTHORIZED on mismatch or a
+ * malformed hash; compares in constant time. */
+int chat__password_hash(const char *password, int cost, char out[CHAT_HASH_MAX]);
+int chat__password_verify(const char *password, const char *hash);
+
+/* Loop-side wrappers: run the above on the uv thread pool, then call cb on the loop.
+ * The password is copied. For hash, hash is the result (valid during cb). */
+typedef void (*chat_password_cb)(int status, const char *hash, void *arg);
+int chat__password_hash_async(uv_loop_t *loop, const char *password, int cost,
+                              chat_password_cb cb, void *arg);
+int chat__password_verify_async(uv_loop_t *loop, const char *password, const char *hash,
+                                chat_password_cb cb, void *arg);
+
+/* HS256 tokens with claims sub, iat, exp = now + ttl_s. *out is malloc'd. */
+int chat__jwt_sign(const char *secret, const char *sub, int64_t now_s, int ttl_s, char **out);
+/* 0 and the sub claim (a 24-hex id) copied into sub, or CHAT_EUNAUTHORIZED for anything
+ * else: malformed, alg other than HS256 (including "none"), bad signature, missing or
+ * past exp (exp <= now_s), missing or malformed sub. */
+int chat__jwt_verify(const char *secret, const char *token, int64_t now_s, char sub[25]);
+
+#endif

@@ -1,0 +1,161 @@
+#include <ctype.h>
+#include <errno.h>
+#include <limits.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "chat.h"
+#include "log.h"
+#include "rt.h"
+
+enum { OPT_STR, OPT_INT };
+
+typedef struct option_def {
+    const char *name;
+    const char *env;
+    int type;
+    size_t offset;
+    const char *def;
+    int min, max;
+    const char *help;
+} option_def;
+
+#define STR(field) OPT_STR, offsetof(chat_config, field)
+#define INT(field) OPT_INT, offsetof(chat_config, field)
+
+static const option_def options[] = {
+    {"listen", "CHAT_LISTEN", STR(listen), "127.0.0.1:8080", 0, 0,
+     "address and port to listen on (host:port; 0.0.0.0 for all interfaces)"},
+    {"data_dir", "CHAT_DATA_DIR", STR(data_dir), "./data", 0, 0,
+     "directory for the SQLite database and the generated JWT secret"},
+    {"jwt_secret", "CHAT_JWT_SECRET", STR(jwt_secret), NULL, 0, 0,
+     "HS256 signing secret (at least 32 bytes); unset: generated once into the data dir"},
+    {"static_dir", "CHAT_STATIC_DIR", STR(static_dir), NULL, 0, 0,
+     "directory of static files served at / (unset: none)"},
+    {"ping_interval_ms", "CHAT_PING_INTERVAL_MS", INT(ping_interval_ms), "25000", 50, 3600000,
+     "Engine.IO pingInterval: how often the server pings each client"},
+    {"ping_timeout_ms", "CHAT_PING_TIMEOUT_MS", INT(ping_timeout_ms), "20000", 50, 3600000,
+     "Engine.IO pingTimeout: how long a client has to answer a ping"},
+    {"max_payload", "CHAT_MAX_PAYLOAD", INT(max_payload), "1000000", 1024, 100000000,
+     "largest Engine.IO payload or HTTP body accepted, in bytes"},
+    {"bcrypt_cost", "CHAT_BCRYPT_COST", INT(bcrypt_cost), "12", 4, 31,
+     "bcrypt work factor for new password hashes"},
+    {"token_ttl_s", "CHAT_TOKEN_TTL_S", INT(token_ttl_s), "86400", 1, INT_MAX,
+     "lifetime of issued JWTs in seconds"},
+    {"message_max_bytes", "CHAT_MESSAGE_MAX_BYTES", INT(message_max_bytes), "10000", 1,
+     100000000, "largest message content accepted, in bytes"},
+    {"log_level", "CHAT_LOG_LEVEL", STR(log_level), "info", 0, 0,
+     "debug, info, warn or error"},
+};
+
+#define NOPTIONS (sizeof options / sizeof options[0])
+
+static int set_option(chat_config *cfg, const option_def *o, const char *value)
+{
+    void *field = (char *)cfg + o->offset;
+    if (o->type == OPT_STR) {
+        char *copy = value ? strdup(value) : NULL;
+        if (value && !copy) {
+            return CHAT_ENOMEM;
+        }
+        free(*(char **)field);
+        *(char **)field = copy;
+        return 0;
+    }
+    char *end;
+    errno = 0;
+    long n = strtol(value, &end, 10);
+    if (errno || end == value || *end || n < o->min || n > o->max) {
+        return CHAT_EINVAL;
+    }
+    *(int *)field = (int)n;
+    return 0;
+}
+
+int chat_config_init(chat_config *cfg)
+{
+    memset(cfg, 0, sizeof *cfg);
+    for (size_t i = 0; i < NOPTIONS; i++) {
+        if (options[i].def && set_option(cfg, &options[i], options[i].def)) {
+            chat_config_free(cfg);
+            return CHAT_ENOMEM;
+        }
+    }
+    return 0;
+}
+
+void chat_config_free(chat_config *cfg)
+{
+    for (size_t i = 0; i < NOPTIONS; i++) {
+        if (options[i].type == OPT_STR) {
+            char **field = (char **)((char *)cfg + options[i].offset);
+            free(*field);
+            *field = NULL;
+        }
+    }
+}
+
+int chat_config_set(chat_config *cfg, const char *name, const char *value)
+{
+    for (size_t i = 0; i < NOPTIONS; i++) {
+        if (strcmp(options[i].name, name) == 0) {
+            int rc = set_option(cfg, &options[i], value);
+            if (rc == 0 && strcmp(name, "log_level") == 0) {
+                rc = chat__log_set_level(value);
+            }
+            if (rc == 0 && strcmp(name, "listen") == 0) {
+                char host[128];
+                int port;
+                rc = chat__parse_listen(value, host, sizeof host, &port);
+            }
+            return rc;
+        }
+    }
+    return CHAT_EINVAL;
+}
+
+int chat_config_from_env(chat_config *cfg, const char **bad)
+{
+    for (size_t i = 0; i < NOPTIONS; i++) {
+        const char *v = getenv(options[i].env);
+        if (v && chat_config_set(cfg, options[i].name, v)) {
+            *bad = options[i].env;
+            return CHAT_EINVAL;
+        }
+    }
+    return 0;
+}
+
+void chat_config_describe(void (*fn)(const char *, const char *, const char *, const char *,
+                                     void *),
+                          void *arg)
+{
+    for (size_t i = 0; i < NOPTIONS; i++) {
+        fn(options[i].name, options[i].env, options[i].def, options[i].help, arg);
+    }
+}
+
+int chat__parse_listen(const char *s, char *host, size_t hostlen, int *port)
+{
+    const char *colon = strrchr(s, ':');
+    if (!colon || (size_t)(colon - s) >= hostlen) {
+        return CHAT_EINVAL;
+    }
+    const char *h = s;
+    size_t n = (size_t)(colon - s);
+    if (n >= 2 && h[0] == '[' && h[n - 1] == ']') { /* [::1]:8080 */
+        h++;
+        n -= 2;
+    }
+    memcpy(host, h, n);
+    host[n] = '\0';
+    char *end;
+    long p = strtol(colon + 1, &end, 10);
+    if (end == colon + 1 || *end || p < 0 || p > 65535) {
+        return CHAT_EINVAL;
+    }
+    *port = (int)p;
+    return 0;
+}

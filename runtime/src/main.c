@@ -1,0 +1,107 @@
+/* chatd: a thin program around libchatrt. Options come from CHAT_* environment variables,
+ * overridden by --name=value flags (the same names, with '-' or '_'). */
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "chat.h"
+
+static void print_option(const char *name, const char *env, const char *def, const char *help,
+                         void *arg)
+{
+    (void)arg;
+    char flag[64];
+    snprintf(flag, sizeof flag, "--%s", name);
+    for (char *p = flag + 2; *p; p++) {
+        if (*p == '_') {
+            *p = '-';
+        }
+    }
+    printf("  %-24s %-24s %s (default: %s)\n", flag, env, help, def ? def : "unset");
+}
+
+static void usage(void)
+{
+    printf("usage: chatd [--option=value ...]\n\n"
+           "An embeddable real-time chat server that speaks Socket.IO v4.\n\n"
+           "options (flag, environment variable, meaning):\n");
+    chat_config_describe(print_option, NULL);
+}
+
+static void on_signal(uv_signal_t *h, int signum)
+{
+    (void)signum;
+    chat_runtime_stop(h->data);
+    uv_close((uv_handle_t *)h, NULL);
+}
+
+int main(int argc, char **argv)
+{
+    chat_config cfg;
+    const char *bad = NULL;
+    if (chat_config_init(&cfg)) {
+        fprintf(stderr, "chatd: out of memory\n");
+        return 1;
+    }
+    if (chat_config_from_env(&cfg, &bad)) {
+        fprintf(stderr, "chatd: %s has an invalid value; see chatd --help\n", bad);
+        chat_config_free(&cfg);
+        return 2;
+    }
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+            usage();
+            chat_config_free(&cfg);
+            return 0;
+        }
+        char name[64];
+        const char *eq = strchr(argv[i], '=');
+        size_t n = eq ? (size_t)(eq - argv[i]) : 0;
+        if (strncmp(argv[i], "--", 2) != 0 || !eq || n - 2 >= sizeof name) {
+            fprintf(stderr, "chatd: unknown argument '%s'; see chatd --help\n", argv[i]);
+            chat_config_free(&cfg);
+            return 2;
+        }
+        memcpy(name, argv[i] + 2, n - 2);
+        name[n - 2] = '\0';
+        for (char *p = name; *p; p++) {
+            if (*p == '-') {
+                *p = '_';
+            }
+        }
+        if (chat_config_set(&cfg, name, eq + 1)) {
+            fprintf(stderr, "chatd: bad option '%s'; see chatd --help\n", argv[i]);
+            chat_config_free(&cfg);
+            return 2;
+        }
+    }
+
+    signal(SIGPIPE, SIG_IGN);
+    chat_runtime *rt;
+    int rc = chat_runtime_new(&rt, NULL, &cfg);
+    chat_config_free(&cfg);
+    if (rc) {
+        fprintf(stderr, "chatd: could not start: %s (see the log above)\n", chat_strerror(rc));
+        return 1;
+    }
+    uv_signal_t sigint, sigterm;
+    uv_signal_init(chat_runtime_loop(rt), &sigint);
+    uv_signal_init(chat_runtime_loop(rt), &sigterm);
+    sigint.data = sigterm.data = rt;
+    uv_signal_start(&sigint, on_signal, SIGINT);
+    uv_signal_start(&sigterm, on_signal, SIGTERM);
+    /* either signal stops the runtime; the other watcher must not keep the loop alive */
+    uv_unref((uv_handle_t *)&sigint);
+    uv_unref((uv_handle_t *)&sigterm);
+
+    chat_runtime_run(rt);
+    if (!uv_is_closing((uv_handle_t *)&sigint)) {
+        uv_close((uv_handle_t *)&sigint, NULL);
+    }
+    if (!uv_is_closing((uv_handle_t *)&sigterm)) {
+        uv_close((uv_handle_t *)&sigterm, NULL);
+    }
+    chat_runtime_free(rt);
+    return 0;
+}

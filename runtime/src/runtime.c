@@ -1,0 +1,225 @@
+/* runtime.c: the runtime's lifecycle: configuration, secrets, store, kv, bus, listener. */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "rt.h"
+
+#define JWT_SECRET_MIN 32
+
+static int copy_config(chat_config *dst, const chat_config *src)
+{
+    *dst = *src;
+    char **strs[] = {&dst->listen, &dst->data_dir, &dst->jwt_secret, &dst->static_dir,
+                     &dst->log_level};
+    for (size_t i = 0; i < sizeof strs / sizeof strs[0]; i++) {
+        if (*strs[i] && !(*strs[i] = strdup(*strs[i]))) {
+            for (size_t j = 0; j < i; j++) {
+                free(*strs[j]);
+            }
+            memset(dst, 0, sizeof *dst);
+            return CHAT_ENOMEM;
+        }
+    }
+    return 0;
+}
+
+static int make_dir(const char *path)
+{
+    if (mkdir(path, 0700) == 0 || errno == EEXIST) {
+        return 0;
+    }
+    chat__log(CHAT_LOG_ERROR, "data_dir_failed",
+              "cannot create the data directory; set CHAT_DATA_DIR to a writable path",
+              json_pack("{s:s,s:s}", "path", path, "error", strerror(errno)));
+    return CHAT_EINTERNAL;
+}
+
+/* The secret from the config, else <data_dir>/jwt_secret, created on first start. */
+static int load_jwt_secret(chat_runtime *rt)
+{
+    if (rt->cfg.jwt_secret) {
+        if (strlen(rt->cfg.jwt_secret) < JWT_SECRET_MIN) {
+            chat__log(CHAT_LOG_ERROR, "jwt_secret_too_short",
+                      "CHAT_JWT_SECRET must be at least 32 bytes; use a long random string",
+                      NULL);
+            return CHAT_EINVAL;
+        }
+        rt->jwt_secret = strdup(rt->cfg.jwt_secret);
+        return rt->jwt_secret ? 0 : CHAT_ENOMEM;
+    }
+    char path[4096];
+    snprintf(path, sizeof path, "%s/jwt_secret", rt->cfg.data_dir);
+    char buf[256];
+    FILE *f = fopen(path, "r");
+    if (f) {
+        size_t n = fread(buf, 1, sizeof buf - 1, f);
+        fclose(f);
+        while (n && (buf[n - 1] == '\n' || buf[n - 1] == '\r')) {
+            n--;
+        }
+        buf[n] = '\0';
+        if (n < JWT_SECRET_MIN) {
+            chat__log(CHAT_LOG_ERROR, "jwt_secret_too_short",
+                      "the stored JWT secret is shorter than 32 bytes; delete it to make a "
+                      "new one (this signs everyone out)",
+                      json_pack("{s:s}", "path", path));
+            return CHAT_EINVAL;
+        }
+        rt->jwt_secret = strdup(buf);
+        return rt->jwt_secret ? 0 : CHAT_ENOMEM;
+    }
+    uint8_t raw[32];
+    if (uv_random(NULL, NULL, raw, sizeof raw, 0, NULL)) {
+        return CHAT_EINTERNAL;
+    }
+    for (size_t i = 0; i < sizeof raw; i++) {
+        snprintf(buf + 2 * i, 3, "%02x", raw[i]);
+    }
+    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL, 0600);
+    if (fd < 0 || write(fd, buf, 64) != 64 || close(fd) != 0) {
+        chat__log(CHAT_LOG_ERROR, "jwt_secret_write_failed",
+                  "cannot write the generated JWT secret; check the data directory",
+                  json_pack("{s:s,s:s}", "path", path, "error", strerror(errno)));
+        return CHAT_EINTERNAL;
+    }
+    chat__log(CHAT_LOG_WARN, "jwt_secret_generated",
+              "generated a JWT secret and kept it in the data dir; set CHAT_JWT_SECRET to "
+              "share one secret between nodes",
+              json_pack("{s:s}", "path", path));
+    rt->jwt_secret = strdup(buf);
+    return rt->jwt_secret ? 0 : CHAT_ENOMEM;
+}
+
+static void make_dummy_hash(chat_runtime *rt)
+{
+    static const char abc[] = "./ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+    uint8_t r[53];
+    uv_random(NULL, NULL, r, sizeof r, 0, NULL);
+    int n = snprintf(rt->dummy_hash, sizeof rt->dummy_hash, "$2b$%02d$", rt->cfg.bcrypt_cost);
+    for (size_t i = 0; i < sizeof r; i++) {
+        rt->dummy_hash[n + i] = abc[r[i] & 63];
+    }
+    /* the last salt character must carry no spare bits */
+    rt->dummy_hash[n + 21] = '.';
+    rt->dummy_hash[n + 53] = '\0';
+}
+
+int chat_runtime_new(chat_runtime **out, uv_loop_t *loop, const chat_config *cfg)
+{
+    int rc;
+    chat_runtime *rt = calloc(1, sizeof *rt);
+    if (!rt) {
+        return CHAT_ENOMEM;
+    }
+    if ((rc = copy_config(&rt->cfg, cfg))) {
+        free(rt);
+        return rc;
+    }
+    if (loop) {
+        rt->loop = loop;
+    } else {
+        if (uv_loop_init(&rt->own_loop)) {
+            chat_config_free(&rt->cfg);
+            free(rt);
+            return CHAT_EINTERNAL;
+        }
+        rt->loop = &rt->own_loop;
+        rt->owns_loop = 1;
+    }
+    if (rt->cfg.log_level) {
+        chat__log_set_level(rt->cfg.log_level);
+    }
+    if ((rc = chat__parse_listen(rt->cfg.listen, rt->listen_host, sizeof rt->listen_host,
+                                 &rt->listen_port))) {
+        chat__log(CHAT_LOG_ERROR, "bad_listen", "CHAT_LISTEN must look like 127.0.0.1:8080",
+                  json_pack("{s:s}", "listen", rt->cfg.listen));
+        goto fail;
+    }
+    make_dummy_hash(rt);
+    rt->ping_frame = chat__frame_new("2", 1, 0);
+    rt->noop_frame = chat__frame_new("6", 1, 0);
+    if (!rt->ping_frame || !rt->noop_frame) {
+        rc = CHAT_ENOMEM;
+        goto fail;
+    }
+    if ((rc = make_dir(rt->cfg.data_dir)) || (rc = load_jwt_secret(rt))) {
+        goto fail;
+    }
+    if ((rc = chat__store_open(&rt->store, rt->loop, &chat__store_sqlite, rt->cfg.data_dir))) {
+        chat__log(CHAT_LOG_ERROR, "store_open_failed",
+                  "cannot open the SQLite store in the data directory",
+                  json_pack("{s:s,s:s}", "data_dir", rt->cfg.data_dir, "code",
+                            chat_errcode(rc)));
+        goto fail;
+    }
+    if ((rc = chat__kv_new(&rt->kv, rt->loop)) ||
+        (rc = chat__bus_new(&rt->bus, rt->loop, chat__domain_bus_message, rt)) ||
+        (rc = chat__bus_subscribe(rt->bus, "presence:updates"))) {
+        goto fail;
+    }
+    if ((rc = chat__net_start(rt))) {
+        goto fail;
+    }
+    chat__log(CHAT_LOG_INFO, "listening", "chatd is serving",
+              json_pack("{s:s,s:s,s:s}", "listen", rt->cfg.listen, "store", "sqlite",
+                        "data_dir", rt->cfg.data_dir));
+    *out = rt;
+    return 0;
+fail:
+    chat_runtime_free(rt);
+    return rc;
+}
+
+uv_loop_t *chat_runtime_loop(chat_runtime *rt) { return rt->loop; }
+
+int chat_runtime_run(chat_runtime *rt)
+{
+    uv_run(rt->loop, UV_RUN_DEFAULT);
+    return 0;
+}
+
+void chat_runtime_stop(chat_runtime *rt)
+{
+    if (rt->stopping) {
+        return;
+    }
+    rt->stopping = 1;
+    chat__log(CHAT_LOG_INFO, "stopping", "closing connections; pending writes finish first",
+              json_pack("{s:i}", "store_pending", chat__store_pending(rt->store)));
+    chat__sessions_close_all(rt);
+    chat__net_stop(rt);
+}
+
+void chat_runtime_free(chat_runtime *rt)
+{
+    if (!rt) {
+        return;
+    }
+    chat__net_stop(rt);
+    if (rt->owns_loop) {
+        uv_run(rt->loop, UV_RUN_DEFAULT); /* let pending work and closes finish */
+    }
+    chat__store_close(rt->store);
+    chat__kv_free(rt->kv);
+    chat__bus_free(rt->bus);
+    chat__map_free(&rt->sessions);
+    chat__map_free(&rt->users);
+    chat__map_free(&rt->rooms);
+    chat__frame_unref(rt->ping_frame);
+    chat__frame_unref(rt->noop_frame);
+    chat__buf_free(&rt->scratch);
+    chat__buf_free(&rt->pubbuf);
+    free(rt->jwt_secret);
+    chat_config_free(&rt->cfg);
+    if (rt->owns_loop) {
+        uv_run(rt->loop, UV_RUN_DEFAULT); /* the kv timer's close */
+        uv_loop_close(rt->loop);
+    }
+    free(rt);
+}

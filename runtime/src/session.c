@@ -1,0 +1,632 @@
+/* session.c: Engine.IO v4 sessions: handshake, the polling and websocket transports, the
+ * upgrade from one to the other, heartbeats and the outgoing queue. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "eio.h"
+#include "log.h"
+#include "rt.h"
+
+enum { TRANSPORT_POLLING, TRANSPORT_WEBSOCKET };
+
+/* A client that reads nothing while this many packets pile up is cut off, so one slow
+ * reader cannot make the server hold unbounded memory. */
+#define SESSION_QUEUE_MAX 100000
+
+struct chat_session {
+    chat_runtime *rt;
+    char sid[24];
+    int refs;
+    int closed;
+    int transport;
+    int awaiting_pong;
+    int overflow; /* the client fell too far behind: close it */
+    int upgrading; /* probe answered: polls are released at once so the client can pause */
+    chat_http_req *poll;  /* GET held open until there is something to send */
+    chat_ws_conn *ws;     /* the websocket transport, once in use */
+    chat_ws_conn *probe;  /* a websocket upgrading this polling session */
+    chat_frame **q;       /* ring of outgoing packets */
+    uint32_t qhead, qlen, qcap;
+    uv_timer_t timer;
+    char peer[64];
+    chat_sio_state sio;
+};
+
+chat_sio_state *chat__session_sio(chat_session *s) { return &s->sio; }
+chat_runtime *chat__session_rt(chat_session *s) { return s->rt; }
+
+/* Engine.IO's error answers over HTTP: 400 {"code":N,"message":"..."} */
+enum {
+    EIO_ERR_TRANSPORT = 0,
+    EIO_ERR_SID = 1,
+    EIO_ERR_METHOD = 2,
+    EIO_ERR_BAD = 3,
+    EIO_ERR_VERSION = 5,
+};
+static const char *const eio_err_msg[] = {
+    [EIO_ERR_TRANSPORT] = "Transport unknown",
+    [EIO_ERR_SID] = "Session ID unknown",
+    [EIO_ERR_METHOD] = "Bad handshake method",
+    [EIO_ERR_BAD] = "Bad request",
+    [EIO_ERR_VERSION] = "Unsupported protocol version",
+};
+
+static void eio_error(chat_http_req *req, int code)
+{
+    json_t *body = json_pack("{s:i,s:s}", "code", code, "message", eio_err_msg[code]);
+    chat__http_respond_json(req, 400, body);
+}
+
+chat_frame *chat__frame_new(const void *payload, size_t len, int binary)
+{
+    chat_frame *f = malloc(sizeof *f + LWS_PRE + len);
+    if (!f) {
+        return NULL;
+    }
+    f->refs = 1;
+    f->len = (uint32_t)len;
+    f->binary = (uint8_t)binary;
+    memcpy(f->data + LWS_PRE, payload, len);
+    return f;
+}
+
+void chat__frame_unref(chat_frame *f)
+{
+    if (f && --f->refs == 0) {
+        free(f);
+    }
+}
+
+/* ---- lifetime ---- */
+
+static void session_freed(uv_handle_t *h) { free(h->data); }
+
+static void session_unref(chat_session *s)
+{
+    if (--s->refs > 0) {
+        return;
+    }
+    while (s->qlen) {
+        chat__frame_unref(s->q[s->qhead]);
+        s->qhead = (s->qhead + 1) % s->qcap;
+        s->qlen--;
+    }
+    free(s->q);
+    uv_close((uv_handle_t *)&s->timer, session_freed);
+}
+
+static chat_frame *queue_pop(chat_session *s)
+{
+    chat_frame *f = s->q[s->qhead];
+    s->qhead = (s->qhead + 1) % s->qcap;
+    s->qlen--;
+    return f;
+}
+
+static int queue_push(chat_session *s, chat_frame *f)
+{
+    if (s->qlen == s->qcap) {
+        uint32_t cap = s->qcap ? s->qcap * 2 : 8;
+        chat_frame **q = malloc(cap * sizeof *q);
+        if (!q) {
+            return CHAT_ENOMEM;
+        }
+        for (uint32_t i = 0; i < s->qlen; i++) {
+            q[i] = s->q[(s->qhead + i) % s->qcap];
+        }
+        free(s->q);
+        s->q = q;
+        s->qhead = 0;
+        s->qcap = cap;
+    }
+    s->q[(s->qhead + s->qlen) % s->qcap] = chat__frame_ref(f);
+    s->qlen++;
+    return 0;
+}
+
+static void heartbeat_cb(uv_timer_t *t);
+
+/* ---- sending ---- */
+
+static void kick(chat_session *s)
+{
+    if (s->transport == TRANSPORT_WEBSOCKET) {
+        if (s->ws) {
+            lws_callback_on_writable(s->ws->wsi);
+        }
+    } else if (s->poll && s->poll->wsi) {
+        lws_callback_on_writable(s->poll->wsi);
+    }
+}
+
+void chat__session_send(chat_session *s, chat_frame *f)
+{
+    if (!f || s->closed || s->overflow) {
+        return;
+    }
+    /* Never closes here: callers may be walking a room's sockets. An overflowing session
+     * is closed from its own transport callback or heartbeat. */
+    if (s->qlen >= SESSION_QUEUE_MAX || queue_push(s, f)) {
+        s->overflow = 1;
+        chat__log(CHAT_LOG_WARN, "slow_client",
+                  "closing a client that stopped reading its messages",
+                  json_pack("{s:s,s:s}", "sid", s->sid, "peer", s->peer));
+        uv_timer_start(&s->timer, heartbeat_cb, 0, 0);
+        return;
+    }
+    s->rt->stats.frames_out++;
+    kick(s);
+}
+
+static void release_poll(chat_session *s, const char *packet)
+{
+    chat_http_req *req = s->poll;
+    if (!req) {
+        return;
+    }
+    s->poll = NULL;
+    req->poll_session = NULL;
+    chat__http_respond(req, 200, "text/plain; charset=UTF-8", packet, strlen(packet));
+    chat__http_req_unref(req);
+    session_unref(s);
+}
+
+void chat__eio_poll_writeable(chat_http_req *req)
+{
+    chat_session *s = req->poll_session;
+    if (!s || s->poll != req) {
+        return;
+    }
+    if (!s->qlen && !s->closed) {
+        return; /* woken for nothing: keep holding */
+    }
+    chat_buf *body = &s->rt->scratch;
+    chat__buf_reset(body);
+    int rc = 0;
+    while (s->qlen && !rc) {
+        chat_frame *f = queue_pop(s);
+        uint8_t *p = chat__frame_payload(f);
+        rc = f->binary ? chat__eio_payload_append(body, EIO_MESSAGE, p, f->len, 1)
+                       : chat__eio_payload_append(body, p[0] - '0', p + 1, f->len - 1, 0);
+        chat__frame_unref(f);
+    }
+    if (s->closed) {
+        rc = rc ? rc : chat__eio_payload_append(body, EIO_CLOSE, NULL, 0, 0);
+    }
+    s->poll = NULL;
+    req->poll_session = NULL;
+    if (rc) {
+        chat__http_respond_error(req, rc, NULL);
+    } else {
+        chat__http_respond(req, 200, "text/plain; charset=UTF-8", body->data, body->len);
+    }
+    chat__http_req_unref(req);
+    session_unref(s);
+}
+
+/* ---- heartbeat ---- */
+
+static void heartbeat_cb(uv_timer_t *t)
+{
+    chat_session *s = t->data;
+    if (s->overflow) {
+        chat__session_close(s, "slow client");
+        return;
+    }
+    if (s->awaiting_pong) {
+        chat__session_close(s, "ping timeout");
+        return;
+    }
+    s->awaiting_pong = 1;
+    chat__session_send(s, s->rt->ping_frame);
+    uv_timer_start(&s->timer, heartbeat_cb, (uint64_t)s->rt->cfg.ping_timeout_ms, 0);
+}
+
+/* ---- open and close ---- */
+
+static void make_sid(char out[24])
+{
+    static const char abc[] =
+        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    uint8_t r[20];
+    uv_random(NULL, NULL, r, sizeof r, 0, NULL);
+    for (int i = 0; i < 20; i++) {
+        out[i] = abc[r[i] & 63];
+    }
+    out[20] = '\0';
+}
+
+static chat_session *session_new(chat_runtime *rt, int transport, const char *peer)
+{
+    chat_session *s = calloc(1, sizeof *s);
+    if (!s) {
+        return NULL;
+    }
+    s->rt = rt;
+    s->refs = 1; /* the sessions map's */
+    s->transport = transport;
+    do {
+        make_sid(s->sid);
+    } while (chat__map_get(&rt->sessions, s->sid));
+    snprintf(s->peer, sizeof s->peer, "%s", peer ? peer : "");
+    if (chat__map_put(&rt->sessions, s->sid, s)) {
+        free(s);
+        return NULL;
+    }
+    uv_timer_init(rt->loop, &s->timer);
+    s->timer.data = s;
+    uv_timer_start(&s->timer, heartbeat_cb, (uint64_t)rt->cfg.ping_interval_ms, 0);
+    rt->stats.connections_total++;
+
+    char open[256];
+    snprintf(open, sizeof open,
+             "0{\"sid\":\"%s\",\"upgrades\":[%s],\"pingInterval\":%d,\"pingTimeout\":%d,"
+             "\"maxPayload\":%d}",
+             s->sid, transport == TRANSPORT_POLLING ? "\"websocket\"" : "",
+             rt->cfg.ping_interval_ms, rt->cfg.ping_timeout_ms, rt->cfg.max_payload);
+    chat_frame *f = chat__frame_new(open, strlen(open), 0);
+    if (!f || queue_push(s, f)) {
+        chat__frame_unref(f);
+        chat__session_close(s, "out of memory");
+        return NULL;
+    }
+    chat__frame_unref(f);
+    return s;
+}
+
+static void ws_close_conn(chat_ws_conn *c, int status)
+{
+    c->closing = 1;
+    c->close_status = status;
+    lws_callback_on_writable(c->wsi);
+}
+
+void chat__session_close(chat_session *s, const char *reason)
+{
+    if (s->closed) {
+        return;
+    }
+    s->closed = 1;
+    uv_timer_stop(&s->timer);
+    chat__map_del(&s->rt->sessions, s->sid);
+    s->refs++; /* keep s alive while the layers above let go */
+    chat__sock_session_closed(s, reason);
+    while (s->qlen) {
+        chat__frame_unref(queue_pop(s));
+    }
+    if (s->poll) {
+        release_poll(s, "1");
+    }
+    if (s->ws) {
+        ws_close_conn(s->ws, LWS_CLOSE_STATUS_NORMAL);
+    }
+    if (s->probe) {
+        ws_close_conn(s->probe, LWS_CLOSE_STATUS_NORMAL);
+    }
+    session_unref(s); /* the map's */
+    session_unref(s);
+}
+
+const char *chat__session_peer(chat_session *s) { return s->peer; }
+
+void chat__sessions_close_all(chat_runtime *rt)
+{
+    chat_session *s;
+    size_t i = 0;
+    while ((s = chat__map_next(&rt->sessions, &i))) {
+        chat__session_close(s, "server shutting down");
+        i = 0; /* the map changed */
+    }
+}
+
+/* ---- incoming packets, from either transport ---- */
+
+static int on_packet(chat_session *s, const eio_packet *p)
+{
+    switch (p->type) {
+    case EIO_PONG:
+        s->awaiting_pong = 0;
+        uv_timer_start(&s->timer, heartbeat_cb, (uint64_t)s->rt->cfg.ping_interval_ms, 0);
+        return 0;
+    case EIO_PING: {
+        chat_buf b = CHAT_BUF_INIT;
+        int rc = chat__buf_appendc(&b, '3') || chat__buf_append(&b, p->data, p->len);
+        chat_frame *f = rc ? NULL : chat__frame_new(b.data, b.len, 0);
+        chat__buf_free(&b);
+        chat__session_send(s, f);
+        chat__frame_unref(f);
+        return 0;
+    }
+    case EIO_MESSAGE:
+        if (chat__sock_on_message(s, p->data, p->len, p->binary)) {
+            s->rt->stats.bad_packets++;
+            chat__session_close(s, "parse error");
+            return -1;
+        }
+        return 0;
+    case EIO_CLOSE:
+        chat__session_close(s, "client close");
+        return -1;
+    case EIO_NOOP:
+        return 0;
+    default: /* open, or upgrade outside a probe */
+        s->rt->stats.bad_packets++;
+        chat__session_close(s, "parse error");
+        return -1;
+    }
+}
+
+static int on_polled_packet(const eio_packet *p, void *arg)
+{
+    chat_session *s = arg;
+    return s->closed ? -1 : on_packet(s, p);
+}
+
+static void client_address(chat_http_req *req, char *out, size_t len)
+{
+    out[0] = '\0';
+    if (req->wsi) {
+        lws_get_peer_simple(req->wsi, out, len);
+    }
+}
+
+void chat__eio_http(chat_http_req *req)
+{
+    chat_runtime *rt = req->rt;
+    char eio[8], transport[16], sid[32];
+    if (!chat__http_query(req, "EIO", eio, sizeof eio) || strcmp(eio, "4") != 0) {
+        eio_error(req, EIO_ERR_VERSION);
+        return;
+    }
+    if (!chat__http_query(req, "transport", transport, sizeof transport) ||
+        (strcmp(transport, "polling") != 0 && strcmp(transport, "websocket") != 0)) {
+        eio_error(req, EIO_ERR_TRANSPORT);
+        return;
+    }
+    if (strcmp(transport, "polling") != 0) {
+        eio_error(req, EIO_ERR_BAD); /* a websocket request without the upgrade */
+        return;
+    }
+    if (!chat__http_query(req, "sid", sid, sizeof sid)) {
+        if (req->method != CHAT_HTTP_GET) {
+            eio_error(req, EIO_ERR_METHOD);
+            return;
+        }
+        if (rt->stopping) {
+            chat__http_respond_error(req, CHAT_EUNAVAIL, "the server is shutting down");
+            return;
+        }
+        char peer[64];
+        client_address(req, peer, sizeof peer);
+        chat_session *s = session_new(rt, TRANSPORT_POLLING, peer);
+        if (!s) {
+            chat__http_respond_error(req, CHAT_ENOMEM, NULL);
+            return;
+        }
+        /* the open packet is queued: answer with it now */
+        s->poll = req;
+        req->poll_session = s;
+        chat__http_req_ref(req);
+        s->refs++;
+        chat__eio_poll_writeable(req);
+        return;
+    }
+    chat_session *s = chat__map_get(&rt->sessions, sid);
+    if (!s) {
+        eio_error(req, EIO_ERR_SID);
+        return;
+    }
+    if (s->transport != TRANSPORT_POLLING) {
+        eio_error(req, EIO_ERR_BAD);
+        return;
+    }
+    if (req->method == CHAT_HTTP_GET) {
+        if (s->poll) {
+            /* two polls at once is a broken client: Engine.IO closes the session */
+            eio_error(req, EIO_ERR_BAD);
+            chat__session_close(s, "overlapping polls");
+            return;
+        }
+        s->poll = req;
+        req->poll_session = s;
+        chat__http_req_ref(req);
+        s->refs++;
+        if (req->wsi) {
+            lws_set_timeout(req->wsi, NO_PENDING_TIMEOUT, 0);
+        }
+        if (s->upgrading && !s->qlen) {
+            chat__session_send(s, s->rt->noop_frame);
+        }
+        if (s->qlen) {
+            kick(s);
+        }
+        return;
+    }
+    if (req->method != CHAT_HTTP_POST) {
+        eio_error(req, EIO_ERR_BAD);
+        return;
+    }
+    s->refs++;
+    int rc = chat__eio_decode_payload(req->body.data, req->body.len, on_polled_packet, s);
+    if (rc == CHAT_EINVAL) {
+        s->rt->stats.bad_packets++;
+        eio_error(req, EIO_ERR_BAD);
+        chat__session_close(s, "parse error");
+    } else if (rc && s->closed) {
+        eio_error(req, EIO_ERR_BAD);
+    } else {
+        chat__http_respond(req, 200, "text/html", "ok", 2);
+    }
+    session_unref(s);
+}
+
+void chat__http_closed(chat_http_req *req)
+{
+    chat_session *s = req->poll_session;
+    if (s && s->poll == req) {
+        /* Engine.IO ends a session whose poll was cut short */
+        s->poll = NULL;
+        req->poll_session = NULL;
+        chat__http_req_unref(req);
+        chat__session_close(s, "transport close");
+        session_unref(s);
+    }
+}
+
+/* ---- the websocket transport ---- */
+
+void chat__ws_established(chat_ws_conn *c)
+{
+    chat_runtime *rt = c->rt;
+    if (c->bad_request || rt->stopping) {
+        ws_close_conn(c, LWS_CLOSE_STATUS_POLICY_VIOLATION);
+        return;
+    }
+    char peer[64] = "";
+    lws_get_peer_simple(c->wsi, peer, sizeof peer);
+    if (!c->sid[0]) {
+        chat_session *s = session_new(rt, TRANSPORT_WEBSOCKET, peer);
+        if (!s) {
+            ws_close_conn(c, LWS_CLOSE_STATUS_UNEXPECTED_CONDITION);
+            return;
+        }
+        s->ws = c;
+        c->session = s;
+        s->refs++;
+        kick(s);
+        return;
+    }
+    chat_session *s = chat__map_get(&rt->sessions, c->sid);
+    if (!s || s->transport != TRANSPORT_POLLING || s->probe) {
+        ws_close_conn(c, LWS_CLOSE_STATUS_POLICY_VIOLATION);
+        return;
+    }
+    s->probe = c;
+    c->probe = 1;
+    c->session = s;
+    s->refs++;
+}
+
+static void on_probe_packet(chat_ws_conn *c, const eio_packet *p)
+{
+    chat_session *s = c->session;
+    if (p->type == EIO_PING && p->len == 5 && memcmp(p->data, "probe", 5) == 0) {
+        c->probe_reply = 1;
+        lws_callback_on_writable(c->wsi);
+        /* the client pauses polling before it upgrades: its pending poll must return */
+        s->upgrading = 1;
+        if (s->poll && !s->qlen) {
+            chat__session_send(s, s->rt->noop_frame);
+        }
+        return;
+    }
+    if (p->type == EIO_UPGRADE) {
+        s->probe = NULL;
+        c->probe = 0;
+        s->ws = c;
+        s->transport = TRANSPORT_WEBSOCKET;
+        /* what is queued now goes out on the websocket, in order */
+        release_poll(s, "6");
+        kick(s);
+        return;
+    }
+    ws_close_conn(c, LWS_CLOSE_STATUS_PROTOCOL_ERR);
+}
+
+void chat__ws_receive(chat_ws_conn *c, const void *in, size_t len, int first, int final,
+                      int binary)
+{
+    if (c->closing || !c->session) {
+        return;
+    }
+    if (first) {
+        chat__buf_reset(&c->rx);
+        c->rx_binary = binary;
+    }
+    if (c->rx.len + len > (size_t)c->rt->cfg.max_payload) {
+        chat__buf_free(&c->rx);
+        chat__session_close(c->session, "payload too large");
+        ws_close_conn(c, LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE);
+        return;
+    }
+    if (chat__buf_append(&c->rx, in, len)) {
+        chat__session_close(c->session, "out of memory");
+        return;
+    }
+    if (!final) {
+        return;
+    }
+    eio_packet p;
+    chat_session *s = c->session;
+    if (chat__eio_decode_frame(c->rx.data, c->rx.len, c->rx_binary, &p)) {
+        c->rt->stats.bad_packets++;
+        chat__session_close(s, "parse error");
+        ws_close_conn(c, LWS_CLOSE_STATUS_PROTOCOL_ERR);
+        return;
+    }
+    s->refs++;
+    if (c->probe) {
+        on_probe_packet(c, &p);
+    } else {
+        on_packet(s, &p);
+    }
+    session_unref(s);
+    if (c->rx.cap > 65536) {
+        chat__buf_free(&c->rx); /* don't keep a big buffer for an idle socket */
+    } else {
+        chat__buf_reset(&c->rx);
+    }
+}
+
+int chat__ws_writeable(chat_ws_conn *c)
+{
+    if (c->closing) {
+        lws_close_reason(c->wsi, (enum lws_close_status)c->close_status, NULL, 0);
+        return -1;
+    }
+    if (c->probe_reply) {
+        uint8_t buf[LWS_PRE + 8];
+        memcpy(buf + LWS_PRE, "3probe", 6);
+        c->probe_reply = 0;
+        if (lws_write(c->wsi, buf + LWS_PRE, 6, LWS_WRITE_TEXT) < 6) {
+            return -1;
+        }
+        if (c->session && c->session->ws == c && c->session->qlen) {
+            lws_callback_on_writable(c->wsi);
+        }
+        return 0;
+    }
+    chat_session *s = c->session;
+    if (!s || s->ws != c || !s->qlen) {
+        return 0;
+    }
+    chat_frame *f = queue_pop(s);
+    int n = lws_write(c->wsi, chat__frame_payload(f), f->len,
+                      f->binary ? LWS_WRITE_BINARY : LWS_WRITE_TEXT);
+    chat__frame_unref(f);
+    if (n < 0) {
+        return -1;
+    }
+    if (s->qlen) {
+        lws_callback_on_writable(c->wsi);
+    }
+    return 0;
+}
+
+void chat__ws_closed(chat_ws_conn *c)
+{
+    chat__buf_free(&c->rx);
+    chat_session *s = c->session;
+    if (!s) {
+        return;
+    }
+    c->session = NULL;
+    if (s->ws == c) {
+        s->ws = NULL;
+        chat__session_close(s, "transport close");
+    } else if (s->probe == c) {
+        s->probe = NULL;
+    }
+    session_unref(s);
+}

@@ -1,0 +1,1049 @@
+/* store_sqlite.c: the embedded store, one SQLite file (<data dir>/chatd.db) in WAL mode.
+ *
+ * One connection behind one mutex. Calls come from several pool threads at once, but SQLite
+ * has a single writer anyway, so more connections would only trade the mutex for
+ * SQLITE_BUSY retries on the write-heavy message path. Statements are prepared once at open
+ * and reset at the end of every call: a statement left mid-step would hold a read snapshot
+ * and keep WAL checkpoints from finishing. */
+#include <errno.h>
+#include <limits.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <uv.h>
+
+#include "chat.h"
+#include "log.h"
+#include "store.h"
+
+#define SQ_FILE "chatd.db"
+#define SQ_SCHEMA_VERSION 1
+#define SQ_BUSY_TIMEOUT_MS 5000
+#define SQ_PAGE_DEFAULT 50
+#define SQ_PAGE_MAX 1000
+#define SQ_MAX_FIELDS 12
+
+/* Mirrors the seed's MongoDB collections and indexes. Emails and usernames are unique
+ * case-insensitively (NOCASE folds ASCII only). JSON members are stored as JSON text. */
+static const char sq_schema[] =
+    "CREATE TABLE IF NOT EXISTS users ("
+    " id TEXT NOT NULL PRIMARY KEY,"
+    " email TEXT NOT NULL COLLATE NOCASE UNIQUE,"
+    " username TEXT NOT NULL COLLATE NOCASE UNIQUE,"
+    " password_hash TEXT NOT NULL,"
+    " status TEXT NOT NULL DEFAULT 'offline',"
+    " last_seen INTEGER,"
+    " avatar TEXT,"
+    " created_at INTEGER NOT NULL);"
+    "CREATE TABLE IF NOT EXISTS rooms ("
+    " id TEXT NOT NULL PRIMARY KEY,"
+    " name TEXT,"
+    " type TEXT NOT NULL,"
+    " admin TEXT,"
+    " settings TEXT NOT NULL DEFAULT '{}',"
+    " created_at INTEGER NOT NULL);"
+    /* rowid order is join order: a new rowid is always above every live one */
+    "CREATE TABLE IF NOT EXISTS room_participants ("
+    " room_id TEXT NOT NULL REFERENCES rooms(id) ON DELETE CASCADE,"
+    " user_id TEXT NOT NULL,"
+    " joined_at INTEGER NOT NULL,"
+    " PRIMARY KEY (room_id, user_id));"
+    "CREATE INDEX IF NOT EXISTS room_participants_user ON room_participants(user_id);"
+    "CREATE TABLE IF NOT EXISTS messages ("
+    " id TEXT NOT NULL PRIMARY KEY,"
+    " room_id TEXT NOT NULL REFERENCES rooms(id) ON DELETE CASCADE,"
+    " sender_id TEXT NOT NULL,"
+    " content TEXT NOT NULL,"
+    " attachments TEXT NOT NULL DEFAULT '[]',"
+    " reactions TEXT NOT NULL DEFAULT '{}',"
+    " client_msg_id TEXT,"
+    " created_at INTEGER NOT NULL,"
+    " updated_at INTEGER NOT NULL);"
+    "CREATE INDEX IF NOT EXISTS messages_room_time ON messages(room_id, created_at, id);"
+    "CREATE INDEX IF NOT EXISTS messages_sender ON messages(sender_id);"
+    "CREATE UNIQUE INDEX IF NOT EXISTS messages_client_msg ON messages(sender_id, client_msg_id)"
+    " WHERE client_msg_id IS NOT NULL;";
+
+#define USER_COLS "id, email, username, password_hash, status, last_seen, avatar, created_at"
+#define ROOM_COLS "r.id, r.name, r.type, r.admin, r.settings, r.created_at"
+#define MSG_COLS                                                                            \
+    "id, room_id, sender_id, content, attachments, reactions, client_msg_id, created_at, " \
+    "updated_at"
+
+/* Every statement, prepared once at open. X(name, sql) */
+#define SQ_STMT_MAP(X)                                                                      \
+    X(BEGIN, "BEGIN IMMEDIATE")                                                             \
+    X(COMMIT, "COMMIT")                                                                     \
+    X(ROLLBACK, "ROLLBACK")                                                                 \
+    X(PING, "SELECT count(*) FROM sqlite_schema")                                           \
+    X(USER_INSERT, "INSERT INTO users (id, email, username, password_hash, status, avatar," \
+                   " created_at) VALUES (?1, ?2, ?3, ?4, coalesce(?5, 'offline'), ?6, ?7)")  \
+    X(USER_GET, "SELECT " USER_COLS " FROM users WHERE id = ?1")                            \
+    X(USER_BY_LOGIN, "SELECT " USER_COLS " FROM users WHERE email = ?1 OR username = ?1"    \
+                     " ORDER BY email = ?1 DESC LIMIT 1")                                   \
+    X(USER_SET_SEEN, "UPDATE users SET last_seen = ?2, status = coalesce(?3, status)"      \
+                     " WHERE id = ?1")                                                      \
+    X(ROOM_INSERT, "INSERT INTO rooms (id, name, type, admin, settings, created_at)"       \
+                   " VALUES (?1, ?2, ?3, ?4, coalesce(?5, '{}'), ?6)")                      \
+    X(ROOM_GET, "SELECT " ROOM_COLS " FROM rooms r WHERE r.id = ?1")                        \
+    X(ROOM_MEMBERS, "SELECT user_id FROM room_participants WHERE room_id = ?1"             \
+                    " ORDER BY rowid")                                                      \
+    X(MEMBER_ADD, "INSERT INTO room_participants (room_id, user_id, joined_at)"            \
+                  " VALUES (?1, ?2, ?3) ON CONFLICT (room_id, user_id) DO NOTHING")         \
+    X(MEMBER_DEL, "DELETE FROM room_participants WHERE room_id = ?1 AND user_id = ?2")     \
+    X(ROOMS_FOR_USER, "SELECT " ROOM_COLS " FROM room_participants p"                      \
+                      " JOIN rooms r ON r.id = p.room_id WHERE p.user_id = ?1"              \
+                      " ORDER BY r.created_at DESC, r.id DESC")                             \
+    X(MSG_INSERT, "INSERT INTO messages (id, room_id, sender_id, content, attachments,"    \
+                  " reactions, client_msg_id, created_at, updated_at) VALUES (?1, ?2, ?3,"  \
+                  " ?4, coalesce(?5, '[]'), coalesce(?6, '{}'), ?7, ?8, coalesce(?9, ?8))") \
+    X(MSG_GET, "SELECT " MSG_COLS " FROM messages WHERE id = ?1")                           \
+    X(MSG_BY_CLIENT_ID, "SELECT " MSG_COLS " FROM messages"                                \
+                        " WHERE sender_id = ?1 AND client_msg_id = ?2")                     \
+    X(MSG_POSITION, "SELECT created_at, id FROM messages WHERE id = ?1 AND room_id = ?2")  \
+    X(MSG_PAGE, "SELECT " MSG_COLS " FROM messages WHERE room_id = ?1"                     \
+                " ORDER BY created_at DESC, id DESC LIMIT ?2")                              \
+    X(MSG_PAGE_BEFORE, "SELECT " MSG_COLS " FROM messages WHERE room_id = ?1"              \
+                       " AND (created_at, id) < (?2, ?3)"                                   \
+                       " ORDER BY created_at DESC, id DESC LIMIT ?4")
+
+enum {
+#define SQ_STMT_ENUM(name, sql) SQ_##name,
+    SQ_STMT_MAP(SQ_STMT_ENUM)
+#undef SQ_STMT_ENUM
+    SQ_NSTMTS
+};
+
+static const char *const sq_sql[SQ_NSTMTS] = {
+#define SQ_STMT_SQL(name, sql) sql,
+    SQ_STMT_MAP(SQ_STMT_SQL)
+#undef SQ_STMT_SQL
+};
+
+_Static_assert(SQ_NSTMTS <= 64, "the used-statement mask is 64 bits");
+
+typedef struct sq_store {
+    sqlite3 *db;
+    uv_mutex_t lock; /* one call at a time on the connection */
+    sqlite3_stmt *stmt[SQ_NSTMTS];
+    uint64_t used;      /* statements touched by the current call, reset when it ends */
+    const char *op;     /* the current call, for the log */
+    char conflict[160]; /* message of the last UNIQUE failure, to name the field */
+} sq_store;
+
+/* ---- errors ---- */
+
+typedef struct sq_errmap {
+    int rc; /* an extended code, or a primary code matching all its extended codes */
+    int err;
+} sq_errmap;
+
+/* First match wins, so extended codes come before their primary code. */
+static const sq_errmap sq_errors[] = {
+    {SQLITE_CONSTRAINT_UNIQUE, CHAT_ECONFLICT},
+    {SQLITE_CONSTRAINT_PRIMARYKEY, CHAT_ECONFLICT},
+    {SQLITE_CONSTRAINT_FOREIGNKEY, CHAT_ENOTFOUND}, /* a message or member for no room */
+    {SQLITE_CONSTRAINT, CHAT_EINVAL},
+    {SQLITE_BUSY, CHAT_EUNAVAIL},
+    {SQLITE_LOCKED, CHAT_EUNAVAIL},
+    {SQLITE_IOERR, CHAT_EUNAVAIL},
+    {SQLITE_FULL, CHAT_EUNAVAIL},
+    {SQLITE_CANTOPEN, CHAT_EUNAVAIL},
+    {SQLITE_READONLY, CHAT_EUNAVAIL},
+    {SQLITE_PROTOCOL, CHAT_EUNAVAIL},
+    {SQLITE_NOMEM, CHAT_ENOMEM},
+    {SQLITE_TOOBIG, CHAT_ETOOBIG},
+};
+
+/* SQLite names the index columns in the message ("UNIQUE constraint failed: users.email");
+ * the text has been stable since 3.8 and is the only place that says which index fired. */
+static const struct {
+    const char *needle;
+    const char *field;
+} sq_conflict_fields[] = {
+    {"users.email", "email"},
+    {"users.username", "username"},
+    {"client_msg_id", "clientMsgId"},
+    {".id", "id"},
+};
+
+/* Maps a SQLite failure to CHAT_E*; logs the ones that are not an ordinary answer. */
+static int sq_error(sq_store *st, int rc, const char *sql)
+{
+    int err = CHAT_EINTERNAL;
+    const char *msg = st->db ? sqlite3_errmsg(st->db) : sqlite3_errstr(rc);
+
+    for (size_t i = 0; i < sizeof sq_errors / sizeof sq_errors[0]; i++) {
+        if (sq_errors[i].rc == rc || sq_errors[i].rc == (rc & 0xff)) {
+            err = sq_errors[i].err;
+            break;
+        }
+    }
+    if (err == CHAT_ECONFLICT) {
+        snprintf(st->conflict, sizeof st->conflict, "%s", msg);
+    } else if (err != CHAT_ENOTFOUND) {
+        chat__log(CHAT_LOG_ERROR, "store_error",
+                  "a SQLite statement failed; the store call reports an error",
+                  json_pack("{s:s,s:s?,s:i,s:s,s:s?}", "backend", "sqlite", "op", st->op,
+                            "code", rc, "error", msg, "sql", sql));
+    }
+    return err;
+}
+
+static json_t *sq_conflict_result(const sq_store *st)
+{
+    const char *field = "id";
+    for (size_t i = 0; i < sizeof sq_conflict_fields / sizeof sq_conflict_fields[0]; i++) {
+        if (strstr(st->conflict, sq_conflict_fields[i].needle)) {
+            field = sq_conflict_fields[i].field;
+            break;
+        }
+    }
+    return json_pack("{s:s}", "field", field);
+}
+
+/* ---- statements ---- */
+
+static sqlite3_stmt *sq_stmt(sq_store *st, int id)
+{
+    sqlite3_stmt *stmt = st->stmt[id];
+    st->used |= UINT64_C(1) << id;
+    sqlite3_reset(stmt);
+    sqlite3_clear_bindings(stmt);
+    return stmt;
+}
+
+/* Steps once: 1 for a row, 0 when done, or a CHAT_E* code. */
+static int sq_step(sq_store *st, sqlite3_stmt *stmt)
+{
+    int rc = sqlite3_step(stmt);
+    if (rc == SQLITE_ROW) {
+        return 1;
+    }
+    if (rc == SQLITE_DONE) {
+        return 0;
+    }
+    return sq_error(st, rc, sqlite3_sql(stmt));
+}
+
+/* Runs a statement that returns no rows. */
+static int sq_run(sq_store *st, int id)
+{
+    int rc = sq_step(st, sq_stmt(st, id));
+    return rc < 0 ? rc : 0;
+}
+
+/* Binds vals[i] to parameter i + 1 by JSON type; NULL binds SQL NULL, and arrays and objects
+ * bind as compact JSON text. Strings keep their length so an embedded NUL survives. */
+static int sq_bind(sq_store *st, sqlite3_stmt *stmt, json_t *const *vals, int n)
+{
+    int rc = SQLITE_OK;
+
+    for (int i = 0; i < n && rc == SQLITE_OK; i++) {
+        json_t *v = vals[i];
+        char *text;
+        switch (v ? json_typeof(v) : JSON_NULL) {
+        case JSON_STRING:
+            if (json_string_length(v) > INT_MAX) {
+                rc = SQLITE_TOOBIG;
+                break;
+            }
+            rc = sqlite3_bind_text(stmt, i + 1, json_string_value(v),
+                                   (int)json_string_length(v), SQLITE_STATIC);
+            break;
+        case JSON_INTEGER:
+            rc = sqlite3_bind_int64(stmt, i + 1, json_integer_value(v));
+            break;
+        case JSON_REAL:
+            rc = sqlite3_bind_double(stmt, i + 1, json_real_value(v));
+            break;
+        case JSON_TRUE:
+        case JSON_FALSE:
+            rc = sqlite3_bind_int(stmt, i + 1, json_is_true(v));
+            break;
+        case JSON_OBJECT:
+        case JSON_ARRAY:
+            text = json_dumps(v, JSON_COMPACT | JSON_PRESERVE_ORDER);
+            if (!text) {
+                rc = SQLITE_NOMEM;
+                break;
+            }
+            rc = sqlite3_bind_text(stmt, i + 1, text, -1, SQLITE_TRANSIENT);
+            free(text);
+            break;
+        default:
+            rc = sqlite3_bind_null(stmt, i + 1);
+            break;
+        }
+    }
+    return rc == SQLITE_OK ? 0 : sq_error(st, rc, sqlite3_sql(stmt));
+}
+
+/* ---- arguments: each op's fields, checked and in bind order ---- */
+
+enum {
+    F_STR = 1u << JSON_STRING,
+    F_INT = 1u << JSON_INTEGER,
+    F_OBJ = 1u << JSON_OBJECT,
+    F_ARR = 1u << JSON_ARRAY,
+    F_OPT = 1u << 16, /* may be missing or null: binds NULL */
+};
+
+typedef struct sq_field {
+    const char *key;
+    unsigned types;
+} sq_field;
+
+#define NFIELDS(f) ((int)(sizeof(f) / sizeof((f)[0])))
+
+/* Fills vals from arg in the order of fields; CHAT_EINVAL on a missing or mistyped one. */
+static int sq_args(json_t *arg, const sq_field *fields, int n, json_t **vals)
+{
+    if (!json_is_object(arg) || n > SQ_MAX_FIELDS) {
+        return CHAT_EINVAL;
+    }
+    for (int i = 0; i < n; i++) {
+        json_t *v = json_object_get(arg, fields[i].key);
+        if (!v || json_is_null(v)) {
+            if (!(fields[i].types & F_OPT)) {
+                return CHAT_EINVAL;
+            }
+            v = NULL;
+        } else if (!(fields[i].types & (1u << json_typeof(v)))) {
+            return CHAT_EINVAL;
+        }
+        vals[i] = v;
+    }
+    return 0;
+}
+
+static const sq_field f_id[] = {{"id", F_STR}};
+static const sq_field f_login[] = {{"login", F_STR}};
+static const sq_field f_user_id[] = {{"userId", F_STR}};
+static const sq_field f_member[] = {{"roomId", F_STR}, {"userId", F_STR}};
+static const sq_field f_user_create[] = {
+    {"id", F_STR},       {"email", F_STR},           {"username", F_STR},
+    {"passwordHash", F_STR}, {"status", F_STR | F_OPT}, {"avatar", F_STR | F_OPT},
+    {"createdAt", F_INT},
+};
+static const sq_field f_user_seen[] = {
+    {"id", F_STR}, {"lastSeen", F_INT | F_OPT}, {"status", F_STR | F_OPT}};
+static const sq_field f_room_create[] = {
+    {"id", F_STR},    {"name", F_STR | F_OPT},     {"type", F_STR},
+    {"admin", F_STR | F_OPT}, {"settings", F_OBJ | F_OPT}, {"createdAt", F_INT},
+};
+static const sq_field f_message[] = {
+    {"id", F_STR},
+    {"roomId", F_STR},
+    {"senderId", F_STR},
+    {"content", F_STR},
+    {"attachments", F_ARR | F_OPT},
+    {"reactions", F_OBJ | F_OPT},
+    {"clientMsgId", F_STR | F_OPT},
+    {"createdAt", F_INT},
+    {"updatedAt", F_INT | F_OPT},
+};
+static const sq_field f_page[] = {
+    {"roomId", F_STR}, {"before", F_STR | F_OPT}, {"limit", F_INT | F_OPT}};
+
+/* ---- rows: each object's members in column order ---- */
+
+enum { C_PLAIN, C_OBJECT, C_ARRAY, C_LATER };
+
+typedef struct sq_col {
+    const char *key;
+    int kind; /* C_OBJECT, C_ARRAY: JSON text; C_LATER: no column, filled in by the caller */
+} sq_col;
+
+static const sq_col user_cols[] = {
+    {"id", C_PLAIN},     {"email", C_PLAIN},    {"username", C_PLAIN}, {"passwordHash", C_PLAIN},
+    {"status", C_PLAIN}, {"lastSeen", C_PLAIN}, {"avatar", C_PLAIN},   {"createdAt", C_PLAIN},
+};
+static const sq_col room_cols[] = {
+    {"id", C_PLAIN},    {"name", C_PLAIN},     {"type", C_PLAIN},      {"participants", C_LATER},
+    {"admin", C_PLAIN}, {"settings", C_OBJECT}, {"createdAt", C_PLAIN},
+};
+static const sq_col msg_cols[] = {
+    {"id", C_PLAIN},          {"roomId", C_PLAIN},      {"senderId", C_PLAIN},
+    {"content", C_PLAIN},     {"attachments", C_ARRAY}, {"reactions", C_OBJECT},
+    {"clientMsgId", C_PLAIN}, {"createdAt", C_PLAIN},   {"updatedAt", C_PLAIN},
+};
+
+static json_t *sq_column(sqlite3_stmt *stmt, int i, int kind)
+{
+    int type = sqlite3_column_type(stmt, i);
+    if (type == SQLITE_NULL) {
+        return kind == C_OBJECT ? json_object() : kind == C_ARRAY ? json_array() : json_null();
+    }
+    if (type == SQLITE_INTEGER && kind == C_PLAIN) {
+        return json_integer(sqlite3_column_int64(stmt, i));
+    }
+    if (type != SQLITE_TEXT) {
+        return NULL; /* the schema stores nothing else: the row is corrupt */
+    }
+    const char *text = (const char *)sqlite3_column_text(stmt, i);
+    size_t len = (size_t)sqlite3_column_bytes(stmt, i);
+    if (!text) {
+        return NULL;
+    }
+    if (kind == C_PLAIN) {
+        return json_stringn(text, len);
+    }
+    json_t *v = json_loadb(text, len, 0, NULL);
+    if (v && json_typeof(v) != (kind == C_OBJECT ? JSON_OBJECT : JSON_ARRAY)) {
+        json_decref(v);
+        v = NULL;
+    }
+    return v;
+}
+
+/* The current row as an object; NULL on out-of-memory or a corrupt JSON column. */
+static json_t *sq_row(sq_store *st, sqlite3_stmt *stmt, const sq_col *cols, int n)
+{
+    json_t *obj = json_object();
+    int col = 0;
+
+    if (!obj) {
+        goto fail;
+    }
+    for (int i = 0; i < n; i++) {
+        json_t *v = cols[i].kind == C_LATER ? json_null() : sq_column(stmt, col++, cols[i].kind);
+        if (!v || json_object_set_new(obj, cols[i].key, v) != 0) {
+            chat__log(CHAT_LOG_ERROR, "store_error",
+                      "a stored row could not be turned into JSON (out of memory or a "
+                      "corrupt JSON column)",
+                      json_pack("{s:s,s:s?,s:s}", "backend", "sqlite", "op", st->op, "column",
+                                cols[i].key));
+            goto fail;
+        }
+    }
+    return obj;
+fail:
+    json_decref(obj);
+    return NULL;
+}
+
+/* The room on the current row of stmt (ROOM_COLS), with its participants. */
+static int sq_room_row(sq_store *st, sqlite3_stmt *stmt, json_t **out)
+{
+    json_t *room = NULL;
+    json_t *members = NULL;
+    int err = CHAT_ENOMEM;
+    int rc;
+
+    room = sq_row(st, stmt, room_cols, NFIELDS(room_cols));
+    members = json_array();
+    if (!room || !members) {
+        goto fail;
+    }
+    json_t *id = json_object_get(room, "id");
+    sqlite3_stmt *m = sq_stmt(st, SQ_ROOM_MEMBERS);
+    err = sq_bind(st, m, &id, 1);
+    if (err) {
+        goto fail;
+    }
+    while ((rc = sq_step(st, m)) == 1) {
+        json_t *uid = sq_column(m, 0, C_PLAIN);
+        if (!uid || json_array_append_new(members, uid) != 0) {
+            err = CHAT_ENOMEM;
+            goto fail;
+        }
+    }
+    if (rc < 0) {
+        err = rc;
+        goto fail;
+    }
+    err = CHAT_ENOMEM;
+    if (json_object_set_new(room, "participants", members) != 0) {
+        members = NULL; /* set_new consumed it */
+        goto fail;
+    }
+    *out = room;
+    return 0;
+fail:
+    json_decref(members);
+    json_decref(room);
+    return err;
+}
+
+/* Runs a one-row lookup with vals bound and builds its object: 0, CHAT_ENOTFOUND or an
+ * error. With cols NULL it builds a room (ROOM_COLS plus participants). */
+static int sq_get(sq_store *st, int sid, json_t *const *vals, int nvals, const sq_col *cols,
+                  int ncols, json_t **out)
+{
+    sqlite3_stmt *stmt = sq_stmt(st, sid);
+    int err = sq_bind(st, stmt, vals, nvals);
+    if (err) {
+        return err;
+    }
+    int rc = sq_step(st, stmt);
+    if (rc <= 0) {
+        return rc < 0 ? rc : CHAT_ENOTFOUND;
+    }
+    if (!cols) {
+        return sq_room_row(st, stmt, out);
+    }
+    *out = sq_row(st, stmt, cols, ncols);
+    return *out ? 0 : CHAT_EINTERNAL;
+}
+
+/* ---- operations ---- */
+
+static int op_user_create(sq_store *st, json_t *arg, json_t **result)
+{
+    json_t *v[SQ_MAX_FIELDS];
+    int err = sq_args(arg, f_user_create, NFIELDS(f_user_create), v);
+    if (err) {
+        return err;
+    }
+    sqlite3_stmt *stmt = sq_stmt(st, SQ_USER_INSERT);
+    err = sq_bind(st, stmt, v, NFIELDS(f_user_create));
+    if (!err) {
+        err = sq_step(st, stmt);
+    }
+    if (err) {
+        return err;
+    }
+    return sq_get(st, SQ_USER_GET, v, 1, user_cols, NFIELDS(user_cols), result);
+}
+
+static int op_user_by_login(sq_store *st, json_t *arg, json_t **result)
+{
+    json_t *v[1];
+    int err = sq_args(arg, f_login, 1, v);
+    if (err) {
+        return err;
+    }
+    return sq_get(st, SQ_USER_BY_LOGIN, v, 1, user_cols, NFIELDS(user_cols), result);
+}
+
+static int op_user_get(sq_store *st, json_t *arg, json_t **result)
+{
+    json_t *v[1];
+    int err = sq_args(arg, f_id, 1, v);
+    if (err) {
+        return err;
+    }
+    return sq_get(st, SQ_USER_GET, v, 1, user_cols, NFIELDS(user_cols), result);
+}
+
+static int op_user_set_seen(sq_store *st, json_t *arg, json_t **result)
+{
+    json_t *v[3];
+    int err = sq_args(arg, f_user_seen, 3, v);
+    if (err) {
+        return err;
+    }
+    sqlite3_stmt *stmt = sq_stmt(st, SQ_USER_SET_SEEN);
+    err = sq_bind(st, stmt, v, 3);
+    if (!err) {
+        err = sq_step(st, stmt);
+    }
+    if (err) {
+        return err;
+    }
+    if (sqlite3_changes(st->db) == 0) {
+        return CHAT_ENOTFOUND;
+    }
+    *result = json_null();
+    return 0;
+}
+
+static int sq_add_member(sq_store *st, json_t *room_id, json_t *user_id, int64_t joined_at)
+{
+    json_t *v[2] = {room_id, user_id};
+    sqlite3_stmt *stmt = sq_stmt(st, SQ_MEMBER_ADD);
+    int err = sq_bind(st, stmt, v, 2);
+    if (!err && sqlite3_bind_int64(stmt, 3, joined_at) != SQLITE_OK) {
+        err = sq_error(st, sqlite3_errcode(st->db), sqlite3_sql(stmt));
+    }
+    if (!err) {
+        err = sq_step(st, stmt);
+    }
+    return err;
+}
+
+static int op_room_create(sq_store *st, json_t *arg, json_t **result)
+{
+    json_t *v[SQ_MAX_FIELDS];
+    int err = sq_args(arg, f_room_create, NFIELDS(f_room_create), v);
+    json_t *members = json_object_get(arg, "participants");
+    size_t i;
+    json_t *uid;
+
+    if (err || (members && !json_is_array(members) && !json_is_null(members))) {
+        return CHAT_EINVAL;
+    }
+    json_array_foreach(members, i, uid) {
+        if (!json_is_string(uid)) {
+            return CHAT_EINVAL;
+        }
+    }
+    int64_t created = json_integer_value(v[NFIELDS(f_room_create) - 1]);
+    if ((err = sq_run(st, SQ_BEGIN))) {
+        return err;
+    }
+    sqlite3_stmt *stmt = sq_stmt(st, SQ_ROOM_INSERT);
+    if ((err = sq_bind(st, stmt, v, NFIELDS(f_room_create))) || (err = sq_step(st, stmt))) {
+        return err; /* sq_exec rolls the transaction back */
+    }
+    /* the first participants joined when the room was made; rowid keeps their order */
+    json_array_foreach(members, i, uid) {
+        if ((err = sq_add_member(st, v[0], uid, created))) {
+            return err;
+        }
+    }
+    if ((err = sq_get(st, SQ_ROOM_GET, v, 1, NULL, 0, result)) || (err = sq_run(st, SQ_COMMIT))) {
+        json_decref(*result);
+        *result = NULL;
+        return err;
+    }
+    return 0;
+}
+
+static int op_room_get(sq_store *st, json_t *arg, json_t **result)
+{
+    json_t *v[1];
+    int err = sq_args(arg, f_id, 1, v);
+    if (err) {
+        return err;
+    }
+    return sq_get(st, SQ_ROOM_GET, v, 1, NULL, 0, result);
+}
+
+/* Add or remove one member; the room must exist. Both are idempotent. */
+static int sq_change_member(sq_store *st, json_t *arg, int add, json_t **result)
+{
+    json_t *v[2];
+    json_t *room = NULL;
+    int err = sq_args(arg, f_member, 2, v);
+
+    if (err) {
+        goto fail;
+    }
+    if ((err = sq_run(st, SQ_BEGIN))) {
+        goto fail;
+    }
+    sqlite3_stmt *stmt = sq_stmt(st, SQ_ROOM_GET);
+    if ((err = sq_bind(st, stmt, v, 1)) || (err = sq_step(st, stmt)) < 0) {
+        goto fail;
+    }
+    if (err == 0) {
+        err = CHAT_ENOTFOUND;
+        goto fail;
+    }
+    if (add) {
+        err = sq_add_member(st, v[0], v[1], chat__now_ms());
+    } else {
+        stmt = sq_stmt(st, SQ_MEMBER_DEL);
+        if (!(err = sq_bind(st, stmt, v, 2))) {
+            err = sq_step(st, stmt);
+        }
+    }
+    if (err || (err = sq_get(st, SQ_ROOM_GET, v, 1, NULL, 0, &room)) ||
+        (err = sq_run(st, SQ_COMMIT))) {
+        goto fail;
+    }
+    *result = room;
+    return 0;
+fail:
+    json_decref(room);
+    return err;
+}
+
+static int op_room_add_member(sq_store *st, json_t *arg, json_t **result)
+{
+    return sq_change_member(st, arg, 1, result);
+}
+
+static int op_room_remove_member(sq_store *st, json_t *arg, json_t **result)
+{
+    return sq_change_member(st, arg, 0, result);
+}
+
+static int op_rooms_for_user(sq_store *st, json_t *arg, json_t **result)
+{
+    json_t *v[1];
+    json_t *rooms = NULL;
+    int err = sq_args(arg, f_user_id, 1, v);
+    int rc;
+
+    if (err) {
+        goto fail;
+    }
+    err = CHAT_ENOMEM;
+    rooms = json_array();
+    if (!rooms) {
+        goto fail;
+    }
+    sqlite3_stmt *stmt = sq_stmt(st, SQ_ROOMS_FOR_USER);
+    if ((err = sq_bind(st, stmt, v, 1))) {
+        goto fail;
+    }
+    while ((rc = sq_step(st, stmt)) == 1) {
+        json_t *room = NULL;
+        if ((err = sq_room_row(st, stmt, &room))) {
+            goto fail;
+        }
+        if (json_array_append_new(rooms, room) != 0) {
+            err = CHAT_ENOMEM;
+            goto fail;
+        }
+    }
+    if (rc < 0) {
+        err = rc;
+        goto fail;
+    }
+    *result = rooms;
+    return 0;
+fail:
+    json_decref(rooms);
+    return err;
+}
+
+static int op_message_insert(sq_store *st, json_t *arg, json_t **result)
+{
+    enum { M_ID, M_ROOM, M_SENDER, M_CONTENT, M_ATT, M_REACT, M_CLIENT, M_CREATED, M_UPDATED };
+    json_t *v[SQ_MAX_FIELDS];
+    json_t *msg = NULL;
+    json_t *out = NULL;
+    int duplicate = 0;
+    int err = sq_args(arg, f_message, NFIELDS(f_message), v);
+
+    if (err || (err = sq_run(st, SQ_BEGIN))) {
+        goto fail;
+    }
+    /* A client retrying after a lost ack sends the same clientMsgId: answer with what
+     * is stored instead of writing a second copy. */
+    if (v[M_CLIENT]) {
+        json_t *key[2] = {v[M_SENDER], v[M_CLIENT]};
+        err = sq_get(st, SQ_MSG_BY_CLIENT_ID, key, 2, msg_cols, NFIELDS(msg_cols), &msg);
+        if (err && err != CHAT_ENOTFOUND) {
+            goto fail;
+        }
+        duplicate = err == 0;
+    }
+    if (!duplicate) {
+        sqlite3_stmt *stmt = sq_stmt(st, SQ_MSG_INSERT);
+        if ((err = sq_bind(st, stmt, v, NFIELDS(f_message))) || (err = sq_step(st, stmt)) ||
+            (err = sq_get(st, SQ_MSG_GET, v, 1, msg_cols, NFIELDS(msg_cols), &msg))) {
+            goto fail;
+        }
+    }
+    if ((err = sq_run(st, SQ_COMMIT))) {
+        goto fail;
+    }
+    err = CHAT_ENOMEM;
+    out = json_object();
+    if (!out) {
+        goto fail;
+    }
+    json_t *stored = msg;
+    msg = NULL; /* set_new takes it, even when it fails */
+    if (json_object_set_new(out, "message", stored) != 0 ||
+        json_object_set_new(out, "duplicate", json_boolean(duplicate)) != 0) {
+        goto fail;
+    }
+    *result = out;
+    return 0;
+fail:
+    json_decref(out);
+    json_decref(msg);
+    return err;
+}
+
+static int op_messages_page(sq_store *st, json_t *arg, json_t **result)
+{
+    json_t *v[3];
+    json_t *msgs = NULL;
+    json_t *before = NULL; /* the position (created_at, id) of the before message */
+    json_t *out = NULL;
+    int err = sq_args(arg, f_page, 3, v);
+    int rc;
+    sqlite3_stmt *stmt;
+
+    if (err) {
+        goto fail;
+    }
+    json_int_t limit = v[2] ? json_integer_value(v[2]) : SQ_PAGE_DEFAULT;
+    if (limit < 1) {
+        err = CHAT_EINVAL;
+        goto fail;
+    }
+    if (limit > SQ_PAGE_MAX) {
+        limit = SQ_PAGE_MAX;
+    }
+    err = CHAT_ENOMEM;
+    msgs = json_array();
+    if (!msgs) {
+        goto fail;
+    }
+    if (v[1]) {
+        json_t *key[2] = {v[1], v[0]};
+        static const sq_col pos_cols[] = {{"createdAt", C_PLAIN}, {"id", C_PLAIN}};
+        if ((err = sq_get(st, SQ_MSG_POSITION, key, 2, pos_cols, 2, &before))) {
+            goto fail;
+        }
+        json_t *page[3] = {v[0], json_object_get(before, "createdAt"), v[1]};
+        stmt = sq_stmt(st, SQ_MSG_PAGE_BEFORE);
+        err = sq_bind(st, stmt, page, 3);
+    } else {
+        stmt = sq_stmt(st, SQ_MSG_PAGE);
+        err = sq_bind(st, stmt, v, 1);
+    }
+    /* one row past the page tells whether an older page exists */
+    if (!err && sqlite3_bind_int64(stmt, v[1] ? 4 : 2, limit + 1) != SQLITE_OK) {
+        err = sq_error(st, sqlite3_errcode(st->db), sqlite3_sql(stmt));
+    }
+    if (err) {
+        goto fail;
+    }
+    json_int_t n = 0;
+    while ((rc = sq_step(st, stmt)) == 1 && n < limit) {
+        json_t *m = sq_row(st, stmt, msg_cols, NFIELDS(msg_cols));
+        if (!m || json_array_append_new(msgs, m) != 0) {
+            err = m ? CHAT_ENOMEM : CHAT_EINTERNAL;
+            goto fail;
+        }
+        n++;
+    }
+    if (rc < 0) {
+        err = rc;
+        goto fail;
+    }
+    json_t *last = json_array_get(msgs, json_array_size(msgs) - 1);
+    json_t *next = rc == 1 ? json_object_get(last, "id") : json_null();
+    out = json_pack("{s:O,s:O}", "messages", msgs, "nextBefore", next);
+    if (!out) {
+        err = CHAT_ENOMEM;
+        goto fail;
+    }
+    *result = out;
+    err = 0;
+fail:
+    json_decref(before);
+    json_decref(msgs);
+    return err;
+}
+
+static int op_ping(sq_store *st, json_t *arg, json_t **result)
+{
+    (void)arg;
+    int rc = sq_step(st, sq_stmt(st, SQ_PING));
+    if (rc < 0) {
+        return rc;
+    }
+    *result = json_null();
+    return 0;
+}
+
+typedef int (*sq_op_fn)(sq_store *st, json_t *arg, json_t **result);
+
+static const struct {
+    const char *name;
+    sq_op_fn fn;
+} sq_ops[CHAT_STORE_NOPS] = {
+    [CHAT_STORE_USER_CREATE] = {"user_create", op_user_create},
+    [CHAT_STORE_USER_BY_LOGIN] = {"user_by_login", op_user_by_login},
+    [CHAT_STORE_USER_GET] = {"user_get", op_user_get},
+    [CHAT_STORE_USER_SET_SEEN] = {"user_set_seen", op_user_set_seen},
+    [CHAT_STORE_ROOM_CREATE] = {"room_create", op_room_create},
+    [CHAT_STORE_ROOM_GET] = {"room_get", op_room_get},
+    [CHAT_STORE_ROOM_ADD_MEMBER] = {"room_add_member", op_room_add_member},
+    [CHAT_STORE_ROOM_REMOVE_MEMBER] = {"room_remove_member", op_room_remove_member},
+    [CHAT_STORE_ROOMS_FOR_USER] = {"rooms_for_user", op_rooms_for_user},
+    [CHAT_STORE_MESSAGE_INSERT] = {"message_insert", op_message_insert},
+    [CHAT_STORE_MESSAGES_PAGE] = {"messages_page", op_messages_page},
+    [CHAT_STORE_PING] = {"ping", op_ping},
+};
+
+static int sq_exec(void *impl, int op, json_t *arg, json_t **result)
+{
+    sq_store *st = impl;
+    int err;
+
+    *result = NULL;
+    if (op < 0 || op >= CHAT_STORE_NOPS || !sq_ops[op].fn) {
+        return CHAT_EINVAL;
+    }
+    uv_mutex_lock(&st->lock);
+    st->op = sq_ops[op].name;
+    st->used = 0;
+    st->conflict[0] = '\0';
+    err = sq_ops[op].fn(st, arg, result);
+    /* one place ends every call: no statement keeps a snapshot, no transaction stays open */
+    for (int i = 0; i < SQ_NSTMTS; i++) {
+        if (st->used & (UINT64_C(1) << i)) {
+            sqlite3_reset(st->stmt[i]);
+        }
+    }
+    if (!sqlite3_get_autocommit(st->db)) {
+        int rc = sqlite3_step(st->stmt[SQ_ROLLBACK]);
+        if (rc != SQLITE_DONE) {
+            sq_error(st, rc, "ROLLBACK"); /* logged: later calls will fail to BEGIN */
+        }
+        sqlite3_reset(st->stmt[SQ_ROLLBACK]);
+    }
+    if (err) {
+        json_decref(*result);
+        *result = err == CHAT_ECONFLICT ? sq_conflict_result(st) : NULL;
+    }
+    st->op = NULL;
+    uv_mutex_unlock(&st->lock);
+    return err;
+}
+
+/* ---- open and close ---- */
+
+static void sq_free(sq_store *st)
+{
+    for (int i = 0; i < SQ_NSTMTS; i++) {
+        sqlite3_finalize(st->stmt[i]);
+    }
+    sqlite3_close(st->db);
+    uv_mutex_destroy(&st->lock);
+    free(st);
+}
+
+static void sq_close(void *impl)
+{
+    sq_store *st = impl;
+    if (st) {
+        /* cheap, and keeps the planner's statistics fresh for the next start */
+        sqlite3_exec(st->db, "PRAGMA optimize", NULL, NULL, NULL);
+        sq_free(st);
+    }
+}
+
+/* Runs SQL with no parameters; with text, copies the first column of the first row. */
+static int sq_exec_sql(sq_store *st, const char *sql, char *text, size_t textsz)
+{
+    sqlite3_stmt *stmt = NULL;
+    int rc = sqlite3_prepare_v2(st->db, sql, -1, &stmt, NULL);
+    int err;
+
+    if (rc != SQLITE_OK) {
+        err = sq_error(st, rc, sql);
+        goto fail;
+    }
+    err = sq_step(st, stmt);
+    if (err < 0) {
+        goto fail;
+    }
+    if (text) {
+        const char *t = err == 1 ? (const char *)sqlite3_column_text(stmt, 0) : NULL;
+        snprintf(text, textsz, "%s", t ? t : "");
+    }
+    err = 0;
+fail:
+    sqlite3_finalize(stmt);
+    return err;
+}
+
+static int sq_setup(sq_store *st)
+{
+    char mode[16];
+    char version[24];
+    int err;
+
+    sqlite3_extended_result_codes(st->db, 1);
+    sqlite3_busy_timeout(st->db, SQ_BUSY_TIMEOUT_MS);
+    if ((err = sq_exec_sql(st, "PRAGMA journal_mode = WAL", mode, sizeof mode)) ||
+        (err = sq_exec_sql(st, "PRAGMA synchronous = NORMAL", NULL, 0)) ||
+        (err = sq_exec_sql(st, "PRAGMA foreign_keys = ON", NULL, 0)) ||
+        (err = sq_exec_sql(st, "PRAGMA user_version", version, sizeof version))) {
+        return err;
+    }
+    if (strcmp(mode, "wal") != 0) {
+        /* e.g. a network file system: still correct, only slower under concurrent readers */
+        chat__log(CHAT_LOG_WARN, "store_no_wal",
+                  "SQLite could not switch the database to WAL mode; continuing without it",
+                  json_pack("{s:s}", "journal_mode", mode));
+    }
+    if (atoi(version) > SQ_SCHEMA_VERSION) {
+        chat__log(CHAT_LOG_ERROR, "store_schema_newer",
+                  "the database was written by a newer chatd; upgrade chatd or use another "
+                  "data directory",
+                  json_pack("{s:i,s:i}", "found", atoi(version), "supported", SQ_SCHEMA_VERSION));
+        return CHAT_EINTERNAL;
+    }
+    if (sqlite3_exec(st->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK ||
+        sqlite3_exec(st->db, sq_schema, NULL, NULL, NULL) != SQLITE_OK ||
+        sqlite3_exec(st->db, "PRAGMA user_version = 1; COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
+        err = sq_error(st, sqlite3_extended_errcode(st->db), "schema");
+        sqlite3_exec(st->db, "ROLLBACK", NULL, NULL, NULL);
+        return err;
+    }
+    for (int i = 0; i < SQ_NSTMTS; i++) {
+        int rc = sqlite3_prepare_v3(st->db, sq_sql[i], -1, SQLITE_PREPARE_PERSISTENT,
+                                    &st->stmt[i], NULL);
+        if (rc != SQLITE_OK) {
+            return sq_error(st, rc, sq_sql[i]);
+        }
+    }
+    return 0;
+}
+
+static int sq_open(void **impl, const char *target)
+{
+    sq_store *st = NULL;
+    char *path = NULL;
+    int err = CHAT_EINVAL;
+
+    *impl = NULL;
+    if (!target || !*target) {
+        goto fail;
+    }
+    /* the directory holds password hashes: only the server's user may enter */
+    if (mkdir(target, 0700) != 0 && errno != EEXIST) {
+        chat__log(CHAT_LOG_ERROR, "store_error",
+                  "cannot create the data directory; create it or set CHAT_DATA_DIR",
+                  json_pack("{s:s,s:s}", "dir", target, "error", strerror(errno)));
+        err = CHAT_EUNAVAIL;
+        goto fail;
+    }
+    err = CHAT_ENOMEM;
+    size_t n = strlen(target) + sizeof "/" SQ_FILE;
+    path = malloc(n);
+    st = calloc(1, sizeof *st);
+    if (!path || !st) {
+        goto fail;
+    }
+    if (uv_mutex_init(&st->lock) != 0) {
+        free(st);
+        st = NULL;
+        goto fail;
+    }
+    snprintf(path, n, "%s/%s", target, SQ_FILE);
+    st->op = "open";
+    /* NOMUTEX: st->lock already serialises every use of the connection */
+    int rc = sqlite3_open_v2(path, &st->db,
+                             SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
+                             NULL);
+    if (rc != SQLITE_OK) {
+        err = sq_error(st, rc, path);
+        goto fail;
+    }
+    if ((err = sq_setup(st))) {
+        goto fail;
+    }
+    st->op = NULL;
+    *impl = st;
+    free(path);
+    return 0;
+fail:
+    if (st) {
+        sq_free(st);
+    }
+    free(path);
+    return err;
+}
+
+const chat_store_backend chat__store_sqlite = {
+    .name = "sqlite",
+    .open = sq_open,
+    .close = sq_close,
+    .exec = sq_exec,
+};
