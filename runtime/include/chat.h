@@ -89,7 +89,8 @@ CHAT_API int chat_runtime_run(chat_runtime *rt);
 /* Graceful stop: closes listeners and connections, waits for pending store work.
  * Safe to call from a signal watcher on the loop. */
 CHAT_API void chat_runtime_stop(chat_runtime *rt);
-/* Frees a stopped runtime (NULL-safe). */
+/* Frees a stopped runtime (NULL-safe). On a borrowed loop, run the loop after
+ * chat_runtime_stop until it has no more work before calling this. */
 CHAT_API void chat_runtime_free(chat_runtime *rt);
 
 #endif

@@ -723,9 +723,10 @@ static void join_room_loaded(int status, json_t *room, void *arg)
         return;
     }
     const char *type = json_string_value(json_object_get(room, "type"));
-    json_t *private = json_object_get(json_object_get(room, "settings"), "private");
+    int open = type && strcmp(type, "group") == 0 &&
+               !json_is_true(json_object_get(json_object_get(room, "settings"), "private"));
     json_decref(room);
-    if (!type || strcmp(type, "group") != 0 || json_is_true(private)) {
+    if (!open) {
         call_fail(c, CHAT_EFORBIDDEN, "this room is private: ask its admin to add you");
         return;
     }
@@ -932,7 +933,8 @@ void chat__domain_event(chat_sock *k, const char *event, json_t *args, int64_t a
             break;
         }
     }
-    domain_call *c = call_from_sock(k, h ? h->name : "unknown", ack_id);
+    /* the event name lives in args: fine for the unknown-event answer, which is sent now */
+    domain_call *c = call_from_sock(k, h ? h->name : event, ack_id);
     if (!c) {
         return;
     }

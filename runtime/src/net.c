@@ -286,10 +286,21 @@ int chat__net_start(chat_runtime *rt)
     return 0;
 }
 
+/* With a foreign loop lws closes its handles asynchronously: the first destroy starts that,
+ * and a second one, once the loop has run them to completion, frees the context. */
 void chat__net_stop(chat_runtime *rt)
 {
     if (rt->lws) {
         lws_context_destroy(rt->lws);
+        rt->lws_closing = rt->lws;
         rt->lws = NULL;
+    }
+}
+
+void chat__net_free(chat_runtime *rt)
+{
+    if (rt->lws_closing) {
+        lws_context_destroy(rt->lws_closing);
+        rt->lws_closing = NULL;
     }
 }

@@ -59,6 +59,7 @@ struct chat_runtime {
     char *jwt_secret;
 
     struct lws_context *lws;
+    struct lws_context *lws_closing; /* destroyed, waiting for its handles to close */
     chat_store *store;
     chat_kv *kv;
     chat_bus *bus;
@@ -226,6 +227,7 @@ void chat__rest_metrics(chat_http_req *req, const char *user_id);
 /* net.c */
 int chat__net_start(chat_runtime *rt);
 void chat__net_stop(chat_runtime *rt);
+void chat__net_free(chat_runtime *rt); /* after the loop ran the closes */
 
 /* config.c: "host:port" */
 int chat__parse_listen(const char *s, char *host, size_t hostlen, int *port);

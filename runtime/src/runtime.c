@@ -205,6 +205,7 @@ void chat_runtime_free(chat_runtime *rt)
     if (rt->owns_loop) {
         uv_run(rt->loop, UV_RUN_DEFAULT); /* let pending work and closes finish */
     }
+    chat__net_free(rt);
     chat__store_close(rt->store);
     chat__kv_free(rt->kv);
     chat__bus_free(rt->bus);
