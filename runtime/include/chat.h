@@ -52,7 +52,6 @@ typedef struct chat_config {
     char *listen;           /* "host:port", default "127.0.0.1:8080" */
     char *data_dir;         /* default "./data" */
     char *jwt_secret;       /* NULL: read or create <data_dir>/jwt_secret */
-    char *static_dir;       /* files served at /, NULL: none */
     int ping_interval_ms;   /* Engine.IO pingInterval, default 25000 */
     int ping_timeout_ms;    /* Engine.IO pingTimeout, default 20000 */
     int max_payload;        /* Engine.IO maxPayload in bytes, default 1000000 */

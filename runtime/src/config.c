@@ -32,8 +32,6 @@ static const option_def options[] = {
      "directory for the SQLite database and the generated JWT secret"},
     {"jwt_secret", "CHAT_JWT_SECRET", STR(jwt_secret), NULL, 0, 0,
      "HS256 signing secret (at least 32 bytes); unset: generated once into the data dir"},
-    {"static_dir", "CHAT_STATIC_DIR", STR(static_dir), NULL, 0, 0,
-     "directory of static files served at / (unset: none)"},
     {"ping_interval_ms", "CHAT_PING_INTERVAL_MS", INT(ping_interval_ms), "25000", 50, 3600000,
      "Engine.IO pingInterval: how often the server pings each client"},
     {"ping_timeout_ms", "CHAT_PING_TIMEOUT_MS", INT(ping_timeout_ms), "20000", 50, 3600000,

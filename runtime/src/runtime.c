@@ -15,8 +15,7 @@
 static int copy_config(chat_config *dst, const chat_config *src)
 {
     *dst = *src;
-    char **strs[] = {&dst->listen, &dst->data_dir, &dst->jwt_secret, &dst->static_dir,
-                     &dst->log_level};
+    char **strs[] = {&dst->listen, &dst->data_dir, &dst->jwt_secret, &dst->log_level};
     for (size_t i = 0; i < sizeof strs / sizeof strs[0]; i++) {
         if (*strs[i] && !(*strs[i] = strdup(*strs[i]))) {
             for (size_t j = 0; j < i; j++) {

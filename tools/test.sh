@@ -1,0 +1,187 @@
+#!/usr/bin/env bash
+# shellcheck disable=SC2317  # the stage functions are called through run_stage
+# The one command that installs what is missing and runs every test of chatd:
+#   1. system packages (apt, only the missing ones; as root or through sudo)
+#   2. configure and build with AddressSanitizer + UBSan and -Werror (build-asan/)
+#   3. C unit tests (ctest)
+#   4. end-to-end test dependencies (npm ci, only when needed)
+#   5. end-to-end tests against build-asan/chatd (node --test)
+# A summary is printed at the end and written to artifacts/test-summary.txt.
+# Exits non-zero if any stage fails.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+
+BUILD_DIR="$ROOT/build-asan"
+E2E_DIR="$ROOT/spec/e2e"
+ART_DIR="$ROOT/artifacts"
+SUMMARY="$ART_DIR/test-summary.txt"
+E2E_TAP="$ART_DIR/e2e.tap"
+CTEST_LOG="$ART_DIR/ctest.log"
+mkdir -p "$ART_DIR"
+
+. "$ROOT/tools/deps.sh"
+
+export ASAN_OPTIONS="${ASAN_OPTIONS:-detect_leaks=1}"
+export UBSAN_OPTIONS="${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}"
+
+say() { printf '\n==> %s\n' "$*"; }
+note() { printf '    %s\n' "$*"; }
+
+STAGE_NAMES=()
+STAGE_RESULTS=()
+FAILED=0
+LAST_RC=0
+
+# run_stage NAME FUNCTION: runs FUNCTION in a subshell with errexit on, records the result.
+run_stage() {
+    local name=$1 fn=$2 start=$SECONDS rc
+    say "$name"
+    set +e
+    (set -e; "$fn")
+    rc=$?
+    set -e
+    local took=$((SECONDS - start))
+    LAST_RC=$rc
+    STAGE_NAMES+=("$name")
+    if [ "$rc" -eq 0 ]; then
+        STAGE_RESULTS+=("ok (${took}s)")
+        note "$name: ok (${took}s)"
+    else
+        STAGE_RESULTS+=("FAILED, exit $rc (${took}s)")
+        note "$name: FAILED with exit code $rc (${took}s)"
+        FAILED=1
+    fi
+    return 0
+}
+
+skip_stage() {
+    say "$1"
+    note "skipped: $2"
+    STAGE_NAMES+=("$1")
+    STAGE_RESULTS+=("skipped ($2)")
+    FAILED=1
+}
+
+# ---- 1. system packages --------------------------------------------------------------
+
+stage_packages() {
+    chat_install_deps test
+    note "build and test packages are present"
+}
+
+# ---- 2. build --------------------------------------------------------------------------
+
+stage_build() {
+    local gen=()
+    # Ninja when it is there; an existing build dir keeps the generator it was made with.
+    if [ ! -f "$BUILD_DIR/CMakeCache.txt" ] && command -v ninja >/dev/null 2>&1; then
+        gen=(-G Ninja)
+    fi
+    note "cmake -S . -B build-asan ${gen[*]} -DCHAT_SANITIZE=ON -DCHAT_WERROR=ON"
+    cmake -S "$ROOT" -B "$BUILD_DIR" "${gen[@]}" -DCHAT_SANITIZE=ON -DCHAT_WERROR=ON
+    note "cmake --build build-asan -j$(nproc)"
+    cmake --build "$BUILD_DIR" -j"$(nproc)"
+    test -x "$BUILD_DIR/chatd" || { echo "build-asan/chatd was not produced" >&2; return 1; }
+}
+
+# ---- 3. C unit tests -------------------------------------------------------------------
+
+stage_ctest() {
+    note "ctest --output-on-failure (ASAN_OPTIONS=$ASAN_OPTIONS)"
+    ctest --test-dir "$BUILD_DIR" --output-on-failure 2>&1 | tee "$CTEST_LOG"
+}
+
+# ---- 4. end-to-end dependencies --------------------------------------------------------
+
+lock_sum() { sha256sum "$E2E_DIR/package-lock.json" | cut -d' ' -f1; }
+
+stage_npm() {
+    if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+        echo "node and npm are required" >&2
+        return 1
+    fi
+    note "node $(node --version), npm $(npm --version)"
+    local stamp="$E2E_DIR/node_modules/.chatd-lock.sha256"
+    if [ -d "$E2E_DIR/node_modules" ] && [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$(lock_sum)" ]; then
+        note "spec/e2e/node_modules matches package-lock.json; skipping npm ci"
+        return 0
+    fi
+    note "npm ci in spec/e2e"
+    (cd "$E2E_DIR" && npm ci --no-audit --no-fund)
+    lock_sum >"$stamp"
+}
+
+# ---- 5. end-to-end tests ---------------------------------------------------------------
+
+stage_e2e() {
+    local files=("$E2E_DIR"/*.test.js)
+    note "CHATD_BIN=build-asan/chatd node --test --test-concurrency=1 spec/e2e/ (${#files[@]} files)"
+    CHATD_BIN="$BUILD_DIR/chatd" node --test --test-concurrency=1 \
+        --test-reporter=spec --test-reporter-destination=stdout \
+        --test-reporter=tap --test-reporter-destination="$E2E_TAP" \
+        "${files[@]}"
+}
+
+# ---- run -------------------------------------------------------------------------------
+
+say "chatd tests in $ROOT${CI:+ (CI)}"
+: >"$E2E_TAP"
+: >"$CTEST_LOG"
+
+run_stage "system packages" stage_packages
+BUILD_OK=0
+if [ "$FAILED" -eq 0 ]; then
+    run_stage "build (ASan+UBSan, -Werror)" stage_build
+    [ "$FAILED" -eq 0 ] && BUILD_OK=1
+else
+    skip_stage "build (ASan+UBSan, -Werror)" "system packages failed"
+fi
+if [ "$BUILD_OK" -eq 1 ]; then
+    run_stage "C unit tests (ctest)" stage_ctest
+else
+    skip_stage "C unit tests (ctest)" "no build"
+fi
+run_stage "e2e dependencies (npm ci)" stage_npm
+NPM_RC=$LAST_RC
+if [ "$BUILD_OK" -eq 1 ] && [ "$NPM_RC" -eq 0 ]; then
+    run_stage "end-to-end tests (node --test)" stage_e2e
+else
+    skip_stage "end-to-end tests (node --test)" "no build or no e2e dependencies"
+fi
+
+# ---- summary ---------------------------------------------------------------------------
+
+tap_count() { # the runner's closing "# pass N" style lines
+    { grep -E "^# $1 [0-9]+$" "$E2E_TAP" 2>/dev/null || true; } | tail -1 | awk '{print $3}'
+}
+ctest_count() {
+    local line
+    line=$({ grep -E 'tests passed, [0-9]+ tests failed out of [0-9]+' "$CTEST_LOG" 2>/dev/null ||
+        true; } | tail -1)
+    [ -n "$line" ] || { echo "0 0"; return; }
+    local failed total
+    failed=$(sed -E 's/.*tests passed, ([0-9]+) tests failed out of ([0-9]+).*/\1/' <<<"$line")
+    total=$(sed -E 's/.*tests passed, ([0-9]+) tests failed out of ([0-9]+).*/\2/' <<<"$line")
+    echo "$((total - failed)) $failed"
+}
+
+read -r C_PASS C_FAIL < <(ctest_count)
+E_PASS=$(tap_count pass); E_PASS=${E_PASS:-0}
+E_FAIL=$(tap_count fail); E_FAIL=${E_FAIL:-0}
+E_CANCEL=$(tap_count cancelled); E_CANCEL=${E_CANCEL:-0}
+E_FAIL=$((E_FAIL + E_CANCEL))
+
+say "summary"
+{
+    echo "chatd test summary ($(date -u +%Y-%m-%dT%H:%M:%SZ), $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo 'no commit'))"
+    for i in "${!STAGE_NAMES[@]}"; do
+        printf '  %-34s %s\n' "${STAGE_NAMES[$i]}" "${STAGE_RESULTS[$i]}"
+    done
+    echo "  C unit tests: $C_PASS passed, $C_FAIL failed"
+    echo "  end-to-end:   $E_PASS passed, $E_FAIL failed (TAP: artifacts/e2e.tap)"
+    if [ "$FAILED" -eq 0 ]; then echo "  result: OK"; else echo "  result: FAILED"; fi
+} | tee "$SUMMARY"
+echo "total: $((C_PASS + E_PASS)) passed, $((C_FAIL + E_FAIL)) failed"
+exit "$FAILED"
