@@ -59,6 +59,12 @@ typedef struct chat_config {
     int token_ttl_s;        /* JWT lifetime, default 86400 */
     int message_max_bytes;  /* content length limit, default 10000 */
     char *log_level;        /* debug, info, warn, error; default info */
+    char *scripts_dir;      /* the operator's policies and bots; default "scripts" */
+    char *lua_dir;          /* the Lua library shipped with the runtime; default "lua" */
+    int lua_budget;         /* instructions one hook call may run; default 10000000 */
+    int lua_memory_mb;      /* memory cap of the scripts' Lua state; default 64 */
+    char *admin_token;      /* bearer token for the admin API; NULL: admin API off */
+    char *static_dir;       /* the web page's files, served at /; default "examples/web" */
 } chat_config;
 
 /* Fills every field with its default (strings are copies). */
@@ -81,10 +87,17 @@ typedef struct chat_runtime chat_runtime;
 /* Creates a runtime bound to loop (borrowed; NULL makes and owns one). Copies cfg.
  * Opens the store and listens; returns a CHAT_E* code on failure. */
 CHAT_API int chat_runtime_new(chat_runtime **out, uv_loop_t *loop, const chat_config *cfg);
+/* Runs a Lua file with the real bindings (store, kv, json, jwt, crypto, timers), outside the
+ * sandbox and without listening: for specs and tools (`chatd --run file.lua args...`).
+ * Returns 0 when the file ran to the end without an error. */
+CHAT_API int chat_run_lua(const chat_config *cfg, const char *path, int argc, char **argv);
 /* The loop the runtime runs on. */
 CHAT_API uv_loop_t *chat_runtime_loop(chat_runtime *rt);
 /* Runs the loop until chat_runtime_stop has finished; for runtimes that own their loop. */
 CHAT_API int chat_runtime_run(chat_runtime *rt);
+/* Reloads the scripts (as on SIGHUP): a new Lua state replaces the old one only if every
+ * file loads. On failure err holds "file:line: message" and the old scripts keep serving. */
+CHAT_API int chat_runtime_reload(chat_runtime *rt, char *err, size_t errlen);
 /* Graceful stop: closes listeners and connections, waits for pending store work.
  * Safe to call from a signal watcher on the loop. */
 CHAT_API void chat_runtime_stop(chat_runtime *rt);

@@ -46,6 +46,18 @@ static const option_def options[] = {
      100000000, "largest message content accepted, in bytes"},
     {"log_level", "CHAT_LOG_LEVEL", STR(log_level), "info", 0, 0,
      "debug, info, warn or error"},
+    {"scripts_dir", "CHAT_SCRIPTS_DIR", STR(scripts_dir), "scripts", 0, 0,
+     "the Lua policies and bots (reloaded on change, SIGHUP or POST /admin/reload)"},
+    {"lua_dir", "CHAT_LUA_DIR", STR(lua_dir), "lua", 0, 0,
+     "the Lua library shipped with chatd"},
+    {"lua_budget", "CHAT_LUA_BUDGET", INT(lua_budget), "10000000", 10000, INT_MAX,
+     "instructions one script hook call may run before it is stopped"},
+    {"lua_memory_mb", "CHAT_LUA_MEMORY_MB", INT(lua_memory_mb), "64", 4, 65536,
+     "memory cap of the scripts' Lua state, in MiB"},
+    {"admin_token", "CHAT_ADMIN_TOKEN", STR(admin_token), NULL, 0, 0,
+     "bearer token for the admin API (POST /admin/reload); unset: admin API off"},
+    {"static_dir", "CHAT_STATIC_DIR", STR(static_dir), "examples/web", 0, 0,
+     "directory of the web chat page served at / (empty: serve no files)"},
 };
 
 #define NOPTIONS (sizeof options / sizeof options[0])

@@ -8,31 +8,37 @@
 #include "auth.h"
 #include "log.h"
 #include "rt.h"
+#include "script.h"
 
 #define PRESENCE_CHANNEL "presence:updates"
 #define ROOM_NAME_MAX 100
 #define CLIENT_MSG_ID_MAX 128
 #define PARTICIPANTS_MAX 1000
 #define ATTACHMENTS_MAX 10
+#define SETTINGS_MAX_BYTES 2048
 
 /* ---- one call through either door ---- */
 
 typedef struct domain_call domain_call;
 typedef void (*domain_step)(domain_call *c);
+typedef void (*hook_step)(domain_call *c, json_t *ev);
 
 struct domain_call {
     chat_runtime *rt;
     char user_id[25];
     chat_sock *k;        /* the socket door (referenced), or NULL */
     int64_t ack_id;
-    const char *event;
+    char event[64];      /* the event name, for `error` answers */
     chat_http_req *req;  /* the REST door (referenced), or NULL */
+    chat_store_cb done;  /* the script door: called with the result, or NULL */
+    void *done_arg;
     int ok_status;       /* REST status on success */
     char room_id[25];
     json_t *input;       /* the validated payload (owned) */
     json_t *room;        /* the room as loaded (owned) */
     domain_step next;    /* what runs once membership is confirmed */
-    char hash[CHAT_HASH_MAX];
+    hook_step after_hook; /* what runs once the policy hooks allowed */
+    int second_lookup;    /* ensure_user: the lookup after creating */
 };
 
 static domain_call *call_new(chat_runtime *rt, const char *user_id)
@@ -52,7 +58,7 @@ static domain_call *call_from_sock(chat_sock *k, const char *event, int64_t ack_
     if (c) {
         c->k = k;
         chat__sock_ref(k);
-        c->event = event;
+        snprintf(c->event, sizeof c->event, "%s", event);
         c->ack_id = ack_id;
     }
     return c;
@@ -66,6 +72,19 @@ static domain_call *call_from_req(chat_http_req *req, const char *user_id, int o
         chat__http_req_ref(req);
         c->ok_status = ok_status;
     }
+    return c;
+}
+
+static domain_call *call_from_script(chat_runtime *rt, const char *user_id, chat_store_cb cb,
+                                     void *arg)
+{
+    domain_call *c = call_new(rt, user_id);
+    if (!c) {
+        cb(CHAT_ENOMEM, NULL, arg);
+        return NULL;
+    }
+    c->done = cb;
+    c->done_arg = arg;
     return c;
 }
 
@@ -97,6 +116,9 @@ static void call_done(domain_call *c, json_t *result)
     if (c->req) {
         chat__http_respond_json(c->req, c->ok_status, result ? json_incref(result) : json_object());
     }
+    if (c->done) {
+        c->done(0, result ? json_incref(result) : NULL, c->done_arg);
+    }
     json_decref(result);
     call_free(c);
 }
@@ -108,6 +130,9 @@ static void call_fail(domain_call *c, int err, const char *message)
     }
     if (c->req) {
         chat__http_respond_error(c->req, err, message);
+    }
+    if (c->done) {
+        c->done(err, NULL, c->done_arg);
     }
     if (err == CHAT_EINTERNAL || err == CHAT_EUNAVAIL) {
         chat__log(CHAT_LOG_WARN, "request_failed", message ? message : chat_strerror(err),
@@ -123,6 +148,75 @@ static int store_call(domain_call *c, int op, json_t *arg, chat_store_cb cb)
         call_fail(c, rc, "the store is unavailable; retry shortly");
     }
     return rc;
+}
+
+/* ---- policy hooks (scripts) ---- */
+
+static json_t *socket_json(chat_sock *k)
+{
+    if (!k) {
+        return json_null();
+    }
+    const char *peer = k->session ? chat__session_peer(k->session) : "";
+    return json_pack("{s:s,s:s,s:s}", "id", k->id, "namespace", k->nsp, "ip", peer);
+}
+
+static json_t *user_json(const char *id, const char *username)
+{
+    if (!id || !id[0]) {
+        return json_null();
+    }
+    return username && username[0] ? json_pack("{s:s,s:s}", "id", id, "username", username)
+                                    : json_pack("{s:s}", "id", id);
+}
+
+static json_t *call_user_json(domain_call *c)
+{
+    return user_json(c->user_id, c->k ? c->k->username : NULL);
+}
+
+static void hook_answered(int status, const char *message, json_t *ev, void *arg)
+{
+    domain_call *c = arg;
+    if (status) {
+        json_decref(ev);
+        call_fail(c, status, message);
+        return;
+    }
+    c->after_hook(c, ev);
+    json_decref(ev);
+}
+
+/* Runs the handlers of hook on ev (stolen), then next(c, ev after the handlers); a
+ * rejection fails the call with the handler's code and message. Without handlers, next runs
+ * at once: no Lua round trip. */
+static void run_hook(domain_call *c, const char *hook, json_t *ev, hook_step next)
+{
+    if (!ev || !chat__script_has(c->rt->script, hook)) {
+        next(c, ev);
+        json_decref(ev);
+        return;
+    }
+    c->after_hook = next;
+    chat__script_run(c->rt->script, hook, ev, hook_answered, c);
+}
+
+static void notified(int status, const char *message, json_t *ev, void *arg)
+{
+    (void)status;
+    (void)message;
+    (void)arg;
+    json_decref(ev);
+}
+
+/* Tells the scripts about something that happened: nobody waits for the answer. */
+static void notify_hook(chat_runtime *rt, const char *hook, json_t *ev)
+{
+    if (ev && chat__script_has(rt->script, hook)) {
+        chat__script_run(rt->script, hook, ev, notified, NULL);
+    } else {
+        json_decref(ev);
+    }
 }
 
 /* ---- validation ---- */
@@ -209,7 +303,19 @@ static void room_state_release(chat_runtime *rt, chat_room_state *r)
     chat__bus_unsubscribe(rt->bus, r->channel);
     chat__map_del(&rt->rooms, r->id);
     chat__vec_free(&r->socks);
+    json_decref(r->room);
     free(r);
+}
+
+/* Keeps the newest copy of a room this node has seen, for policy hooks (settings, admin). */
+static void cache_room(chat_runtime *rt, json_t *room)
+{
+    const char *id = json_string_value(json_object_get(room, "id"));
+    chat_room_state *r = id ? chat__map_get(&rt->rooms, id) : NULL;
+    if (r) {
+        json_decref(r->room);
+        r->room = json_incref(room);
+    }
 }
 
 static int subscribe(chat_sock *k, chat_room_state *r)
@@ -456,8 +562,15 @@ static void presence_change(chat_runtime *rt, chat_user_state *u, int online)
 
 typedef struct connect_ctx {
     chat_sock *k;
-    json_t *user;
+    json_t *auth;
 } connect_ctx;
+
+static void connect_ctx_free(connect_ctx *cc)
+{
+    chat__sock_unref(cc->k);
+    json_decref(cc->auth);
+    free(cc);
+}
 
 static void connect_rooms_loaded(int status, json_t *rooms, void *arg)
 {
@@ -484,6 +597,7 @@ static void connect_rooms_loaded(int status, json_t *rooms, void *arg)
     json_t *room;
     json_array_foreach(rooms, i, room) {
         user_join_local(rt, u, json_string_value(json_object_get(room, "id")));
+        cache_room(rt, room);
     }
     chat__vec_push(&u->socks, k);
     k->user = u;
@@ -496,9 +610,46 @@ static void connect_rooms_loaded(int status, json_t *rooms, void *arg)
     }
 done:
     json_decref(rooms);
-    json_decref(cc->user);
-    chat__sock_unref(k);
-    free(cc);
+    connect_ctx_free(cc);
+}
+
+/* The connect policies allowed: "/" sockets load their rooms, others are ready. */
+static void connect_allowed(int status, const char *message, json_t *ev, void *arg)
+{
+    connect_ctx *cc = arg;
+    chat_sock *k = cc->k;
+    json_decref(ev);
+    if (!k->session) {
+        connect_ctx_free(cc);
+        return;
+    }
+    if (status) {
+        chat__sock_refuse(k, message ? message : chat_errcode(status));
+        connect_ctx_free(cc);
+        return;
+    }
+    if (strcmp(k->nsp, "/") != 0 || !k->user_id[0]) {
+        chat__sock_connected(k);
+        connect_ctx_free(cc);
+        return;
+    }
+    if (chat__store_call(k->rt->store, CHAT_STORE_ROOMS_FOR_USER,
+                         json_pack("{s:s}", "userId", k->user_id), connect_rooms_loaded, cc)) {
+        chat__sock_refuse(k, "unavailable");
+        connect_ctx_free(cc);
+    }
+}
+
+static void connect_policy(connect_ctx *cc, json_t *user)
+{
+    chat_sock *k = cc->k;
+    if (!chat__script_has(k->rt->script, "connect")) {
+        connect_allowed(0, NULL, NULL, cc);
+        return;
+    }
+    json_t *ev = json_pack("{s:o,s:o,s:O}", "socket", socket_json(k), "user",
+                           user ? json_incref(user) : json_null(), "auth", cc->auth);
+    chat__script_run(k->rt->script, "connect", ev, connect_allowed, cc);
 }
 
 static void connect_user_loaded(int status, json_t *user, void *arg)
@@ -512,41 +663,49 @@ static void connect_user_loaded(int status, json_t *user, void *arg)
                                                            : "internal");
         }
         json_decref(user);
-        chat__sock_unref(k);
-        free(cc);
+        connect_ctx_free(cc);
         return;
     }
-    cc->user = user;
-    if (chat__store_call(k->rt->store, CHAT_STORE_ROOMS_FOR_USER,
-                         json_pack("{s:s}", "userId", k->user_id), connect_rooms_loaded, cc)) {
-        chat__sock_refuse(k, "unavailable");
-        json_decref(user);
-        chat__sock_unref(k);
-        free(cc);
-    }
+    snprintf(k->username, sizeof k->username, "%s",
+             json_string_value(json_object_get(user, "username")));
+    json_t *pub = public_user(user, 0);
+    json_decref(user);
+    connect_policy(cc, pub);
+    json_decref(pub);
 }
 
-void chat__domain_connect(chat_sock *k, const char *user_id)
+void chat__domain_connect(chat_sock *k, const char *user_id, json_t *auth)
 {
-    memcpy(k->user_id, user_id, 25);
     connect_ctx *cc = calloc(1, sizeof *cc);
     if (!cc) {
+        json_decref(auth);
         chat__sock_refuse(k, "internal");
         return;
     }
     cc->k = k;
+    cc->auth = auth ? auth : json_object();
     chat__sock_ref(k);
+    if (!user_id) {
+        connect_policy(cc, NULL); /* anonymous, on a namespace that allows it */
+        return;
+    }
+    memcpy(k->user_id, user_id, 25);
     if (chat__store_call(k->rt->store, CHAT_STORE_USER_GET, json_pack("{s:s}", "id", user_id),
                          connect_user_loaded, cc)) {
-        chat__sock_unref(k);
-        free(cc);
         chat__sock_refuse(k, "unavailable");
+        connect_ctx_free(cc);
     }
 }
 
-void chat__domain_disconnect(chat_sock *k)
+void chat__domain_disconnect(chat_sock *k, const char *reason)
 {
     chat_runtime *rt = k->rt;
+    if (k->connected) {
+        notify_hook(rt, "disconnect",
+                    json_pack("{s:o,s:o,s:s}", "socket", socket_json(k), "user",
+                              user_json(k->user_id, k->username), "reason",
+                              reason ? reason : "transport close"));
+    }
     for (uint32_t i = 0; i < k->rooms.len; i++) {
         chat__vec_remove(&((chat_room_state *)k->rooms.items[i])->socks, k);
     }
@@ -590,17 +749,47 @@ static void member_room_loaded(int status, json_t *room, void *arg)
     if (c->k && c->k->user) {
         user_join_local(c->rt, c->k->user, c->room_id);
     }
+    cache_room(c->rt, room);
     c->next(c);
 }
 
+/* Membership is checked on every action: by this node's subscriptions when the socket has
+ * the room, else by the stored room. c->room is set when this node has a copy. */
 static void require_member(domain_call *c, domain_step next)
 {
     c->next = next;
-    if (c->k && sock_room(c->k, c->room_id)) {
+    chat_room_state *r = c->k ? sock_room(c->k, c->room_id) : NULL;
+    if (r) {
+        c->room = json_incref(r->room);
         next(c);
         return;
     }
     store_call(c, CHAT_STORE_ROOM_GET, json_pack("{s:s}", "id", c->room_id), member_room_loaded);
+}
+
+static void room_loaded_for_policy(int status, json_t *room, void *arg)
+{
+    domain_call *c = arg;
+    if (status) {
+        json_decref(room);
+        call_fail(c, status, status == CHAT_ENOTFOUND ? "no room with that id" : NULL);
+        return;
+    }
+    c->room = room;
+    cache_room(c->rt, room);
+    c->next(c);
+}
+
+/* Makes sure c->room holds the room (policies read its settings and admin), then next. */
+static void with_room(domain_call *c, domain_step next)
+{
+    c->next = next;
+    if (c->room) {
+        next(c);
+        return;
+    }
+    store_call(c, CHAT_STORE_ROOM_GET, json_pack("{s:s}", "id", c->room_id),
+               room_loaded_for_policy);
 }
 
 /* ---- rooms ---- */
@@ -621,6 +810,7 @@ static void room_created(int status, json_t *room, void *arg)
             user_join_local(c->rt, u, json_string_value(json_object_get(room, "id")));
         }
     }
+    cache_room(c->rt, room);
     call_done(c, json_pack("{s:o}", "room", room));
 }
 
@@ -646,6 +836,16 @@ static void room_create(domain_call *c, json_t *payload)
     if (participants && !json_is_array(participants)) {
         call_fail(c, CHAT_EINVAL, "participants must be an array of user ids");
         return;
+    }
+    json_t *settings = json_object_get(payload, "settings");
+    if (settings && !json_is_null(settings)) {
+        char *text = json_is_object(settings) ? json_dumps(settings, JSON_COMPACT) : NULL;
+        size_t n = text ? strlen(text) : SIZE_MAX;
+        free(text);
+        if (n > SETTINGS_MAX_BYTES) {
+            call_fail(c, CHAT_EINVAL, "settings must be an object of at most 2048 bytes");
+            return;
+        }
     }
     json_t *members = json_array();
     json_array_append_new(members, json_string(c->user_id));
@@ -674,9 +874,10 @@ static void room_create(domain_call *c, json_t *payload)
     }
     char id[25];
     chat__objectid(id);
-    json_t *room = json_pack("{s:s,s:s,s:s,s:o,s:s,s:{},s:I}", "id", id, "name",
+    json_t *room = json_pack("{s:s,s:s,s:s,s:o,s:s,s:o,s:I}", "id", id, "name",
                              json_is_string(name) ? json_string_value(name) : "", "type", type,
                              "participants", members, "admin", c->user_id, "settings",
+                             json_is_object(settings) ? json_deep_copy(settings) : json_object(),
                              "createdAt", (json_int_t)now_ms());
     if (!room) {
         call_fail(c, CHAT_ENOMEM, NULL);
@@ -697,12 +898,26 @@ static void room_member_added(int status, json_t *room, void *arg)
     if (u) {
         user_join_local(c->rt, u, c->room_id);
     }
+    cache_room(c->rt, room);
     char except[32];
     snprintf(except, sizeof except, "u:%s", c->user_id);
     json_t *note = json_pack("{s:s,s:s}", "roomId", c->room_id, "userId", c->user_id);
     publish_room(c->rt, c->room_id, except, "room:member_joined", note);
     json_decref(note);
+    if (!c->done) { /* joins made by scripts do not call the scripts back */
+        notify_hook(c->rt, "room/joined",
+                    json_pack("{s:o,s:o,s:O}", "socket", socket_json(c->k), "user",
+                              call_user_json(c), "room", room));
+    }
     call_done(c, json_pack("{s:o}", "room", room));
+}
+
+static void join_allowed(domain_call *c, json_t *ev)
+{
+    (void)ev;
+    store_call(c, CHAT_STORE_ROOM_ADD_MEMBER,
+               json_pack("{s:s,s:s}", "roomId", c->room_id, "userId", c->user_id),
+               room_member_added);
 }
 
 static void join_room_loaded(int status, json_t *room, void *arg)
@@ -723,26 +938,27 @@ static void join_room_loaded(int status, json_t *room, void *arg)
         return;
     }
     const char *type = json_string_value(json_object_get(room, "type"));
-    int open = type && strcmp(type, "group") == 0 &&
-               !json_is_true(json_object_get(json_object_get(room, "settings"), "private"));
-    json_decref(room);
-    if (!open) {
-        call_fail(c, CHAT_EFORBIDDEN, "this room is private: ask its admin to add you");
+    if (!type || strcmp(type, "group") != 0) {
+        json_decref(room);
+        call_fail(c, CHAT_EFORBIDDEN, "a direct room has only its two participants");
         return;
     }
-    store_call(c, CHAT_STORE_ROOM_ADD_MEMBER,
-               json_pack("{s:s,s:s}", "roomId", c->room_id, "userId", c->user_id),
-               room_member_added);
+    /* the room rules (private rooms, member limits, bans) are policies in scripts */
+    json_t *ev = json_pack("{s:o,s:o,s:o}", "socket", socket_json(c->k), "user",
+                           call_user_json(c), "room", room);
+    run_hook(c, "room/join", ev, join_allowed);
 }
 
 static void room_member_removed(int status, json_t *room, void *arg)
 {
     domain_call *c = arg;
-    json_decref(room);
     if (status) {
+        json_decref(room);
         call_fail(c, status, NULL);
         return;
     }
+    cache_room(c->rt, room);
+    json_decref(room);
     chat_user_state *u = chat__map_get(&c->rt->users, c->user_id);
     if (u) {
         user_leave_local(c->rt, u, c->room_id);
@@ -750,6 +966,9 @@ static void room_member_removed(int status, json_t *room, void *arg)
     json_t *note = json_pack("{s:s,s:s}", "roomId", c->room_id, "userId", c->user_id);
     publish_room(c->rt, c->room_id, "-", "room:member_left", note);
     json_decref(note);
+    notify_hook(c->rt, "room/leave",
+                json_pack("{s:o,s:o,s:{s:s}}", "socket", socket_json(c->k), "user",
+                          call_user_json(c), "room", "id", c->room_id));
     call_done(c, NULL);
 }
 
@@ -788,6 +1007,11 @@ static void message_stored(int status, json_t *result, void *arg)
         chat__sock_emit(c->k, "message:ack", ack);
         json_decref(ack);
     }
+    if (!json_is_true(json_object_get(result, "duplicate"))) {
+        notify_hook(c->rt, "message/after",
+                    json_pack("{s:o,s:o,s:{s:s},s:O}", "socket", socket_json(c->k), "user",
+                              call_user_json(c), "room", "id", c->room_id, "message", message));
+    }
     call_done(c, json_pack("{s:O}", "message", message));
     json_decref(result);
 }
@@ -814,35 +1038,34 @@ static void message_send_member(domain_call *c)
     store_call(c, CHAT_STORE_MESSAGE_INSERT, msg, message_stored);
 }
 
-static void on_message_send(domain_call *c, json_t *payload)
+/* Checks {content, clientMsgId?, attachments?} and keeps the valid copy in c->input;
+ * fails the call and returns -1 otherwise. Runs again on what the policies rewrote. */
+static int take_message(domain_call *c, json_t *payload)
 {
-    if (take_room_id(c, payload)) {
-        return;
-    }
     json_t *content = json_object_get(payload, "content");
     json_t *client_id = json_object_get(payload, "clientMsgId");
     json_t *attachments = json_object_get(payload, "attachments");
     if (!json_is_string(content) || !json_string_length(content)) {
         call_fail(c, CHAT_EINVAL, "content must be a non-empty string");
-        return;
+        return -1;
     }
     if (json_string_length(content) > (size_t)c->rt->cfg.message_max_bytes) {
         char msg[128];
         snprintf(msg, sizeof msg, "content is longer than %d bytes; split the message",
                  c->rt->cfg.message_max_bytes);
         call_fail(c, CHAT_ETOOBIG, msg);
-        return;
+        return -1;
     }
     if (client_id && !json_is_null(client_id) &&
         (!json_is_string(client_id) || !json_string_length(client_id) ||
          json_string_length(client_id) > CLIENT_MSG_ID_MAX)) {
         call_fail(c, CHAT_EINVAL, "clientMsgId must be a string of 1 to 128 bytes");
-        return;
+        return -1;
     }
     if (attachments && !json_is_null(attachments) &&
         (!json_is_array(attachments) || json_array_size(attachments) > ATTACHMENTS_MAX)) {
         call_fail(c, CHAT_EINVAL, "attachments must be an array of at most 10 objects");
-        return;
+        return -1;
     }
     size_t i;
     json_t *a;
@@ -851,30 +1074,82 @@ static void on_message_send(domain_call *c, json_t *payload)
             call_fail(c, CHAT_EINVAL,
                       "attachments must be JSON objects (upload binary files elsewhere and "
                       "send their URLs)");
-            return;
+            return -1;
         }
     }
-    c->input = json_pack("{s:O}", "content", content);
+    json_t *input = json_pack("{s:O}", "content", content);
     if (json_is_string(client_id)) {
-        json_object_set(c->input, "clientMsgId", client_id);
+        json_object_set(input, "clientMsgId", client_id);
     }
     if (json_is_array(attachments)) {
-        json_object_set(c->input, "attachments", attachments);
+        json_object_set(input, "attachments", attachments);
     }
-    require_member(c, message_send_member);
+    json_decref(c->input);
+    c->input = input;
+    return 0;
+}
+
+static void message_allowed(domain_call *c, json_t *ev)
+{
+    json_t *message = json_object_get(ev, "message");
+    if (!json_is_object(message)) {
+        call_fail(c, CHAT_EINTERNAL, "a policy removed the message");
+        return;
+    }
+    /* the client's clientMsgId stays: a policy may rewrite content, not identity */
+    json_t *client_id = json_object_get(c->input, "clientMsgId");
+    if (client_id) {
+        json_object_set(message, "clientMsgId", client_id);
+    } else {
+        json_object_del(message, "clientMsgId");
+    }
+    if (take_message(c, message) == 0) {
+        message_send_member(c);
+    }
+}
+
+static void message_policy(domain_call *c)
+{
+    json_t *ev = json_pack("{s:o,s:o,s:O,s:O}", "socket", socket_json(c->k), "user",
+                           call_user_json(c), "room", c->room, "message", c->input);
+    run_hook(c, "message/before", ev, message_allowed);
+}
+
+static void message_send_checked(domain_call *c)
+{
+    if (chat__script_has(c->rt->script, "message/before")) {
+        with_room(c, message_policy);
+    } else {
+        message_send_member(c);
+    }
+}
+
+static void on_message_send(domain_call *c, json_t *payload)
+{
+    if (take_room_id(c, payload) || take_message(c, payload)) {
+        return;
+    }
+    require_member(c, message_send_checked);
 }
 
 /* ---- typing ---- */
 
-static void typing_member(domain_call *c, int typing)
+static void typing_allowed(domain_call *c, json_t *ev)
 {
     char except[32];
     snprintf(except, sizeof except, "u:%s", c->user_id);
-    json_t *note = json_pack("{s:s,s:s,s:b}", "roomId", c->room_id, "userId", c->user_id,
-                             "typing", typing);
+    json_t *note = json_pack("{s:s,s:s,s:O}", "roomId", c->room_id, "userId", c->user_id,
+                             "typing", json_object_get(ev, "typing"));
     publish_room(c->rt, c->room_id, except, "typing", note);
     json_decref(note);
     call_done(c, NULL);
+}
+
+static void typing_member(domain_call *c, int typing)
+{
+    json_t *ev = json_pack("{s:o,s:o,s:{s:s},s:b}", "socket", socket_json(c->k), "user",
+                           call_user_json(c), "room", "id", c->room_id, "typing", typing);
+    run_hook(c, "typing", ev, typing_allowed);
 }
 
 static void typing_start_member(domain_call *c) { typing_member(c, 1); }
@@ -924,32 +1199,204 @@ static const event_handler event_handlers[] = {
     {"typing:start", on_typing_start},   {"typing:stop", on_typing_stop},
 };
 
+static void custom_event_answered(domain_call *c, json_t *ev)
+{
+    json_t *result = json_object_get(ev, "result");
+    if (c->k && c->ack_id >= 0) {
+        if (result) {
+            chat__sock_ack(c->k, c->ack_id, result);
+        } else {
+            json_t *ok = json_pack("{s:b}", "ok", 1);
+            chat__sock_ack(c->k, c->ack_id, ok);
+            json_decref(ok);
+        }
+    }
+    call_free(c);
+}
+
 void chat__domain_event(chat_sock *k, const char *event, json_t *args, int64_t ack_id)
 {
     const event_handler *h = NULL;
-    for (size_t i = 0; i < sizeof event_handlers / sizeof event_handlers[0]; i++) {
+    for (size_t i = 0; strcmp(k->nsp, "/") == 0 && i < sizeof event_handlers / sizeof event_handlers[0];
+         i++) {
         if (strcmp(event_handlers[i].name, event) == 0) {
             h = &event_handlers[i];
             break;
         }
     }
-    /* the event name lives in args: fine for the unknown-event answer, which is sent now */
-    domain_call *c = call_from_sock(k, h ? h->name : event, ack_id);
+    domain_call *c = call_from_sock(k, event, ack_id);
     if (!c) {
         return;
     }
-    if (!h) {
+    if (h) {
+        json_t *payload = json_array_get(args, 1);
+        if (!json_is_object(payload)) {
+            call_fail(c, CHAT_EINVAL, "the payload must be an object");
+            return;
+        }
+        h->fn(c, payload);
+        return;
+    }
+    /* any other event goes to the scripts' "event/<name>" handlers; what they return is the
+     * ack */
+    char hook[96];
+    snprintf(hook, sizeof hook, "event/%s", event);
+    if (strlen(event) > 64 || !chat__script_has(k->rt->script, hook)) {
         char msg[160];
         snprintf(msg, sizeof msg, "unknown event \"%.64s\"", event);
         call_fail(c, CHAT_EINVAL, msg);
         return;
     }
-    json_t *payload = json_array_get(args, 1);
-    if (!json_is_object(payload)) {
-        call_fail(c, CHAT_EINVAL, "the payload must be an object");
+    json_t *rest = json_array();
+    for (size_t i = 1; i < json_array_size(args); i++) {
+        json_array_append(rest, json_array_get(args, i));
+    }
+    json_t *ev = json_pack("{s:o,s:o,s:s,s:s,s:o}", "socket", socket_json(k), "user",
+                           user_json(k->user_id, k->username), "namespace", k->nsp, "event",
+                           event, "args", rest);
+    run_hook(c, hook, ev, custom_event_answered);
+}
+
+static int valid_username(const char *s);
+
+/* ---- actions for scripts ---- */
+
+void chat__domain_emit_room(chat_runtime *rt, const char *room_id, const char *event,
+                            json_t *payload)
+{
+    if (is_object_id(room_id)) {
+        publish_room(rt, room_id, "-", event, payload);
+    }
+}
+
+int chat__domain_emit_user(chat_runtime *rt, const char *user_id, const char *event,
+                           json_t *payload)
+{
+    chat_user_state *u = chat__map_get(&rt->users, user_id);
+    for (uint32_t i = 0; u && i < u->socks.len; i++) {
+        chat__sock_emit(u->socks.items[i], event, payload);
+    }
+    return u ? (int)u->socks.len : 0;
+}
+
+int chat__domain_emit_socket(chat_runtime *rt, const char *sock_id, const char *event,
+                             json_t *payload)
+{
+    chat_sock *k = chat__map_get(&rt->socks, sock_id);
+    if (!k || !k->connected) {
+        return 0;
+    }
+    chat__sock_emit(k, event, payload);
+    return 1;
+}
+
+static domain_call *script_room_call(chat_runtime *rt, const char *room_id, const char *user_id,
+                                     chat_store_cb cb, void *arg)
+{
+    if (!is_object_id(room_id) || !is_object_id(user_id)) {
+        cb(CHAT_EINVAL, NULL, arg);
+        return NULL;
+    }
+    domain_call *c = call_from_script(rt, user_id, cb, arg);
+    if (c) {
+        memcpy(c->room_id, room_id, 25);
+    }
+    return c;
+}
+
+void chat__domain_join(chat_runtime *rt, const char *room_id, const char *user_id,
+                       chat_store_cb cb, void *arg)
+{
+    domain_call *c = script_room_call(rt, room_id, user_id, cb, arg);
+    if (c) {
+        store_call(c, CHAT_STORE_ROOM_ADD_MEMBER,
+                   json_pack("{s:s,s:s}", "roomId", room_id, "userId", user_id),
+                   room_member_added);
+    }
+}
+
+void chat__domain_leave(chat_runtime *rt, const char *room_id, const char *user_id,
+                        chat_store_cb cb, void *arg)
+{
+    domain_call *c = script_room_call(rt, room_id, user_id, cb, arg);
+    if (c) {
+        store_call(c, CHAT_STORE_ROOM_REMOVE_MEMBER,
+                   json_pack("{s:s,s:s}", "roomId", room_id, "userId", user_id),
+                   room_member_removed);
+    }
+}
+
+void chat__domain_send_as(chat_runtime *rt, const char *user_id, const char *room_id,
+                          const char *content, chat_store_cb cb, void *arg)
+{
+    domain_call *c = script_room_call(rt, room_id, user_id, cb, arg);
+    if (!c) {
         return;
     }
-    h->fn(c, payload);
+    json_t *payload = json_pack("{s:s}", "content", content);
+    if (payload && take_message(c, payload) == 0) {
+        require_member(c, message_send_member);
+    } else if (!payload) {
+        call_fail(c, CHAT_ENOMEM, NULL);
+    }
+    json_decref(payload);
+}
+
+static void bot_created(int status, json_t *user, void *arg);
+
+static void bot_looked_up(int status, json_t *user, void *arg)
+{
+    domain_call *c = arg;
+    if (status == 0) {
+        call_done(c, public_user(user, 0));
+        json_decref(user);
+        return;
+    }
+    json_decref(user);
+    if (status != CHAT_ENOTFOUND || c->second_lookup) {
+        call_fail(c, status, NULL);
+        return;
+    }
+    /* a bot signs in with no password: "!" is no bcrypt hash, so no password matches */
+    char id[25];
+    chat__objectid(id);
+    const char *name = json_string_value(json_object_get(c->input, "username"));
+    json_t *bot = json_pack("{s:s,s:s,s:s,s:s,s:I}", "id", id, "email",
+                            json_string_value(json_object_get(c->input, "email")), "username",
+                            name, "passwordHash", "!", "createdAt", (json_int_t)now_ms());
+    store_call(c, CHAT_STORE_USER_CREATE, bot, bot_created);
+}
+
+static void bot_created(int status, json_t *user, void *arg)
+{
+    domain_call *c = arg;
+    json_decref(user);
+    if (status && status != CHAT_ECONFLICT) {
+        call_fail(c, status, NULL);
+        return;
+    }
+    /* look it up again: on a conflict another node (or call) created it first */
+    c->second_lookup = 1;
+    store_call(c, CHAT_STORE_USER_BY_LOGIN,
+               json_pack("{s:O}", "login", json_object_get(c->input, "username")),
+               bot_looked_up);
+}
+
+void chat__domain_ensure_user(chat_runtime *rt, const char *username, chat_store_cb cb,
+                              void *arg)
+{
+    if (!valid_username(username)) {
+        cb(CHAT_EINVAL, NULL, arg);
+        return;
+    }
+    domain_call *c = call_from_script(rt, NULL, cb, arg);
+    if (!c) {
+        return;
+    }
+    c->input = json_pack("{s:s,s:s++}", "username", username, "email", username,
+                         "@bots.invalid");
+    store_call(c, CHAT_STORE_USER_BY_LOGIN, json_pack("{s:s}", "login", username),
+               bot_looked_up);
 }
 
 /* ---- REST ---- */
@@ -1298,6 +1745,9 @@ void chat__rest_metrics(chat_http_req *req, const char *user_id)
     (void)user_id;
     chat_runtime *rt = req->rt;
     chat_buf b = CHAT_BUF_INIT;
+    int version;
+    unsigned long reloads, failures, errors;
+    chat__script_stats(rt->script, &version, &reloads, &failures, &errors);
     int rc = chat__buf_appendf(
         &b,
         "# HELP chatd_sessions Engine.IO sessions open on this node.\n"
@@ -1315,11 +1765,20 @@ void chat__rest_metrics(chat_http_req *req, const char *user_id)
         "# HELP chatd_bad_packets_total Malformed packets that closed a session.\n"
         "# TYPE chatd_bad_packets_total counter\nchatd_bad_packets_total %llu\n"
         "# HELP chatd_store_pending Store calls queued or running.\n"
-        "# TYPE chatd_store_pending gauge\nchatd_store_pending %d\n",
+        "# TYPE chatd_store_pending gauge\nchatd_store_pending %d\n"
+        "# HELP chatd_scripts_version Generation of the loaded scripts.\n"
+        "# TYPE chatd_scripts_version gauge\nchatd_scripts_version %d\n"
+        "# HELP chatd_scripts_reloads_total Reloads that swapped in new scripts.\n"
+        "# TYPE chatd_scripts_reloads_total counter\nchatd_scripts_reloads_total %lu\n"
+        "# HELP chatd_scripts_reload_failures_total Reloads refused: a file did not load.\n"
+        "# TYPE chatd_scripts_reload_failures_total counter\n"
+        "chatd_scripts_reload_failures_total %lu\n"
+        "# HELP chatd_script_errors_total Hook calls that raised or ran out of budget.\n"
+        "# TYPE chatd_script_errors_total counter\nchatd_script_errors_total %lu\n",
         rt->sessions.len, (unsigned long long)rt->stats.connections_total, rt->users.len,
         rt->rooms.len, (unsigned long long)rt->stats.messages_stored,
         (unsigned long long)rt->stats.frames_out, (unsigned long long)rt->stats.bad_packets,
-        chat__store_pending(rt->store));
+        chat__store_pending(rt->store), version, reloads, failures, errors);
     if (rc) {
         chat__http_respond_error(req, CHAT_ENOMEM, NULL);
     } else {

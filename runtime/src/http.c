@@ -6,6 +6,9 @@
 #include "auth.h"
 #include "log.h"
 #include "rt.h"
+#include "script.h"
+
+#include <openssl/crypto.h>
 
 void chat__http_req_ref(chat_http_req *req) { req->refs++; }
 
@@ -90,6 +93,36 @@ const char *chat__http_query(const chat_http_req *req, const char *name, char *b
     return NULL;
 }
 
+/* POST /admin/reload with Authorization: Bearer <CHAT_ADMIN_TOKEN>: reloads the scripts and
+ * answers with the error (file:line: message) when they did not load. */
+static void admin_reload(chat_http_req *req, const char *user_id)
+{
+    (void)user_id;
+    const char *token = req->rt->cfg.admin_token;
+    const char *h = req->authorization;
+    if (!token || !token[0]) {
+        chat__http_respond_error(req, CHAT_ENOTFOUND,
+                                 "the admin API is off; set CHAT_ADMIN_TOKEN to enable it");
+        return;
+    }
+    size_t n = strlen(token);
+    if (!h || strncasecmp(h, "Bearer ", 7) != 0 || strlen(h + 7) != n ||
+        CRYPTO_memcmp(h + 7, token, n) != 0) {
+        chat__http_respond_error(req, CHAT_EUNAUTHORIZED,
+                                 "send Authorization: Bearer <CHAT_ADMIN_TOKEN>");
+        return;
+    }
+    char err[1024];
+    if (chat_runtime_reload(req->rt, err, sizeof err)) {
+        chat__http_respond_error(req, CHAT_EINVAL, err);
+        return;
+    }
+    int version;
+    unsigned long reloads, failures, errors;
+    chat__script_stats(req->rt->script, &version, &reloads, &failures, &errors);
+    chat__http_respond_json(req, 200, json_pack("{s:b,s:i}", "ok", 1, "version", version));
+}
+
 typedef void (*route_fn)(chat_http_req *req, const char *user_id);
 
 typedef struct route {
@@ -109,6 +142,7 @@ static const route routes[] = {
     {CHAT_HTTP_GET, "/healthz", 0, chat__rest_healthz},
     {CHAT_HTTP_GET, "/readyz", 0, chat__rest_readyz},
     {CHAT_HTTP_GET, "/metrics", 0, chat__rest_metrics},
+    {CHAT_HTTP_POST, "/admin/reload", 0, admin_reload},
 };
 
 static int bearer_user(chat_http_req *req, char user_id[25])
@@ -150,6 +184,9 @@ void chat__http_dispatch(chat_http_req *req)
     }
     if (path_known) {
         chat__http_respond_error(req, CHAT_EINVAL, "method not allowed on this path");
+        return;
+    }
+    if (chat__static_serve(req) == 0) {
         return;
     }
     chat__http_respond_error(req, CHAT_ENOTFOUND, "no such path");

@@ -23,7 +23,8 @@ static void print_option(const char *name, const char *env, const char *def, con
 
 static void usage(void)
 {
-    printf("usage: chatd [--option=value ...]\n\n"
+    printf("usage: chatd [--option=value ...]\n"
+           "       chatd [--option=value ...] --run file.lua [args...]\n\n"
            "An embeddable real-time chat server that speaks Socket.IO v4.\n\n"
            "options (flag, environment variable, meaning):\n");
     chat_config_describe(print_option, NULL);
@@ -34,6 +35,14 @@ static void on_signal(uv_signal_t *h, int signum)
     (void)signum;
     chat_runtime_stop(h->data);
     uv_close((uv_handle_t *)h, NULL);
+}
+
+/* SIGHUP reloads the scripts; a broken file is logged and the old ones keep serving. */
+static void on_sighup(uv_signal_t *h, int signum)
+{
+    char err[1024];
+    (void)signum;
+    chat_runtime_reload(h->data, err, sizeof err);
 }
 
 int main(int argc, char **argv)
@@ -50,6 +59,12 @@ int main(int argc, char **argv)
         return 2;
     }
     for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--run") == 0 && i + 1 < argc) {
+            /* chatd --run file.lua args...: the rest belongs to the script */
+            int rc = chat_run_lua(&cfg, argv[i + 1], argc - i - 2, argv + i + 2);
+            chat_config_free(&cfg);
+            return rc ? 1 : 0;
+        }
         if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
             usage();
             chat_config_free(&cfg);
@@ -85,12 +100,15 @@ int main(int argc, char **argv)
         fprintf(stderr, "chatd: could not start: %s (see the log above)\n", chat_strerror(rc));
         return 1;
     }
-    uv_signal_t sigint, sigterm;
+    uv_signal_t sigint, sigterm, sighup;
     uv_signal_init(chat_runtime_loop(rt), &sigint);
     uv_signal_init(chat_runtime_loop(rt), &sigterm);
-    sigint.data = sigterm.data = rt;
+    uv_signal_init(chat_runtime_loop(rt), &sighup);
+    sigint.data = sigterm.data = sighup.data = rt;
     uv_signal_start(&sigint, on_signal, SIGINT);
     uv_signal_start(&sigterm, on_signal, SIGTERM);
+    uv_signal_start(&sighup, on_sighup, SIGHUP);
+    uv_unref((uv_handle_t *)&sighup);
     /* either signal stops the runtime; the other watcher must not keep the loop alive */
     uv_unref((uv_handle_t *)&sigint);
     uv_unref((uv_handle_t *)&sigterm);
@@ -102,6 +120,7 @@ int main(int argc, char **argv)
     if (!uv_is_closing((uv_handle_t *)&sigterm)) {
         uv_close((uv_handle_t *)&sigterm, NULL);
     }
+    uv_close((uv_handle_t *)&sighup, NULL);
     chat_runtime_free(rt);
     return 0;
 }

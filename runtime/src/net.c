@@ -147,7 +147,8 @@ static int http_write(struct lws *wsi, net_pss *pss)
     if (lws_finalize_write_http_header(wsi, start, &p, end)) {
         return -1;
     }
-    if (body_len && req->method != CHAT_HTTP_HEAD &&
+    /* HEAD and 304 declare the length of the representation and send no body */
+    if (body_len && req->method != CHAT_HTTP_HEAD && req->status != 304 &&
         lws_write(wsi, req->resp.data + LWS_PRE, body_len, LWS_WRITE_HTTP_FINAL) !=
             (int)body_len) {
         return -1;

@@ -67,6 +67,8 @@ struct chat_runtime {
     chat_map sessions; /* sid -> chat_session */
     chat_map users;    /* userId -> chat_user_state (users with local sockets) */
     chat_map rooms;    /* roomId -> chat_room_state (rooms with local subscribers) */
+    chat_map socks;    /* Socket.IO socket id -> chat_sock (connected sockets) */
+    struct chat_script *script;
     uint32_t mark;     /* generation counter for de-duplicating fan-out targets */
     int stopping;
     chat_frame *ping_frame; /* "2", shared by every session */
@@ -75,6 +77,7 @@ struct chat_runtime {
     chat_buf scratch; /* reused encode buffer for packets to one socket */
     chat_buf pubbuf;  /* reused encode buffer for bus messages */
     char dummy_hash[64]; /* checked on logins for unknown users: same cost as a real check */
+    char *static_root;   /* static_dir made absolute; NULL: serve no files */
 };
 
 /* ---- HTTP requests (http.c) ---- */
@@ -143,8 +146,9 @@ void chat__eio_poll_writeable(chat_http_req *req);
 
 /* The Socket.IO state of one Engine.IO session (owned by sock.c, stored in the session). */
 #define SIO_MAX_ATTACHMENTS 16
+#define SIO_MAX_NAMESPACES 8
 typedef struct chat_sio_state {
-    chat_sock *sock;          /* the "/" namespace socket, once CONNECT arrived */
+    chat_sock *socks[SIO_MAX_NAMESPACES]; /* one per connected namespace */
     sio_packet pending;       /* a binary packet waiting for its attachments */
     chat_buf att[SIO_MAX_ATTACHMENTS];
     size_t att_have;
@@ -165,9 +169,11 @@ struct chat_sock {
     int refs;
     int connected; /* CONNECT answered */
     char id[24];   /* Socket.IO socket id */
-    char user_id[25];
-    chat_user_state *user;
-    chat_vec rooms; /* chat_room_state* this socket receives */
+    char nsp[SIO_NSP_MAX];
+    char user_id[25]; /* "" for an anonymous socket (namespaces that allow it) */
+    char username[40];
+    chat_user_state *user; /* "/" sockets: the user's local state */
+    chat_vec rooms;        /* chat_room_state* this socket receives */
     uint32_t mark;
 };
 
@@ -203,15 +209,33 @@ struct chat_room_state {
     char channel[48]; /* "room:<id>:messages" */
     chat_vec socks;   /* local sockets subscribed */
     int users;        /* local users holding it in their rooms */
+    json_t *room;     /* the room as last loaded or changed here, for policy hooks */
 };
 
-/* The socket finished authentication: load the user's rooms, then answer CONNECT. */
-void chat__domain_connect(chat_sock *k, const char *user_id);
-void chat__domain_disconnect(chat_sock *k);
+/* The socket finished authentication (user_id NULL: anonymous, on a namespace that allows
+ * it): run the connect hooks, load the user's rooms ("/"), then answer CONNECT. */
+void chat__domain_connect(chat_sock *k, const char *user_id, json_t *auth);
+void chat__domain_disconnect(chat_sock *k, const char *reason);
 /* A client event; data is the whole argument array (borrowed) and data[0] the name. */
 void chat__domain_event(chat_sock *k, const char *event, json_t *args, int64_t ack_id);
 /* A message from the bus. */
 void chat__domain_bus_message(const char *channel, const char *data, size_t len, void *arg);
+
+/* Actions for scripts (no policy hooks run for them). cb gets the room, user or message. */
+void chat__domain_emit_room(chat_runtime *rt, const char *room_id, const char *event,
+                            json_t *payload);
+int chat__domain_emit_user(chat_runtime *rt, const char *user_id, const char *event,
+                           json_t *payload);
+int chat__domain_emit_socket(chat_runtime *rt, const char *sock_id, const char *event,
+                             json_t *payload);
+void chat__domain_join(chat_runtime *rt, const char *room_id, const char *user_id,
+                       chat_store_cb cb, void *arg);
+void chat__domain_leave(chat_runtime *rt, const char *room_id, const char *user_id,
+                        chat_store_cb cb, void *arg);
+void chat__domain_ensure_user(chat_runtime *rt, const char *username, chat_store_cb cb,
+                              void *arg);
+void chat__domain_send_as(chat_runtime *rt, const char *user_id, const char *room_id,
+                          const char *content, chat_store_cb cb, void *arg);
 
 /* REST handlers: the request is authenticated when user_id is non-NULL. */
 void chat__rest_register(chat_http_req *req, const char *user_id);
@@ -223,6 +247,13 @@ void chat__rest_messages(chat_http_req *req, const char *user_id);
 void chat__rest_healthz(chat_http_req *req, const char *user_id);
 void chat__rest_readyz(chat_http_req *req, const char *user_id);
 void chat__rest_metrics(chat_http_req *req, const char *user_id);
+
+/* static.c: the web page's files. start: checks the directory (a missing one is logged
+ * once, and nothing is served). serve: 0 when it answers the request (now or from the
+ * thread pool), CHAT_ENOTFOUND when the path is not one it serves. */
+int chat__static_start(chat_runtime *rt);
+void chat__static_free(chat_runtime *rt);
+int chat__static_serve(chat_http_req *req);
 
 /* net.c */
 int chat__net_start(chat_runtime *rt);

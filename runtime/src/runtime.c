@@ -9,13 +9,15 @@
 
 #include "log.h"
 #include "rt.h"
+#include "script.h"
 
 #define JWT_SECRET_MIN 32
 
 static int copy_config(chat_config *dst, const chat_config *src)
 {
     *dst = *src;
-    char **strs[] = {&dst->listen, &dst->data_dir, &dst->jwt_secret, &dst->log_level};
+    char **strs[] = {&dst->listen,      &dst->data_dir, &dst->jwt_secret, &dst->log_level,
+                     &dst->static_dir,  &dst->scripts_dir, &dst->lua_dir,  &dst->admin_token};
     for (size_t i = 0; i < sizeof strs / sizeof strs[0]; i++) {
         if (*strs[i] && !(*strs[i] = strdup(*strs[i]))) {
             for (size_t j = 0; j < i; j++) {
@@ -109,7 +111,8 @@ static void make_dummy_hash(chat_runtime *rt)
     rt->dummy_hash[n + 53] = '\0';
 }
 
-int chat_runtime_new(chat_runtime **out, uv_loop_t *loop, const chat_config *cfg)
+/* serve: load the scripts and listen (chatd); 0: only the store, kv and bus (chatd --run). */
+static int runtime_new(chat_runtime **out, uv_loop_t *loop, const chat_config *cfg, int serve)
 {
     int rc;
     chat_runtime *rt = calloc(1, sizeof *rt);
@@ -162,7 +165,15 @@ int chat_runtime_new(chat_runtime **out, uv_loop_t *loop, const chat_config *cfg
         (rc = chat__bus_subscribe(rt->bus, "presence:updates"))) {
         goto fail;
     }
-    if ((rc = chat__net_start(rt))) {
+    if (!serve) {
+        *out = rt;
+        return 0;
+    }
+    char err[1024];
+    if ((rc = chat__script_new(&rt->script, rt, err, sizeof err))) {
+        goto fail; /* logged with the file and line */
+    }
+    if ((rc = chat__static_start(rt)) || (rc = chat__net_start(rt))) {
         goto fail;
     }
     chat__log(CHAT_LOG_INFO, "listening", "chatd is serving",
@@ -172,6 +183,22 @@ int chat_runtime_new(chat_runtime **out, uv_loop_t *loop, const chat_config *cfg
     return 0;
 fail:
     chat_runtime_free(rt);
+    return rc;
+}
+
+int chat_runtime_new(chat_runtime **out, uv_loop_t *loop, const chat_config *cfg)
+{
+    return runtime_new(out, loop, cfg, 1);
+}
+
+int chat_run_lua(const chat_config *cfg, const char *path, int argc, char **argv)
+{
+    chat_runtime *rt;
+    int rc = runtime_new(&rt, NULL, cfg, 0);
+    if (rc == 0) {
+        rc = chat__script_run_file(rt, path, argc, argv);
+        chat_runtime_free(rt);
+    }
     return rc;
 }
 
@@ -195,12 +222,19 @@ void chat_runtime_stop(chat_runtime *rt)
     chat__net_stop(rt);
 }
 
+int chat_runtime_reload(chat_runtime *rt, char *err, size_t errlen)
+{
+    return chat__script_reload(rt->script, err, errlen);
+}
+
 void chat_runtime_free(chat_runtime *rt)
 {
     if (!rt) {
         return;
     }
     chat__net_stop(rt);
+    chat__script_free(rt->script);
+    rt->script = NULL;
     if (rt->owns_loop) {
         uv_run(rt->loop, UV_RUN_DEFAULT); /* let pending work and closes finish */
     }
@@ -211,11 +245,13 @@ void chat_runtime_free(chat_runtime *rt)
     chat__map_free(&rt->sessions);
     chat__map_free(&rt->users);
     chat__map_free(&rt->rooms);
+    chat__map_free(&rt->socks);
     chat__frame_unref(rt->ping_frame);
     chat__frame_unref(rt->noop_frame);
     chat__buf_free(&rt->scratch);
     chat__buf_free(&rt->pubbuf);
     free(rt->jwt_secret);
+    chat__static_free(rt);
     chat_config_free(&rt->cfg);
     if (rt->owns_loop) {
         uv_run(rt->loop, UV_RUN_DEFAULT); /* the kv timer's close */

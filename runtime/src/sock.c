@@ -7,6 +7,7 @@
 #include "auth.h"
 #include "log.h"
 #include "rt.h"
+#include "script.h"
 
 void chat__sock_ref(chat_sock *k) { k->refs++; }
 
@@ -19,11 +20,12 @@ void chat__sock_unref(chat_sock *k)
 }
 
 /* Encodes one Socket.IO packet as an Engine.IO message and queues it. */
-static void send_packet(chat_session *s, int type, int64_t ack_id, const json_t *data)
+static void send_packet(chat_session *s, int type, const char *nsp, int64_t ack_id,
+                        const json_t *data)
 {
     chat_buf *b = &chat__session_rt(s)->scratch;
     chat__buf_reset(b);
-    if (chat__buf_appendc(b, '4') || chat__sio_encode(b, type, "/", ack_id, data, 0)) {
+    if (chat__buf_appendc(b, '4') || chat__sio_encode(b, type, nsp, ack_id, data, 0)) {
         return;
     }
     chat_frame *f = chat__frame_new(b->data, b->len, 0);
@@ -33,14 +35,9 @@ static void send_packet(chat_session *s, int type, int64_t ack_id, const json_t 
 
 static void send_connect_error(chat_session *s, const char *nsp, const char *message)
 {
-    chat_buf *b = &chat__session_rt(s)->scratch;
     json_t *data = json_pack("{s:s}", "message", message);
-    chat__buf_reset(b);
-    if (data && !chat__buf_appendc(b, '4') &&
-        !chat__sio_encode(b, SIO_CONNECT_ERROR, nsp, -1, data, 0)) {
-        chat_frame *f = chat__frame_new(b->data, b->len, 0);
-        chat__session_send(s, f);
-        chat__frame_unref(f);
+    if (data) {
+        send_packet(s, SIO_CONNECT_ERROR, nsp, -1, data);
     }
     json_decref(data);
 }
@@ -52,7 +49,7 @@ void chat__sock_emit(chat_sock *k, const char *event, json_t *arg)
     }
     json_t *args = json_pack("[sO]", event, arg);
     if (args) {
-        send_packet(k->session, SIO_EVENT, -1, args);
+        send_packet(k->session, SIO_EVENT, k->nsp, -1, args);
         json_decref(args);
     }
 }
@@ -64,7 +61,7 @@ void chat__sock_ack(chat_sock *k, int64_t ack_id, json_t *arg)
     }
     json_t *args = json_pack("[O]", arg);
     if (args) {
-        send_packet(k->session, SIO_ACK, ack_id, args);
+        send_packet(k->session, SIO_ACK, k->nsp, ack_id, args);
         json_decref(args);
     }
 }
@@ -89,7 +86,7 @@ void chat__sock_fail(chat_sock *k, const char *event, int64_t ack_id, int err,
     json_decref(error);
 }
 
-/* Called by the domain when the socket's rooms are loaded: answer CONNECT. */
+/* Called by the domain when the socket is ready: answer CONNECT. */
 void chat__sock_connected(chat_sock *k)
 {
     if (!k->session) {
@@ -97,11 +94,33 @@ void chat__sock_connected(chat_sock *k)
     }
     k->connected = 1;
     json_t *data = json_pack("{s:s}", "sid", k->id);
-    send_packet(k->session, SIO_CONNECT, -1, data);
+    send_packet(k->session, SIO_CONNECT, k->nsp, -1, data);
     json_decref(data);
 }
 
-static void detach_sock(chat_session *s);
+static chat_sock **sock_slot(chat_sio_state *st, const char *nsp, int create)
+{
+    chat_sock **free_slot = NULL;
+    for (int i = 0; i < SIO_MAX_NAMESPACES; i++) {
+        if (st->socks[i] && strcmp(st->socks[i]->nsp, nsp) == 0) {
+            return &st->socks[i];
+        }
+        if (!st->socks[i] && !free_slot) {
+            free_slot = &st->socks[i];
+        }
+    }
+    return create ? free_slot : NULL;
+}
+
+static void detach_sock(chat_session *s, chat_sock **slot, const char *reason)
+{
+    chat_sock *k = *slot;
+    *slot = NULL;
+    chat__map_del(&k->rt->socks, k->id);
+    chat__domain_disconnect(k, reason);
+    k->session = NULL;
+    chat__sock_unref(k);
+}
 
 void chat__sock_refuse(chat_sock *k, const char *message)
 {
@@ -109,8 +128,11 @@ void chat__sock_refuse(chat_sock *k, const char *message)
     if (!s) {
         return;
     }
-    send_connect_error(s, "/", message);
-    detach_sock(s);
+    chat_sock **slot = sock_slot(chat__session_sio(s), k->nsp, 0);
+    send_connect_error(s, k->nsp, message);
+    if (slot) {
+        detach_sock(s, slot, "refused");
+    }
 }
 
 static void make_socket_id(char out[24])
@@ -127,47 +149,52 @@ static void make_socket_id(char out[24])
 
 static int on_connect(chat_session *s, sio_packet *p)
 {
+    chat_runtime *rt = chat__session_rt(s);
     chat_sio_state *st = chat__session_sio(s);
-    if (strcmp(p->nsp, "/") != 0) {
+    int anonymous = 0;
+    if (strcmp(p->nsp, "/") != 0 && !chat__script_namespace(rt->script, p->nsp, &anonymous)) {
         send_connect_error(s, p->nsp, "Invalid namespace");
         return 0;
     }
-    if (st->sock) {
+    if (sock_slot(st, p->nsp, 0)) {
         return -1; /* CONNECT twice on one namespace is a broken client */
     }
+    chat_sock **slot = sock_slot(st, p->nsp, 1);
+    if (!slot) {
+        send_connect_error(s, p->nsp, "too many namespaces on one connection");
+        return 0;
+    }
     json_t *token = p->data ? json_object_get(p->data, "token") : NULL;
-    char user_id[25];
+    char user_id[25] = "";
     uv_timeval64_t tv;
     uv_gettimeofday(&tv);
-    if (!json_is_string(token) ||
-        chat__jwt_verify(chat__session_rt(s)->jwt_secret, json_string_value(token), tv.tv_sec, user_id)) {
-        send_connect_error(s, "/", "unauthorized");
-        return 0;
+    if (token || !anonymous) {
+        if (!json_is_string(token) ||
+            chat__jwt_verify(rt->jwt_secret, json_string_value(token), tv.tv_sec, user_id)) {
+            send_connect_error(s, p->nsp, "unauthorized");
+            return 0;
+        }
     }
     chat_sock *k = calloc(1, sizeof *k);
     if (!k) {
         return -1;
     }
-    k->rt = chat__session_rt(s);
+    k->rt = rt;
     k->session = s;
     k->refs = 1; /* the session's */
-    make_socket_id(k->id);
-    st->sock = k;
-    chat__domain_connect(k, user_id);
-    return 0;
-}
-
-static void detach_sock(chat_session *s)
-{
-    chat_sio_state *st = chat__session_sio(s);
-    chat_sock *k = st->sock;
-    if (!k) {
-        return;
+    snprintf(k->nsp, sizeof k->nsp, "%s", p->nsp);
+    do {
+        make_socket_id(k->id);
+    } while (chat__map_get(&rt->socks, k->id));
+    if (chat__map_put(&rt->socks, k->id, k)) {
+        free(k);
+        return -1;
     }
-    st->sock = NULL;
-    chat__domain_disconnect(k);
-    k->session = NULL;
-    chat__sock_unref(k);
+    *slot = k;
+    json_t *auth = p->data ? json_deep_copy(p->data) : json_object();
+    json_object_del(auth, "token"); /* scripts see the rest of the auth payload, not this */
+    chat__domain_connect(k, user_id[0] ? user_id : NULL, auth);
+    return 0;
 }
 
 static void clear_pending(chat_sio_state *st)
@@ -186,15 +213,18 @@ static int dispatch(chat_session *s, sio_packet *p)
     switch (p->type) {
     case SIO_CONNECT:
         return on_connect(s, p);
-    case SIO_DISCONNECT:
-        if (strcmp(p->nsp, "/") == 0) {
-            detach_sock(s);
+    case SIO_DISCONNECT: {
+        chat_sock **slot = sock_slot(st, p->nsp, 0);
+        if (slot) {
+            detach_sock(s, slot, "client namespace disconnect");
         }
         return 0;
+    }
     case SIO_EVENT:
     case SIO_BINARY_EVENT: {
-        chat_sock *k = st->sock;
-        if (!k || !k->connected || strcmp(p->nsp, "/") != 0) {
+        chat_sock **slot = sock_slot(st, p->nsp, 0);
+        chat_sock *k = slot ? *slot : NULL;
+        if (!k || !k->connected) {
             return 0; /* not connected to that namespace: Socket.IO drops it */
         }
         const char *name = json_string_value(json_array_get(p->data, 0));
@@ -252,7 +282,10 @@ int chat__sock_on_message(chat_session *s, const uint8_t *data, size_t len, int 
 void chat__sock_session_closed(chat_session *s, const char *reason)
 {
     chat_sio_state *st = chat__session_sio(s);
-    (void)reason;
-    detach_sock(s);
+    for (int i = 0; i < SIO_MAX_NAMESPACES; i++) {
+        if (st->socks[i]) {
+            detach_sock(s, &st->socks[i], reason);
+        }
+    }
     clear_pending(st);
 }

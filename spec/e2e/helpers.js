@@ -1,4 +1,5 @@
 'use strict';
+const REPO_ROOT = require('node:path').resolve(__dirname, '..', '..');
 // End-to-end helpers: one chatd process per test file, real Socket.IO clients, raw
 // Engine.IO over fetch and ws, and HS256 tokens made with node:crypto.
 //
@@ -120,6 +121,10 @@ async function startOnce(bin, port, opts) {
         CHAT_DATA_DIR: dataDir,
         CHAT_JWT_SECRET: secret,
         CHAT_BCRYPT_COST: '4',
+        // The protocol tests run the core alone: no policies or bots unless a test asks for
+        // them (opts.scripts: a scripts folder, e.g. the repo's default scripts/).
+        CHAT_SCRIPTS_DIR: opts.scripts || fs.mkdtempSync(path.join(os.tmpdir(), 'chatd-noscripts-')),
+        CHAT_LUA_DIR: path.join(REPO_ROOT, 'lua'),
         ...(opts.env || {}),
     };
     const proc = spawn(bin, [], { env, stdio: ['ignore', 'pipe', 'pipe'] });

@@ -1,0 +1,299 @@
+/* lua_chat.c: the `chat` module scripts require: hooks, rejections, namespaces, emits and
+ * room actions, plus the sub-modules (kv, store, json, jwt, crypto, timer, log). The parts
+ * written in Lua (kick, ban, mute, bots) are in lua/chat/actions.lua. */
+#include <lauxlib.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "rt.h"
+#include "script.h"
+
+int luaopen_chat_kv(lua_State *L);
+int luaopen_chat_store(lua_State *L);
+int luaopen_chat_jwt(lua_State *L);
+int luaopen_chat_crypto(lua_State *L);
+int luaopen_chat_timer(lua_State *L);
+int luaopen_chat_log(lua_State *L);
+
+static const char *const known_hooks[] = {
+    "connect", "room/join", "room/joined", "room/leave", "message/before", "message/after",
+    "typing",  "disconnect", NULL,
+};
+
+/* chat.hook(name, fn, priority = 0): higher priorities run first; equal ones in the order
+ * they were hooked. */
+static int chat_hook(lua_State *L)
+{
+    const char *name = luaL_checkstring(L, 1);
+    luaL_checktype(L, 2, LUA_TFUNCTION);
+    lua_Number prio = luaL_optnumber(L, 3, 0);
+    int known = strncmp(name, "event/", 6) == 0 && name[6];
+    for (const char *const *h = known_hooks; !known && *h; h++) {
+        known = strcmp(*h, name) == 0;
+    }
+    if (!known) {
+        return luaL_argerror(L, 1, lua_pushfstring(L, "unknown hook '%s'", name));
+    }
+    lua_getfield(L, LUA_REGISTRYINDEX, "chat.hooks");
+    if (lua_getfield(L, -1, name) != LUA_TTABLE) {
+        lua_pop(L, 1);
+        lua_newtable(L);
+        lua_pushvalue(L, -1);
+        lua_setfield(L, -3, name);
+    }
+    /* [.., hooks, list]: insert after the last entry whose priority is >= prio */
+    lua_Integer n = luaL_len(L, -1), pos = n + 1;
+    for (lua_Integer i = 1; i <= n; i++) {
+        lua_rawgeti(L, -1, i);
+        lua_getfield(L, -1, "priority");
+        lua_Number p = lua_tonumber(L, -1);
+        lua_pop(L, 2);
+        if (p < prio) {
+            pos = i;
+            break;
+        }
+    }
+    for (lua_Integer i = n; i >= pos; i--) {
+        lua_rawgeti(L, -1, i);
+        lua_rawseti(L, -2, i + 1);
+    }
+    lua_createtable(L, 0, 2);
+    lua_pushvalue(L, 2);
+    lua_setfield(L, -2, "fn");
+    lua_pushnumber(L, prio);
+    lua_setfield(L, -2, "priority");
+    lua_rawseti(L, -2, pos);
+    return 0;
+}
+
+/* chat.reject(code, message): what a handler returns to refuse. */
+static int chat_reject(lua_State *L)
+{
+    const char *code = luaL_checkstring(L, 1);
+    const char *message = luaL_optstring(L, 2, "refused by the server's policy");
+    if (!chat__script_reject_code(code)) {
+        return luaL_argerror(L, 1, "not an error code of PROTOCOL.md");
+    }
+    lua_createtable(L, 0, 2);
+    lua_pushstring(L, code);
+    lua_setfield(L, -2, "code");
+    lua_pushstring(L, message);
+    lua_setfield(L, -2, "message");
+    lua_getfield(L, LUA_REGISTRYINDEX, "chat.reject");
+    lua_setmetatable(L, -2);
+    return 1;
+}
+
+/* chat.namespace("/bots", {anonymous = true}): clients may connect to it; its events go to
+ * "event/<name>" hooks. */
+static int chat_namespace(lua_State *L)
+{
+    const char *nsp = luaL_checkstring(L, 1);
+    luaL_argcheck(L, nsp[0] == '/' && nsp[1] && strlen(nsp) < SIO_NSP_MAX, 1,
+                  "a namespace looks like \"/name\"");
+    lua_getfield(L, LUA_REGISTRYINDEX, "chat.namespaces");
+    lua_createtable(L, 0, 1);
+    if (lua_istable(L, 2)) {
+        lua_getfield(L, 2, "anonymous");
+        lua_setfield(L, -2, "anonymous");
+    }
+    lua_setfield(L, -2, nsp);
+    return 0;
+}
+
+static json_t *arg_json(lua_State *L, int idx)
+{
+    const char *err = NULL;
+    json_t *v = chat__lua_to_json(L, idx, &err);
+    if (!v) {
+        luaL_argerror(L, idx, err ? err : "cannot be sent as JSON");
+    }
+    return v;
+}
+
+/* chat.emit_room(roomId, event, data): to every member socket of the room, on every node. */
+static int chat_emit_room(lua_State *L)
+{
+    const char *room = luaL_checkstring(L, 1);
+    const char *event = luaL_checkstring(L, 2);
+    json_t *data = arg_json(L, 3);
+    chat__domain_emit_room(chat__script_rt(L), room, event, data);
+    json_decref(data);
+    return 0;
+}
+
+/* chat.emit_user(userId, event, data): to every socket of the user on this node. */
+static int chat_emit_user(lua_State *L)
+{
+    const char *user = luaL_checkstring(L, 1);
+    const char *event = luaL_checkstring(L, 2);
+    json_t *data = arg_json(L, 3);
+    lua_pushinteger(L, chat__domain_emit_user(chat__script_rt(L), user, event, data));
+    json_decref(data);
+    return 1;
+}
+
+/* chat.emit_socket(socketId, event, data): true when the socket is connected here. */
+static int chat_emit_socket(lua_State *L)
+{
+    const char *sock = luaL_checkstring(L, 1);
+    const char *event = luaL_checkstring(L, 2);
+    json_t *data = arg_json(L, 3);
+    lua_pushboolean(L, chat__domain_emit_socket(chat__script_rt(L), sock, event, data));
+    json_decref(data);
+    return 1;
+}
+
+static void action_done(int status, json_t *result, void *arg)
+{
+    chat_pending *p = arg;
+    lua_State *T = chat__script_pending_thread(p);
+    if (status) {
+        lua_pushnil(T);
+        lua_pushstring(T, chat_errcode(status));
+        chat__script_pending_done(p, 2);
+    } else if (!result) {
+        lua_pushboolean(T, 1);
+        chat__script_pending_done(p, 1);
+    } else {
+        /* {room = ...} or {message = ...}: the caller wants the object itself */
+        json_t *inner = json_object_size(result) == 1 ? json_object_get(result, "room") : NULL;
+        if (!inner && json_object_size(result) == 1) {
+            inner = json_object_get(result, "message");
+        }
+        chat__json_to_lua(T, inner ? inner : result);
+        chat__script_pending_done(p, 1);
+    }
+    json_decref(result);
+}
+
+/* chat.join(roomId, userId) -> room | nil, err: makes the user a member (no policy hooks). */
+static int chat_join(lua_State *L)
+{
+    const char *room = luaL_checkstring(L, 1);
+    const char *user = luaL_checkstring(L, 2);
+    chat_pending *p = chat__script_pending_new(L);
+    chat__domain_join(chat__script_rt(L), room, user, action_done, p);
+    return chat__script_await(L, p);
+}
+
+/* chat.leave(roomId, userId) -> true | nil, err: ends the membership on every device. */
+static int chat_leave(lua_State *L)
+{
+    const char *room = luaL_checkstring(L, 1);
+    const char *user = luaL_checkstring(L, 2);
+    chat_pending *p = chat__script_pending_new(L);
+    chat__domain_leave(chat__script_rt(L), room, user, action_done, p);
+    return chat__script_await(L, p);
+}
+
+/* chat._ensure_user(username) -> user: the account of a bot, created on first use. */
+static int chat_ensure_user(lua_State *L)
+{
+    const char *name = luaL_checkstring(L, 1);
+    chat_pending *p = chat__script_pending_new(L);
+    chat__domain_ensure_user(chat__script_rt(L), name, action_done, p);
+    return chat__script_await(L, p);
+}
+
+/* chat._send_as(userId, roomId, content) -> message: stored and delivered like anyone's. */
+static int chat_send_as(lua_State *L)
+{
+    const char *user = luaL_checkstring(L, 1);
+    const char *room = luaL_checkstring(L, 2);
+    const char *content = luaL_checkstring(L, 3);
+    chat_pending *p = chat__script_pending_new(L);
+    chat__domain_send_as(chat__script_rt(L), user, room, content, action_done, p);
+    return chat__script_await(L, p);
+}
+
+/* chat.setting(name, default): the operator's CHAT_<NAME> environment variable, as a number
+ * when the default is one. */
+static int chat_setting(lua_State *L)
+{
+    const char *name = luaL_checkstring(L, 1);
+    char env[128];
+    size_t i = 0;
+    memcpy(env, "CHAT_", 5);
+    for (; name[i] && i < sizeof env - 6; i++) {
+        char c = name[i];
+        env[5 + i] = (char)(c >= 'a' && c <= 'z' ? c - 32 : c);
+    }
+    env[5 + i] = '\0';
+    const char *v = getenv(env);
+    if (!v) {
+        lua_settop(L, 2);
+        return 1;
+    }
+    if (lua_type(L, 2) == LUA_TNUMBER) {
+        if (!lua_stringtonumber(L, v)) {
+            return luaL_error(L, "%s must be a number", env);
+        }
+        return 1;
+    }
+    lua_pushstring(L, v);
+    return 1;
+}
+
+static int chat_array(lua_State *L)
+{
+    if (lua_isnoneornil(L, 1)) {
+        lua_newtable(L);
+    } else {
+        luaL_checktype(L, 1, LUA_TTABLE);
+        lua_settop(L, 1);
+    }
+    chat__lua_push_array_mt(L);
+    lua_setmetatable(L, -2);
+    return 1;
+}
+
+static int chat_now(lua_State *L)
+{
+    lua_pushinteger(L, (lua_Integer)chat__now_ms());
+    return 1;
+}
+
+static const luaL_Reg chat_funcs[] = {
+    {"hook", chat_hook},
+    {"reject", chat_reject},
+    {"namespace", chat_namespace},
+    {"emit_room", chat_emit_room},
+    {"emit_user", chat_emit_user},
+    {"emit_socket", chat_emit_socket},
+    {"join", chat_join},
+    {"leave", chat_leave},
+    {"_ensure_user", chat_ensure_user},
+    {"_send_as", chat_send_as},
+    {"setting", chat_setting},
+    {"array", chat_array},
+    {"now", chat_now},
+    {NULL, NULL},
+};
+
+static const luaL_Reg submodules[] = {
+    {"kv", luaopen_chat_kv},         {"store", luaopen_chat_store},
+    {"jwt", luaopen_chat_jwt},       {"crypto", luaopen_chat_crypto},
+    {"timer", luaopen_chat_timer},   {"log", luaopen_chat_log},
+    {NULL, NULL},
+};
+
+int luaopen_chat(lua_State *L)
+{
+    luaL_newlib(L, chat_funcs);
+    for (const luaL_Reg *m = submodules; m->func; m++) {
+        m->func(L);
+        lua_setfield(L, -2, m->name);
+    }
+    lua_getfield(L, LUA_REGISTRYINDEX, "chat.cjson");
+    lua_setfield(L, -2, "json");
+    lua_pushlightuserdata(L, NULL);
+    lua_setfield(L, -2, "null");
+    /* the parts written in Lua extend the table */
+    lua_getglobal(L, "require");
+    lua_pushliteral(L, "chat.actions");
+    lua_call(L, 1, 1);
+    lua_pushvalue(L, -2);
+    lua_call(L, 1, 0);
+    return 1;
+}

@@ -1,0 +1,191 @@
+/* lua_json.c: JSON values (jansson, the domain's) to Lua tables and back. JSON null is
+ * cjson's null (a NULL light userdata), so scripts compare against chat.json.null. */
+#include <lauxlib.h>
+#include <math.h>
+#include <string.h>
+
+#include "eio.h"
+#include "script.h"
+
+#define DEPTH_MAX 64
+
+static const char *const array_key = "chat.array";
+
+/* The metatable that marks a table as a JSON array (an empty one included). */
+void chat__lua_push_array_mt(lua_State *L)
+{
+    if (luaL_getsubtable(L, LUA_REGISTRYINDEX, array_key) == 0) {
+        lua_pushliteral(L, "array");
+        lua_setfield(L, -2, "__name");
+    }
+}
+
+static void to_lua(lua_State *L, const json_t *v, int depth)
+{
+    luaL_checkstack(L, 4, "JSON too deep");
+    switch (json_typeof(v)) {
+    case JSON_OBJECT: {
+        const char *k;
+        json_t *x;
+        lua_createtable(L, 0, (int)json_object_size(v));
+        json_object_foreach((json_t *)v, k, x) {
+            to_lua(L, x, depth + 1);
+            lua_setfield(L, -2, k);
+        }
+        break;
+    }
+    case JSON_ARRAY: {
+        size_t i;
+        json_t *x;
+        lua_createtable(L, (int)json_array_size(v), 0);
+        json_array_foreach(v, i, x) {
+            to_lua(L, x, depth + 1);
+            lua_rawseti(L, -2, (lua_Integer)i + 1);
+        }
+        chat__lua_push_array_mt(L);
+        lua_setmetatable(L, -2);
+        break;
+    }
+    case JSON_STRING:
+        lua_pushlstring(L, json_string_value(v), json_string_length(v));
+        break;
+    case JSON_INTEGER:
+        lua_pushinteger(L, (lua_Integer)json_integer_value(v));
+        break;
+    case JSON_REAL:
+        lua_pushnumber(L, json_real_value(v));
+        break;
+    case JSON_TRUE:
+        lua_pushboolean(L, 1);
+        break;
+    case JSON_FALSE:
+        lua_pushboolean(L, 0);
+        break;
+    default:
+        lua_pushlightuserdata(L, NULL);
+        break;
+    }
+}
+
+void chat__json_to_lua(lua_State *L, const json_t *v)
+{
+    if (!v) {
+        lua_pushnil(L);
+        return;
+    }
+    to_lua(L, v, 0);
+}
+
+/* n > 0 when the table is a sequence 1..n and nothing else; 0 when it is empty. */
+static lua_Integer sequence_len(lua_State *L, int idx)
+{
+    lua_Integer n = 0, max = 0;
+    lua_pushnil(L);
+    while (lua_next(L, idx)) {
+        lua_pop(L, 1);
+        if (!lua_isinteger(L, -1) || lua_tointeger(L, -1) < 1) {
+            lua_pop(L, 1);
+            return -1;
+        }
+        lua_Integer k = lua_tointeger(L, -1);
+        max = k > max ? k : max;
+        n++;
+    }
+    return n == max ? n : -1;
+}
+
+static json_t *to_json(lua_State *L, int idx, int depth, const char **err)
+{
+    if (depth > DEPTH_MAX) {
+        *err = "is nested too deeply";
+        return NULL;
+    }
+    idx = lua_absindex(L, idx);
+    switch (lua_type(L, idx)) {
+    case LUA_TNIL:
+        return json_null();
+    case LUA_TBOOLEAN:
+        return json_boolean(lua_toboolean(L, idx));
+    case LUA_TNUMBER:
+        if (lua_isinteger(L, idx)) {
+            return json_integer((json_int_t)lua_tointeger(L, idx));
+        }
+        if (!isfinite(lua_tonumber(L, idx))) {
+            *err = "contains NaN or infinity";
+            return NULL;
+        }
+        return json_real(lua_tonumber(L, idx));
+    case LUA_TSTRING: {
+        size_t len;
+        const char *s = lua_tolstring(L, idx, &len);
+        if (!chat__utf8_valid((const uint8_t *)s, len)) {
+            *err = "contains a string that is not valid UTF-8";
+            return NULL;
+        }
+        return json_stringn(s, len);
+    }
+    case LUA_TLIGHTUSERDATA:
+        if (!lua_touserdata(L, idx)) {
+            return json_null();
+        }
+        break;
+    case LUA_TTABLE: {
+        luaL_checkstack(L, 6, "JSON too deep");
+        int marked = 0;
+        if (lua_getmetatable(L, idx)) {
+            lua_getfield(L, LUA_REGISTRYINDEX, array_key);
+            marked = lua_rawequal(L, -1, -2);
+            lua_pop(L, 2);
+        }
+        lua_Integer n = sequence_len(L, idx);
+        if (marked || n > 0) {
+            if (n < 0) {
+                *err = "has an array with holes or extra keys";
+                return NULL;
+            }
+            json_t *arr = json_array();
+            for (lua_Integer i = 1; arr && i <= n; i++) {
+                lua_rawgeti(L, idx, i);
+                json_t *x = to_json(L, -1, depth + 1, err);
+                lua_pop(L, 1);
+                if (!x || json_array_append_new(arr, x)) {
+                    json_decref(arr);
+                    return NULL;
+                }
+            }
+            return arr;
+        }
+        json_t *obj = json_object();
+        lua_pushnil(L);
+        while (obj && lua_next(L, idx)) {
+            if (lua_type(L, -2) != LUA_TSTRING) {
+                lua_pop(L, 2);
+                json_decref(obj);
+                *err = "has a table with a key that is not a string";
+                return NULL;
+            }
+            json_t *x = to_json(L, -1, depth + 1, err);
+            if (!x || json_object_set_new(obj, lua_tostring(L, -2), x)) {
+                if (x) {
+                    *err = "has a key that is not valid UTF-8";
+                }
+                lua_pop(L, 2);
+                json_decref(obj);
+                return NULL;
+            }
+            lua_pop(L, 1);
+        }
+        return obj;
+    }
+    default:
+        break;
+    }
+    *err = "contains a function, thread or userdata";
+    return NULL;
+}
+
+json_t *chat__lua_to_json(lua_State *L, int idx, const char **err)
+{
+    const char *dummy;
+    return to_json(L, idx, 0, err ? err : &dummy);
+}

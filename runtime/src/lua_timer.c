@@ -1,0 +1,86 @@
+/* lua_timer.c: chat.timer.after(ms, fn) and chat.timer.every(ms, fn), each returning a
+ * handle with :cancel(). fn runs in its own coroutine (it may wait for I/O). Timers belong to
+ * the scripts' generation: a reload stops them and the new scripts start their own. */
+#include <lauxlib.h>
+#include <stdlib.h>
+
+#include "script.h"
+
+typedef struct lua_timer {
+    uv_timer_t handle; /* first: the state frees the handle's memory when it retires */
+    lua_State *L;      /* the state's main thread */
+    int fn_ref;
+    int repeat;
+} lua_timer;
+
+static void timer_free(uv_handle_t *h) { free(h); }
+
+static void timer_cancel(lua_timer *t)
+{
+    chat__script_untrack_timer(t->L, &t->handle);
+    luaL_unref(t->L, LUA_REGISTRYINDEX, t->fn_ref);
+    uv_close((uv_handle_t *)&t->handle, timer_free);
+}
+
+static void timer_fire(uv_timer_t *h)
+{
+    lua_timer *t = (lua_timer *)h;
+    lua_State *L = t->L;
+    lua_rawgeti(L, LUA_REGISTRYINDEX, t->fn_ref);
+    if (!t->repeat) {
+        timer_cancel(t); /* the function is on the stack: safe to drop its reference */
+    }
+    chat__script_spawn(L, 0, "timer");
+}
+
+static int start(lua_State *L, int repeat)
+{
+    lua_Integer ms = luaL_checkinteger(L, 1);
+    luaL_checktype(L, 2, LUA_TFUNCTION);
+    luaL_argcheck(L, ms >= 0 && ms <= 7 * 86400 * 1000, 1, "0 ms to 7 days");
+    luaL_argcheck(L, !repeat || ms >= 10, 1, "every: at least 10 ms");
+    lua_timer *t = calloc(1, sizeof *t);
+    if (!t) {
+        return luaL_error(L, "out of memory");
+    }
+    lua_rawgeti(L, LUA_REGISTRYINDEX, LUA_RIDX_MAINTHREAD);
+    t->L = lua_tothread(L, -1);
+    lua_pop(L, 1);
+    t->repeat = repeat;
+    lua_pushvalue(L, 2);
+    t->fn_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    uv_timer_init(chat__script_loop(L), &t->handle);
+    if (chat__script_track_timer(L, &t->handle)) {
+        luaL_unref(L, LUA_REGISTRYINDEX, t->fn_ref);
+        uv_close((uv_handle_t *)&t->handle, timer_free);
+        return luaL_error(L, "out of memory");
+    }
+    uv_timer_start(&t->handle, timer_fire, (uint64_t)ms, repeat ? (uint64_t)ms : 0);
+    /* the handle: {cancel = function} with the timer as a light userdata upvalue */
+    lua_newtable(L);
+    lua_pushlightuserdata(L, t);
+    lua_pushcclosure(L, chat__lua_timer_cancel, 1);
+    lua_setfield(L, -2, "cancel");
+    return 1;
+}
+
+int chat__lua_timer_cancel(lua_State *L)
+{
+    lua_timer *t = lua_touserdata(L, lua_upvalueindex(1));
+    /* only a timer still alive in this state is closed: it may have fired or been retired */
+    if (t && chat__script_timer_alive(L, &t->handle)) {
+        timer_cancel(t);
+    }
+    return 0;
+}
+
+static int timer_after(lua_State *L) { return start(L, 0); }
+static int timer_every(lua_State *L) { return start(L, 1); }
+
+static const luaL_Reg timer_funcs[] = {{"after", timer_after}, {"every", timer_every}, {NULL, NULL}};
+
+int luaopen_chat_timer(lua_State *L)
+{
+    luaL_newlib(L, timer_funcs);
+    return 1;
+}

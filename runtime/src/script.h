@@ -1,0 +1,77 @@
+/* script.h: the Lua 5.4 host. Loads lua/ (the shipped library) and the scripts folder into a
+ * sandboxed state, runs hooks in coroutines under an instruction budget and a memory cap, and
+ * swaps in a new state on reload only when every file loads. */
+#ifndef CHAT_SCRIPT_H
+#define CHAT_SCRIPT_H
+
+#include <jansson.h>
+#include <lua.h>
+#include <stddef.h>
+#include <uv.h>
+
+typedef struct chat_runtime chat_runtime;
+typedef struct chat_script chat_script;
+
+/* Builds the first state. On failure err holds "file:line: message". */
+int chat__script_new(chat_script **out, chat_runtime *rt, char *err, size_t errlen);
+void chat__script_free(chat_script *sc);
+/* Builds a new state from the files and swaps it in; the old one serves the handlers already
+ * running and is closed after them. On failure the old state keeps serving. */
+int chat__script_reload(chat_script *sc, char *err, size_t errlen);
+/* The loaded state's generation (1, 2, ...) and counters for /metrics. */
+void chat__script_stats(chat_script *sc, int *version, unsigned long *reloads,
+                        unsigned long *reload_failures, unsigned long *errors);
+
+/* 1 when at least one handler is hooked on name: callers skip the Lua round trip otherwise. */
+int chat__script_has(chat_script *sc, const char *hook);
+/* A namespace other than "/" that a script declared; anonymous: connections without a token
+ * are allowed there. 1 if declared. */
+int chat__script_namespace(chat_script *sc, const char *nsp, int *anonymous);
+
+/* The result of running a hook chain.
+ * status 0: allowed; ev is the event after the handlers (they may rewrite it); for custom
+ *   events ev["result"] holds what the handler returned (the ack), if anything.
+ * status CHAT_E*: a handler rejected (code and message from chat.reject) or failed
+ *   (CHAT_EINTERNAL; the error is logged with file and line). ev is owned by the callback. */
+typedef void (*chat_script_cb)(int status, const char *message, json_t *ev, void *arg);
+/* Runs the handlers of hook in priority order in a new coroutine. Takes ev (stolen). cb runs
+ * exactly once, possibly before this returns. */
+void chat__script_run(chat_script *sc, const char *hook, json_t *ev, chat_script_cb cb,
+                      void *arg);
+
+/* ---- for the bindings (lua_*.c) ---- */
+
+/* The runtime of the state L belongs to. */
+chat_runtime *chat__script_rt(lua_State *L);
+/* Pending I/O from a binding: start the operation with chat__script_pending_new as its
+ * callback argument; when it completes, push the results on the pending's thread and call
+ * chat__script_pending_done. chat__script_await then returns to the binding's caller: it
+ * yields the coroutine (server) or runs the loop until done (chatd --run). */
+typedef struct chat_pending chat_pending;
+chat_pending *chat__script_pending_new(lua_State *L);
+lua_State *chat__script_pending_thread(chat_pending *p); /* where to push results */
+void chat__script_pending_done(chat_pending *p, int nresults);
+int chat__script_await(lua_State *L, chat_pending *p);
+/* Runs fn (at the top of L's stack, popped) in a new coroutine of this state, with nargs
+ * arguments below it; errors are logged. For timers and bot callbacks. */
+void chat__script_spawn(lua_State *L, int nargs, const char *what);
+
+/* Timers (lua_timer.c) register with their state so a reload can stop them. */
+uv_loop_t *chat__script_loop(lua_State *L);
+int chat__script_track_timer(lua_State *L, uv_timer_t *t);
+void chat__script_untrack_timer(lua_State *L, uv_timer_t *t);
+int chat__script_timer_alive(lua_State *L, uv_timer_t *t);
+int chat__lua_timer_cancel(lua_State *L);
+/* Maps a protocol error code ("rate_limited") to CHAT_E*, 0 if unknown. */
+int chat__script_reject_code(const char *code);
+void chat__lua_push_array_mt(lua_State *L);
+
+/* Lua <-> JSON. Arrays from JSON carry cjson's array metatable so they encode back as
+ * arrays. chat__lua_to_json returns NULL (and sets err) for values JSON cannot carry. */
+void chat__json_to_lua(lua_State *L, const json_t *v);
+json_t *chat__lua_to_json(lua_State *L, int idx, const char **err);
+
+/* Runs a Lua file with the real bindings, outside the sandbox (busted specs, tools). */
+int chat__script_run_file(chat_runtime *rt, const char *path, int argc, char **argv);
+
+#endif
