@@ -1,3 +1,5 @@
+/* kv.c: the kv interface (dispatch to a backend) and the in-process backend: a map with
+ * expiry times, checked when a key is read and swept every 10 s for keys nobody reads. */
 #include "kv.h"
 
 #include <stdio.h>
@@ -14,12 +16,17 @@ typedef struct kv_entry {
 } kv_entry;
 
 struct chat_kv {
+    const chat_kv_backend *be;
+    void *impl;
+};
+
+typedef struct local_kv {
     uv_loop_t *loop;
     chat_map map;
     uv_timer_t sweep; /* drops expired keys nobody reads again */
-};
+} local_kv;
 
-static int64_t now_ms(chat_kv *kv) { return (int64_t)uv_now(kv->loop); }
+static int64_t now_ms(local_kv *kv) { return (int64_t)uv_now(kv->loop); }
 
 static void entry_free(kv_entry *e)
 {
@@ -30,7 +37,7 @@ static void entry_free(kv_entry *e)
 }
 
 /* Returns the live entry, dropping it first if it expired. */
-static kv_entry *lookup(chat_kv *kv, const char *key)
+static kv_entry *lookup(local_kv *kv, const char *key)
 {
     kv_entry *e = chat__map_get(&kv->map, key);
     if (e && e->expires_ms && e->expires_ms <= now_ms(kv)) {
@@ -41,7 +48,7 @@ static kv_entry *lookup(chat_kv *kv, const char *key)
     return e;
 }
 
-static kv_entry *lookup_or_create(chat_kv *kv, const char *key)
+static kv_entry *lookup_or_create(local_kv *kv, const char *key)
 {
     kv_entry *e = lookup(kv, key);
     if (e) {
@@ -62,7 +69,7 @@ static kv_entry *lookup_or_create(chat_kv *kv, const char *key)
 
 static void sweep_cb(uv_timer_t *t)
 {
-    chat_kv *kv = t->data;
+    local_kv *kv = t->data;
     int64_t now = now_ms(kv);
     kv_entry *e;
     /* collect first: deleting while iterating would skip slots */
@@ -88,9 +95,10 @@ static void sweep_cb(uv_timer_t *t)
     free(dead);
 }
 
-int chat__kv_new(chat_kv **out, uv_loop_t *loop)
+static int local_open(void **out, uv_loop_t *loop, const char *target)
 {
-    chat_kv *kv = calloc(1, sizeof *kv);
+    (void)target;
+    local_kv *kv = calloc(1, sizeof *kv);
     if (!kv) {
         return CHAT_ENOMEM;
     }
@@ -105,8 +113,9 @@ int chat__kv_new(chat_kv **out, uv_loop_t *loop)
 
 static void kv_closed(uv_handle_t *h) { free(h->data); }
 
-void chat__kv_free(chat_kv *kv)
+static void local_close(void *impl)
 {
+    local_kv *kv = impl;
     if (!kv) {
         return;
     }
@@ -118,14 +127,15 @@ void chat__kv_free(chat_kv *kv)
     uv_close((uv_handle_t *)&kv->sweep, kv_closed);
 }
 
-static void set_ttl(chat_kv *kv, kv_entry *e, int64_t ttl_ms)
+static void set_ttl(local_kv *kv, kv_entry *e, int64_t ttl_ms)
 {
     e->expires_ms = ttl_ms > 0 ? now_ms(kv) + ttl_ms : 0;
 }
 
-int chat__kv_set(chat_kv *kv, const char *key, const char *value, int64_t ttl_ms,
+static int local_set(void *impl, const char *key, const char *value, int64_t ttl_ms,
                  chat_kv_cb cb, void *arg)
 {
+    local_kv *kv = impl;
     kv_entry *e = lookup_or_create(kv, key);
     char *copy = strdup(value);
     if (!e || !copy) {
@@ -144,17 +154,19 @@ int chat__kv_set(chat_kv *kv, const char *key, const char *value, int64_t ttl_ms
     return 0;
 }
 
-int chat__kv_get(chat_kv *kv, const char *key, chat_kv_cb cb, void *arg)
+static int local_get(void *impl, const char *key, chat_kv_cb cb, void *arg)
 {
+    local_kv *kv = impl;
     kv_entry *e = lookup(kv, key);
     const char *v = e ? e->value : NULL;
     cb(0, v, v ? strtoll(v, NULL, 10) : 0, arg);
     return 0;
 }
 
-int chat__kv_incr(chat_kv *kv, const char *key, int64_t by, int64_t ttl_ms, chat_kv_cb cb,
+static int local_incr(void *impl, const char *key, int64_t by, int64_t ttl_ms, chat_kv_cb cb,
                   void *arg)
 {
+    local_kv *kv = impl;
     kv_entry *e = lookup(kv, key);
     int fresh = !e;
     if (!e) {
@@ -181,8 +193,9 @@ int chat__kv_incr(chat_kv *kv, const char *key, int64_t by, int64_t ttl_ms, chat
     return 0;
 }
 
-int chat__kv_expire(chat_kv *kv, const char *key, int64_t ttl_ms, chat_kv_cb cb, void *arg)
+static int local_expire(void *impl, const char *key, int64_t ttl_ms, chat_kv_cb cb, void *arg)
 {
+    local_kv *kv = impl;
     kv_entry *e = lookup(kv, key);
     if (e) {
         set_ttl(kv, e, ttl_ms);
@@ -193,8 +206,9 @@ int chat__kv_expire(chat_kv *kv, const char *key, int64_t ttl_ms, chat_kv_cb cb,
     return 0;
 }
 
-int chat__kv_del(chat_kv *kv, const char *key, chat_kv_cb cb, void *arg)
+static int local_del(void *impl, const char *key, chat_kv_cb cb, void *arg)
 {
+    local_kv *kv = impl;
     kv_entry *e = lookup(kv, key);
     if (e) {
         chat__map_del(&kv->map, key);
@@ -206,4 +220,96 @@ int chat__kv_del(chat_kv *kv, const char *key, chat_kv_cb cb, void *arg)
     return 0;
 }
 
-size_t chat__kv_count(const chat_kv *kv) { return kv->map.len; }
+static size_t local_count(void *impl) { return ((local_kv *)impl)->map.len; }
+
+const chat_kv_backend chat__kv_local = {
+    .name = "local",
+    .open = local_open,
+    .close = local_close,
+    .set = local_set,
+    .get = local_get,
+    .incr = local_incr,
+    .expire = local_expire,
+    .del = local_del,
+    .count = local_count,
+};
+
+/* ---- the interface ---- */
+
+int chat__kv_open(chat_kv **out, uv_loop_t *loop, const chat_kv_backend *be, const char *target)
+{
+    if (!out || !be || !be->open) {
+        return CHAT_EINVAL;
+    }
+    *out = NULL;
+    chat_kv *kv = calloc(1, sizeof *kv);
+    if (!kv) {
+        return CHAT_ENOMEM;
+    }
+    kv->be = be;
+    int err = be->open(&kv->impl, loop, target);
+    if (err) {
+        free(kv);
+        return err;
+    }
+    *out = kv;
+    return 0;
+}
+
+int chat__kv_new(chat_kv **out, uv_loop_t *loop)
+{
+    return chat__kv_open(out, loop, &chat__kv_local, NULL);
+}
+
+void chat__kv_free(chat_kv *kv)
+{
+    if (!kv) {
+        return;
+    }
+    kv->be->close(kv->impl);
+    free(kv);
+}
+
+int chat__kv_set(chat_kv *kv, const char *key, const char *value, int64_t ttl_ms,
+                 chat_kv_cb cb, void *arg)
+{
+    return kv->be->set(kv->impl, key, value, ttl_ms, cb, arg);
+}
+
+int chat__kv_get(chat_kv *kv, const char *key, chat_kv_cb cb, void *arg)
+{
+    return kv->be->get(kv->impl, key, cb, arg);
+}
+
+int chat__kv_incr(chat_kv *kv, const char *key, int64_t by, int64_t ttl_ms, chat_kv_cb cb,
+                  void *arg)
+{
+    return kv->be->incr(kv->impl, key, by, ttl_ms, cb, arg);
+}
+
+int chat__kv_expire(chat_kv *kv, const char *key, int64_t ttl_ms, chat_kv_cb cb, void *arg)
+{
+    return kv->be->expire(kv->impl, key, ttl_ms, cb, arg);
+}
+
+int chat__kv_del(chat_kv *kv, const char *key, chat_kv_cb cb, void *arg)
+{
+    return kv->be->del(kv->impl, key, cb, arg);
+}
+
+size_t chat__kv_count(const chat_kv *kv) { return kv->be->count ? kv->be->count(kv->impl) : 0; }
+
+int chat__kv_ready(const chat_kv *kv)
+{
+    if (!kv) {
+        return CHAT_EUNAVAIL;
+    }
+    return kv->be->ready ? kv->be->ready(kv->impl) : 0;
+}
+
+const char *chat__kv_backend_name(const chat_kv *kv) { return kv->be->name; }
+
+void *chat__kv_impl(const chat_kv *kv, const chat_kv_backend *be)
+{
+    return kv && kv->be == be ? kv->impl : NULL;
+}

@@ -66,6 +66,26 @@ static int chat_hook(lua_State *L)
     return 0;
 }
 
+/* chat.handlers(name) -> {fn, ...}: the handlers hooked on name, in the order they run (for
+ * specs that drive a policy's hooks directly). */
+static int chat_handlers(lua_State *L)
+{
+    const char *name = luaL_checkstring(L, 1);
+    lua_newtable(L);
+    lua_getfield(L, LUA_REGISTRYINDEX, "chat.hooks");
+    if (lua_getfield(L, -1, name) == LUA_TTABLE) {
+        lua_Integer n = luaL_len(L, -1);
+        for (lua_Integer i = 1; i <= n; i++) {
+            lua_rawgeti(L, -1, i);
+            lua_getfield(L, -1, "fn");
+            lua_rawseti(L, -5, i);
+            lua_pop(L, 1);
+        }
+    }
+    lua_pop(L, 2);
+    return 1;
+}
+
 /* chat.reject(code, message): what a handler returns to refuse. */
 static int chat_reject(lua_State *L)
 {
@@ -256,6 +276,7 @@ static int chat_now(lua_State *L)
 
 static const luaL_Reg chat_funcs[] = {
     {"hook", chat_hook},
+    {"handlers", chat_handlers},
     {"reject", chat_reject},
     {"namespace", chat_namespace},
     {"emit_room", chat_emit_room},

@@ -74,10 +74,43 @@ int chat__lua_timer_cancel(lua_State *L)
     return 0;
 }
 
+typedef struct sleep_req {
+    uv_timer_t handle;
+    chat_pending *pending;
+} sleep_req;
+
+static void sleep_closed(uv_handle_t *h) { free(h); }
+
+static void sleep_done(uv_timer_t *h)
+{
+    sleep_req *r = (sleep_req *)h;
+    chat_pending *p = r->pending;
+    uv_close((uv_handle_t *)h, sleep_closed);
+    chat__script_pending_done(p, 0);
+}
+
+/* chat.timer.sleep(ms): waits without blocking anything else. */
+static int timer_sleep(lua_State *L)
+{
+    lua_Integer ms = luaL_checkinteger(L, 1);
+    luaL_argcheck(L, ms >= 0 && ms <= 3600 * 1000, 1, "0 ms to 1 hour");
+    sleep_req *r = calloc(1, sizeof *r);
+    if (!r) {
+        return luaL_error(L, "out of memory");
+    }
+    r->pending = chat__script_pending_new(L);
+    uv_timer_init(chat__script_loop(L), &r->handle);
+    uv_timer_start(&r->handle, sleep_done, (uint64_t)ms, 0);
+    lua_settop(L, 0);
+    return chat__script_await(L, r->pending);
+}
+
 static int timer_after(lua_State *L) { return start(L, 0); }
 static int timer_every(lua_State *L) { return start(L, 1); }
 
-static const luaL_Reg timer_funcs[] = {{"after", timer_after}, {"every", timer_every}, {NULL, NULL}};
+static const luaL_Reg timer_funcs[] = {
+    {"after", timer_after}, {"every", timer_every}, {"sleep", timer_sleep}, {NULL, NULL},
+};
 
 int luaopen_chat_timer(lua_State *L)
 {

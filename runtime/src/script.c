@@ -97,15 +97,26 @@ static void *capped_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
 
 /* ---- instruction budget ---- */
 
+/* Raises the kill at the script's own file and line (the hook runs inside its function). */
+static int budget_error(lua_State *L, lua_Debug *ar)
+{
+    if (lua_getinfo(L, "Sl", ar) && ar->currentline > 0) {
+        lua_pushfstring(L, "%s:%d: instruction budget exceeded (the hook ran too long)",
+                        ar->short_src, ar->currentline);
+    } else {
+        lua_pushliteral(L, "instruction budget exceeded (the hook ran too long)");
+    }
+    return lua_error(L);
+}
+
 static void budget_hook(lua_State *L, lua_Debug *ar)
 {
-    (void)ar;
     lua_getfield(L, LUA_REGISTRYINDEX, state_key);
     script_state *st = lua_touserdata(L, -1);
     lua_pop(L, 1);
     long *budget = st->current ? &st->current->budget : &st->load_budget;
     if (st->current && st->current->killed) {
-        luaL_error(L, "instruction budget exceeded");
+        budget_error(L, ar);
     }
     *budget -= BUDGET_STEP;
     if (*budget < 0) {
@@ -114,7 +125,7 @@ static void budget_hook(lua_State *L, lua_Debug *ar)
         }
         /* fire at every line from now on, so a pcall in the script cannot swallow the kill */
         lua_sethook(L, budget_hook, LUA_MASKCOUNT | LUA_MASKLINE, 1);
-        luaL_error(L, "instruction budget exceeded");
+        budget_error(L, ar);
     }
 }
 
@@ -744,9 +755,7 @@ void chat__script_spawn(lua_State *L, int nargs, const char *what)
         lua_pop(L, nargs + 1);
         return;
     }
-    lua_insert(L, -(nargs + 2)); /* the thread below fn and args */
-    lua_xmove(L, run->co, nargs + 1);
-    lua_pop(L, 1);
+    lua_xmove(L, run->co, nargs + 1); /* fn and its arguments */
     resume(run, nargs);
 }
 
@@ -774,7 +783,9 @@ chat_pending *chat__script_pending_new(lua_State *L)
     if (st->loading) {
         luaL_error(L, "scripts cannot wait for I/O while loading; do it in a hook or a timer");
     }
-    if (!st->sync && (!st->current || st->current->co != L)) {
+    /* a hook or timer coroutine yields; the top level of `chatd --run` drives the loop */
+    script_run *run = st->current && st->current->co == L ? st->current : NULL;
+    if (!run && !(st->sync && !st->current)) {
         luaL_error(L, "I/O must be called from the handler itself, not a nested coroutine");
     }
     chat_pending *p = calloc(1, sizeof *p);
@@ -782,7 +793,7 @@ chat_pending *chat__script_pending_new(lua_State *L)
         luaL_error(L, "out of memory");
     }
     p->st = st;
-    p->run = st->sync ? NULL : st->current;
+    p->run = run;
     p->L = L;
     return p;
 }
@@ -810,7 +821,7 @@ static int await_k(lua_State *L, int status, lua_KContext ctx)
 
 int chat__script_await(lua_State *L, chat_pending *p)
 {
-    if (p->st->sync) {
+    if (!p->run) {
         while (!p->done) {
             uv_run(p->st->host->rt->loop, UV_RUN_ONCE);
         }
