@@ -413,9 +413,52 @@ static void publish_room(chat_runtime *rt, const char *room_id, const char *exce
     publish(rt, channel, room_id, except, event, payload);
 }
 
+/* ---- per-user control messages: user:{userId}:notify ----
+ * JSON: {"op":"joined"|"left","roomId":..} keeps every node's subscriptions in step with the
+ * membership; {"op":"emit","event":..,"data":..} reaches the user's sockets on any node. */
+
+static void notify_user(chat_runtime *rt, const char *user_id, json_t *msg)
+{
+    char channel[48];
+    snprintf(channel, sizeof channel, "user:%s:notify", user_id);
+    char *text = msg ? json_dumps(msg, JSON_COMPACT) : NULL;
+    if (text) {
+        chat__bus_publish(rt->bus, channel, text, strlen(text));
+    }
+    free(text);
+    json_decref(msg);
+}
+
+static void on_user_notify(chat_runtime *rt, const char *channel, const char *data, size_t len)
+{
+    char user_id[25];
+    if (strlen(channel) < 5 + 24 || sscanf(channel, "user:%24[0-9a-f]:notify", user_id) != 1) {
+        return;
+    }
+    chat_user_state *u = chat__map_get(&rt->users, user_id);
+    json_t *msg = u ? json_loadb(data, len, 0, NULL) : NULL;
+    const char *op = json_string_value(json_object_get(msg, "op"));
+    const char *room_id = json_string_value(json_object_get(msg, "roomId"));
+    if (op && strcmp(op, "emit") == 0) {
+        const char *event = json_string_value(json_object_get(msg, "event"));
+        for (uint32_t i = 0; event && i < u->socks.len; i++) {
+            chat__sock_emit(u->socks.items[i], event, json_object_get(msg, "data"));
+        }
+    } else if (op && room_id && strcmp(op, "joined") == 0) {
+        user_join_local(rt, u, room_id);
+    } else if (op && room_id && strcmp(op, "left") == 0) {
+        user_leave_local(rt, u, room_id);
+    }
+    json_decref(msg);
+}
+
 void chat__domain_bus_message(const char *channel, const char *data, size_t len, void *arg)
 {
     chat_runtime *rt = arg;
+    if (strncmp(channel, "user:", 5) == 0) {
+        on_user_notify(rt, channel, data, len);
+        return;
+    }
     const char *end = data + len;
     const char *nl1 = memchr(data, '\n', len);
     const char *nl2 = nl1 ? memchr(nl1 + 1, '\n', (size_t)(end - nl1 - 1)) : NULL;
@@ -572,6 +615,81 @@ static void connect_ctx_free(connect_ctx *cc)
     free(cc);
 }
 
+/* ---- catch-up: auth.since = {roomId: id of the last message the client saw} ----
+ * After a reconnect, whichever node the client lands on sends it what it missed, oldest
+ * first, as message:new. Walks the history newest first, at most CATCHUP_MAX messages. */
+
+#define CATCHUP_PAGE 100
+#define CATCHUP_MAX 1000
+
+typedef struct catchup {
+    chat_sock *k;
+    char room_id[25];
+    char after[25];
+    json_t *missed; /* newest first */
+} catchup;
+
+static void catchup_page(int status, json_t *page, void *arg)
+{
+    catchup *cu = arg;
+    int found = 0;
+    size_t i;
+    json_t *m;
+    json_array_foreach(json_object_get(page, "messages"), i, m) {
+        if (strcmp(json_string_value(json_object_get(m, "id")), cu->after) == 0) {
+            found = 1;
+            break;
+        }
+        json_array_append(cu->missed, m);
+    }
+    const char *next = json_string_value(json_object_get(page, "nextBefore"));
+    if (!status && !found && next && cu->k->session &&
+        json_array_size(cu->missed) < CATCHUP_MAX &&
+        chat__store_call(cu->k->rt->store, CHAT_STORE_MESSAGES_PAGE,
+                         json_pack("{s:s,s:s,s:i}", "roomId", cu->room_id, "before", next,
+                                   "limit", CATCHUP_PAGE),
+                         catchup_page, cu) == 0) {
+        json_decref(page);
+        return;
+    }
+    json_decref(page);
+    for (size_t j = json_array_size(cu->missed); !status && j-- > 0;) {
+        chat__sock_emit(cu->k, "message:new", json_array_get(cu->missed, j));
+    }
+    chat__sock_unref(cu->k);
+    json_decref(cu->missed);
+    free(cu);
+}
+
+static void catch_up(chat_sock *k, json_t *since)
+{
+    const char *room_id;
+    json_t *after;
+    json_object_foreach(since, room_id, after) {
+        const char *after_id = json_string_value(after);
+        if (!is_object_id(room_id) || !is_object_id(after_id) || !sock_room(k, room_id)) {
+            continue; /* only rooms the user is in */
+        }
+        catchup *cu = calloc(1, sizeof *cu);
+        if (!cu || !(cu->missed = json_array())) {
+            free(cu);
+            return;
+        }
+        cu->k = k;
+        chat__sock_ref(k);
+        memcpy(cu->room_id, room_id, 25);
+        memcpy(cu->after, after_id, 25);
+        if (chat__store_call(k->rt->store, CHAT_STORE_MESSAGES_PAGE,
+                             json_pack("{s:s,s:n,s:i}", "roomId", room_id, "before", "limit",
+                                       CATCHUP_PAGE),
+                             catchup_page, cu)) {
+            chat__sock_unref(k);
+            json_decref(cu->missed);
+            free(cu);
+        }
+    }
+}
+
 static void connect_rooms_loaded(int status, json_t *rooms, void *arg)
 {
     connect_ctx *cc = arg;
@@ -592,6 +710,10 @@ static void connect_rooms_loaded(int status, json_t *rooms, void *arg)
             chat__sock_refuse(k, "internal");
             goto done;
         }
+        /* membership changes and emits for this user, made on any node */
+        char channel[48];
+        snprintf(channel, sizeof channel, "user:%s:notify", u->id);
+        chat__bus_subscribe(rt->bus, channel);
     }
     size_t i;
     json_t *room;
@@ -607,6 +729,9 @@ static void connect_rooms_loaded(int status, json_t *rooms, void *arg)
     chat__sock_connected(k);
     if (u->socks.len == 1) {
         presence_change(rt, u, 1);
+    }
+    if (json_is_object(json_object_get(cc->auth, "since"))) {
+        catch_up(k, json_object_get(cc->auth, "since"));
     }
 done:
     json_decref(rooms);
@@ -725,6 +850,9 @@ void chat__domain_disconnect(chat_sock *k, const char *reason)
     }
     chat__vec_free(&u->rooms);
     chat__vec_free(&u->socks);
+    char channel[48];
+    snprintf(channel, sizeof channel, "user:%s:notify", u->id);
+    chat__bus_unsubscribe(rt->bus, channel);
     chat__map_del(&rt->users, u->id);
     free(u);
 }
@@ -809,6 +937,8 @@ static void room_created(int status, json_t *room, void *arg)
         if (u) {
             user_join_local(c->rt, u, json_string_value(json_object_get(room, "id")));
         }
+        notify_user(c->rt, json_string_value(p),
+                    json_pack("{s:s,s:O}", "op", "joined", "roomId", json_object_get(room, "id")));
     }
     cache_room(c->rt, room);
     call_done(c, json_pack("{s:o}", "room", room));
@@ -899,6 +1029,7 @@ static void room_member_added(int status, json_t *room, void *arg)
         user_join_local(c->rt, u, c->room_id);
     }
     cache_room(c->rt, room);
+    notify_user(c->rt, c->user_id, json_pack("{s:s,s:s}", "op", "joined", "roomId", c->room_id));
     char except[32];
     snprintf(except, sizeof except, "u:%s", c->user_id);
     json_t *note = json_pack("{s:s,s:s}", "roomId", c->room_id, "userId", c->user_id);
@@ -963,6 +1094,7 @@ static void room_member_removed(int status, json_t *room, void *arg)
     if (u) {
         user_leave_local(c->rt, u, c->room_id);
     }
+    notify_user(c->rt, c->user_id, json_pack("{s:s,s:s}", "op", "left", "roomId", c->room_id));
     json_t *note = json_pack("{s:s,s:s}", "roomId", c->room_id, "userId", c->user_id);
     publish_room(c->rt, c->room_id, "-", "room:member_left", note);
     json_decref(note);
@@ -1272,11 +1404,12 @@ void chat__domain_emit_room(chat_runtime *rt, const char *room_id, const char *e
 int chat__domain_emit_user(chat_runtime *rt, const char *user_id, const char *event,
                            json_t *payload)
 {
-    chat_user_state *u = chat__map_get(&rt->users, user_id);
-    for (uint32_t i = 0; u && i < u->socks.len; i++) {
-        chat__sock_emit(u->socks.items[i], event, payload);
+    if (!is_object_id(user_id)) {
+        return 0;
     }
-    return u ? (int)u->socks.len : 0;
+    notify_user(rt, user_id,
+                json_pack("{s:s,s:s,s:O}", "op", "emit", "event", event, "data", payload));
+    return 1;
 }
 
 int chat__domain_emit_socket(chat_runtime *rt, const char *sock_id, const char *event,

@@ -142,13 +142,13 @@ static int chat_emit_room(lua_State *L)
     return 0;
 }
 
-/* chat.emit_user(userId, event, data): to every socket of the user on this node. */
+/* chat.emit_user(userId, event, data): to every socket of the user, on every node. */
 static int chat_emit_user(lua_State *L)
 {
     const char *user = luaL_checkstring(L, 1);
     const char *event = luaL_checkstring(L, 2);
     json_t *data = arg_json(L, 3);
-    lua_pushinteger(L, chat__domain_emit_user(chat__script_rt(L), user, event, data));
+    lua_pushboolean(L, chat__domain_emit_user(chat__script_rt(L), user, event, data));
     json_decref(data);
     return 1;
 }

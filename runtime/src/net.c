@@ -161,7 +161,7 @@ static int http_write(struct lws *wsi, net_pss *pss)
 
 static int ws_filter(chat_runtime *rt, struct lws *wsi, net_pss *pss)
 {
-    char path[64], arg[64];
+    char path[64], arg[CHAT_SID_MAX + 8];
     memset(&pss->ws, 0, sizeof pss->ws);
     pss->ws.rt = rt;
     pss->ws.wsi = wsi;

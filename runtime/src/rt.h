@@ -16,6 +16,9 @@
 #include "sio.h"
 #include "store.h"
 
+#define CHAT_SID_MAX 48 /* "<node id>.<20 random>" */
+#define CHAT_NODE_ID_MAX 17
+
 typedef struct chat_session chat_session;
 typedef struct chat_sock chat_sock;
 typedef struct chat_http_req chat_http_req;
@@ -55,6 +58,7 @@ struct chat_runtime {
     int owns_loop;
     chat_config cfg;
     char listen_host[128];
+    char node_id[CHAT_NODE_ID_MAX]; /* names this process in sids and logs */
     int listen_port;
     char *jwt_secret;
 
@@ -132,7 +136,7 @@ typedef struct chat_ws_conn {
     int probe_reply;  /* "3probe" to send */
     int closing;      /* close on next writeable */
     int close_status; /* websocket close code */
-    char sid[24];
+    char sid[CHAT_SID_MAX];
     int bad_request; /* set at filter time: refuse once established */
 } chat_ws_conn;
 void chat__ws_established(chat_ws_conn *c);

@@ -17,7 +17,8 @@ static int copy_config(chat_config *dst, const chat_config *src)
 {
     *dst = *src;
     char **strs[] = {&dst->listen,      &dst->data_dir, &dst->jwt_secret, &dst->log_level,
-                     &dst->static_dir,  &dst->scripts_dir, &dst->lua_dir,  &dst->admin_token};
+                     &dst->static_dir,  &dst->scripts_dir, &dst->lua_dir,  &dst->admin_token,
+                     &dst->node_id};
     for (size_t i = 0; i < sizeof strs / sizeof strs[0]; i++) {
         if (*strs[i] && !(*strs[i] = strdup(*strs[i]))) {
             for (size_t j = 0; j < i; j++) {
@@ -97,6 +98,29 @@ static int load_jwt_secret(chat_runtime *rt)
     return rt->jwt_secret ? 0 : CHAT_ENOMEM;
 }
 
+static int set_node_id(chat_runtime *rt)
+{
+    const char *id = rt->cfg.node_id;
+    if (!id) {
+        static const char abc[] = "abcdefghijklmnopqrstuvwxyz0123456789";
+        uint8_t r[6];
+        uv_random(NULL, NULL, r, sizeof r, 0, NULL);
+        for (int i = 0; i < 6; i++) {
+            rt->node_id[i] = abc[r[i] % 36];
+        }
+        rt->node_id[6] = '\0';
+        return 0;
+    }
+    size_t n = strlen(id);
+    if (n == 0 || n >= CHAT_NODE_ID_MAX || strspn(id, "abcdefghijklmnopqrstuvwxyz0123456789-") != n) {
+        chat__log(CHAT_LOG_ERROR, "bad_node_id",
+                  "CHAT_NODE_ID must be 1 to 16 of a-z, 0-9 and '-'", NULL);
+        return CHAT_EINVAL;
+    }
+    memcpy(rt->node_id, id, n + 1);
+    return 0;
+}
+
 static void make_dummy_hash(chat_runtime *rt)
 {
     static const char abc[] = "./ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
@@ -141,6 +165,9 @@ static int runtime_new(chat_runtime **out, uv_loop_t *loop, const chat_config *c
                                  &rt->listen_port))) {
         chat__log(CHAT_LOG_ERROR, "bad_listen", "CHAT_LISTEN must look like 127.0.0.1:8080",
                   json_pack("{s:s}", "listen", rt->cfg.listen));
+        goto fail;
+    }
+    if ((rc = set_node_id(rt))) {
         goto fail;
     }
     make_dummy_hash(rt);

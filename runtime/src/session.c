@@ -16,7 +16,7 @@ enum { TRANSPORT_POLLING, TRANSPORT_WEBSOCKET };
 
 struct chat_session {
     chat_runtime *rt;
-    char sid[24];
+    char sid[CHAT_SID_MAX];
     int refs;
     int closed;
     int transport;
@@ -225,16 +225,19 @@ static void heartbeat_cb(uv_timer_t *t)
 
 /* ---- open and close ---- */
 
-static void make_sid(char out[24])
+/* "<node id>.<20 random characters>": a load balancer can send every request of a session
+ * to the node that holds it by looking at the sid alone (deploy/nginx.conf does). */
+static void make_sid(chat_runtime *rt, char out[CHAT_SID_MAX])
 {
     static const char abc[] =
         "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
     uint8_t r[20];
     uv_random(NULL, NULL, r, sizeof r, 0, NULL);
+    int n = snprintf(out, CHAT_SID_MAX, "%s.", rt->node_id);
     for (int i = 0; i < 20; i++) {
-        out[i] = abc[r[i] & 63];
+        out[n + i] = abc[r[i] & 63];
     }
-    out[20] = '\0';
+    out[n + 20] = '\0';
 }
 
 static chat_session *session_new(chat_runtime *rt, int transport, const char *peer)
@@ -247,7 +250,7 @@ static chat_session *session_new(chat_runtime *rt, int transport, const char *pe
     s->refs = 1; /* the sessions map's */
     s->transport = transport;
     do {
-        make_sid(s->sid);
+        make_sid(rt, s->sid);
     } while (chat__map_get(&rt->sessions, s->sid));
     snprintf(s->peer, sizeof s->peer, "%s", peer ? peer : "");
     if (chat__map_put(&rt->sessions, s->sid, s)) {
@@ -374,7 +377,7 @@ static void client_address(chat_http_req *req, char *out, size_t len)
 void chat__eio_http(chat_http_req *req)
 {
     chat_runtime *rt = req->rt;
-    char eio[8], transport[16], sid[32];
+    char eio[8], transport[16], sid[CHAT_SID_MAX];
     if (!chat__http_query(req, "EIO", eio, sizeof eio) || strcmp(eio, "4") != 0) {
         eio_error(req, EIO_ERR_VERSION);
         return;
