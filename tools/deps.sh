@@ -6,7 +6,7 @@ chat_build_packages=(build-essential cmake ninja-build pkg-config
     liblua5.4-dev lua5.4 lua-cjson libuv1-dev libwebsockets-dev libwebsockets-evlib-uv
     libhiredis-dev libmongoc-dev libbson-dev libjwt-dev libjansson-dev libsqlite3-dev
     libcrypt-dev libssl-dev)
-chat_test_packages=(lua-busted redis-server nginx valgrind curl ca-certificates)
+chat_test_packages=(lua-busted redis-server nginx valgrind curl ca-certificates chromium)
 
 chat_install_deps() {
     local want=("${chat_build_packages[@]}") missing=() p
