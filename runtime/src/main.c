@@ -97,7 +97,7 @@ int main(int argc, char **argv)
     int rc = chat_runtime_new(&rt, NULL, &cfg);
     chat_config_free(&cfg);
     if (rc) {
-        fprintf(stderr, "chatd: could not start: %s (see the log above)\n", chat_strerror(rc));
+        fprintf(stderr, "chatd: could not start; the log above says why\n");
         return 1;
     }
     uv_signal_t sigint, sigterm, sighup;

@@ -1,7 +1,11 @@
 /* net.c: libwebsockets on the runtime's libuv loop. One lws protocol serves HTTP (REST,
  * Engine.IO polling, static files) and WebSocket (Engine.IO's websocket transport). */
+#include <errno.h>
+#include <netdb.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include "log.h"
 #include "rt.h"
@@ -255,6 +259,42 @@ static void lws_log_emit(int level, const char *line)
     chat__log(level == LLL_ERR ? CHAT_LOG_ERROR : CHAT_LOG_WARN, "lws", msg, NULL);
 }
 
+/* lws 4.1 on a foreign loop does not recover cleanly when its listening socket cannot bind,
+ * so find out first, with a plain socket, and say why. */
+static int check_bindable(chat_runtime *rt, int any)
+{
+    char port[8];
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
+                             .ai_flags = AI_PASSIVE | AI_NUMERICSERV};
+    struct addrinfo *res = NULL;
+    snprintf(port, sizeof port, "%d", rt->listen_port);
+    int rc = getaddrinfo(any ? NULL : rt->listen_host, port, &hints, &res);
+    if (rc) {
+        chat__log(CHAT_LOG_ERROR, "listen_failed",
+                  "cannot resolve the listen address; set CHAT_LISTEN to host:port",
+                  json_pack("{s:s,s:s}", "listen", rt->cfg.listen, "error", gai_strerror(rc)));
+        return CHAT_EINVAL;
+    }
+    int fd = socket(res->ai_family, SOCK_STREAM, 0), one = 1, err = 0;
+    if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) ||
+        bind(fd, res->ai_addr, res->ai_addrlen)) {
+        err = errno;
+    }
+    if (fd >= 0) {
+        close(fd);
+    }
+    freeaddrinfo(res);
+    if (err) {
+        chat__log(CHAT_LOG_ERROR, "listen_failed",
+                  err == EADDRINUSE ? "the port is in use by another program; stop it or set "
+                                      "CHAT_LISTEN to another port"
+                                    : "cannot listen on that address; set CHAT_LISTEN",
+                  json_pack("{s:s,s:s}", "listen", rt->cfg.listen, "error", strerror(err)));
+        return CHAT_EUNAVAIL;
+    }
+    return 0;
+}
+
 int chat__net_start(chat_runtime *rt)
 {
     struct lws_context_creation_info info;
@@ -265,6 +305,10 @@ int chat__net_start(chat_runtime *rt)
     info.port = rt->listen_port;
     int any = !rt->listen_host[0] || strcmp(rt->listen_host, "0.0.0.0") == 0 ||
               strcmp(rt->listen_host, "*") == 0;
+    int rc = check_bindable(rt, any);
+    if (rc) {
+        return rc;
+    }
     info.iface = any ? NULL : rt->listen_host;
     info.protocols = protocols;
     info.options = LWS_SERVER_OPTION_LIBUV | LWS_SERVER_OPTION_VALIDATE_UTF8;
@@ -278,7 +322,8 @@ int chat__net_start(chat_runtime *rt)
     info.keepalive_timeout = 60;
     info.timeout_secs = 20;
     rt->lws = lws_create_context(&info);
-    if (!rt->lws) {
+    if (!rt->lws || !lws_get_vhost_by_name(rt->lws, "default")) {
+        rt->lws = NULL; /* half made: lws cannot free it safely (see check_bindable) */
         chat__log(CHAT_LOG_ERROR, "listen_failed",
                   "could not listen; is the address in use or not local? set CHAT_LISTEN",
                   json_pack("{s:s}", "listen", rt->cfg.listen));
