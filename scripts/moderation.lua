@@ -1,60 +1,70 @@
 -- Moderation: a word filter, room-admin commands and flood control.
 --   /mute @name 10m   /unmute @name   /kick @name   /ban @name 1h   /unban @name
+--   /invite @name (adds someone to the room, also to a private one)
 -- Durations: 30s, 10m, 2h, 1d; no duration means until lifted.
--- Words to mask: CHAT_BLOCKED_WORDS="word1,word2" (case-insensitive, whole words).
+-- Configure with CHAT_BLOCKED_WORDS="word1,word2" (masked: whole words, any case), and
+-- CHAT_FLOOD_REPEATS / CHAT_FLOOD_WINDOW_S (the same text more than 3 times in 30 s is refused).
 local chat = require "chat"
+local duration = require "chat.duration"
 
-local blocked = {}
-for word in (chat.setting("blocked_words", "darn,heck")):gmatch("[^,%s]+") do
-    blocked[word:lower()] = true
-end
-local FLOOD_REPEATS = chat.setting("flood_repeats", 3)
-local FLOOD_WINDOW_MS = chat.setting("flood_window_s", 30) * 1000
-
-local units = { s = 1, m = 60, h = 3600, d = 86400 }
-
-local function duration(text)
-    local n, unit = (text or ""):match("^(%d+)([smhd])$")
-    return n and tonumber(n) * units[unit] or nil
+local settings = {
+    blocked = {},
+    flood_repeats = chat.setting("flood_repeats", 3),
+    flood_window_s = chat.setting("flood_window_s", 30),
+}
+for word in chat.setting("blocked_words", "darn,heck"):gmatch("[^,%s]+") do
+    settings.blocked[word:lower()] = true
 end
 
--- Masks blocked words (whole words, any case): "darn" becomes "d***".
+-- Masks blocked words: "darn" becomes "d***".
 local function mask(content)
     return (content:gsub("%w+", function(w)
-        if blocked[w:lower()] then return w:sub(1, 1) .. ("*"):rep(#w - 1) end
+        if settings.blocked[w:lower()] then return w:sub(1, 1) .. ("*"):rep(#w - 1) end
     end))
 end
 
-local function say(seconds)
-    if not seconds then return "until lifted" end
-    if seconds % 86400 == 0 then return ("for %d d"):format(seconds // 86400) end
-    if seconds % 3600 == 0 then return ("for %d h"):format(seconds // 3600) end
-    if seconds % 60 == 0 then return ("for %d min"):format(seconds // 60) end
-    return ("for %d s"):format(seconds)
+local function member(room, userId)
+    for _, id in ipairs(room.participants or {}) do
+        if id == userId then return true end
+    end
+    return false
 end
 
+local function lasting(seconds)
+    return seconds and "for " .. duration.text(seconds) or "until lifted"
+end
+
+-- Each command returns the notice posted in the room, or nil and a rejection.
 local commands = {
     mute = function(room, target, seconds)
+        if not member(room, target.id) then return nil, target.username .. " is not in this room" end
         chat.mute(room.id, target.id, seconds)
-        return ("%s was muted %s"):format(target.username, say(seconds))
+        return ("%s was muted %s"):format(target.username, lasting(seconds))
     end,
     unmute = function(room, target)
         chat.unmute(room.id, target.id)
         return ("%s can post again"):format(target.username)
     end,
     kick = function(room, target)
+        if not member(room, target.id) then return nil, target.username .. " is not in this room" end
         chat.kick(room.id, target.id, "kicked by the room's admin")
         return ("%s was removed from the room"):format(target.username)
     end,
     ban = function(room, target, seconds)
         chat.ban(room.id, target.id, seconds, "banned by the room's admin")
-        return ("%s was banned %s"):format(target.username, say(seconds))
+        return ("%s was banned %s"):format(target.username, lasting(seconds))
     end,
     unban = function(room, target)
         chat.unban(room.id, target.id)
         return ("%s may join again"):format(target.username)
     end,
+    invite = function(room, target)
+        local ok, err = chat.join(room.id, target.id)
+        if not ok then return nil, ("%s could not be added (%s)"):format(target.username, err) end
+        return ("%s was added to the room"):format(target.username)
+    end,
 }
+local timed = { mute = true, ban = true }
 
 chat.hook("message/before", function(ev)
     local room, user, message = ev.room, ev.user, ev.message
@@ -63,6 +73,7 @@ chat.hook("message/before", function(ev)
     local name, rest = message.content:match("^/(%a+)%s*(.*)$")
     local command = name and commands[name:lower()]
     if command then
+        name = name:lower()
         if room.admin ~= user.id then
             return chat.reject("forbidden", ("only the room's admin can use /%s"):format(name))
         end
@@ -70,28 +81,34 @@ chat.hook("message/before", function(ev)
         local target = who and chat.store.user_by_name(who)
         if not target then
             return chat.reject("invalid_payload", ("usage: /%s @username%s"):format(name,
-                (name == "mute" or name == "ban") and " [30s|10m|2h|1d]" or ""))
+                timed[name] and " [30s|10m|2h|1d]" or ""))
         end
-        if when ~= "" and not duration(when) then
-            return chat.reject("invalid_payload", "a duration looks like 30s, 10m, 2h or 1d")
+        local seconds = duration.parse(when)
+        if when ~= "" and not (timed[name] and seconds) then
+            return chat.reject("invalid_payload", timed[name] and "a duration looks like 30s, 10m, 2h or 1d"
+                or ("/%s takes no duration"):format(name))
         end
-        message.content = command(room, target, duration(when))
+        local notice, problem = command(room, target, seconds)
+        if not notice then return chat.reject("invalid_payload", problem) end
+        message.content = notice
         return
     end
 
     local muted = chat.muted_for(room.id, user.id)
     if muted then
-        return chat.reject("forbidden", muted == math.huge and "you are muted in this room"
-            or ("you are muted in this room for %d more s"):format(math.ceil(muted)))
+        return chat.reject("forbidden", muted == math.huge and "you are muted in this room until an admin lifts it"
+            or ("you are muted in this room; you can post again in %s"):format(duration.text(muted)))
     end
 
     -- flood control: the same text again and again
     local digest = chat.crypto.hex(chat.crypto.sha256(message.content)):sub(1, 16)
     local repeats = chat.kv.incr("flood:" .. room.id .. ":" .. user.id .. ":" .. digest, 1,
-        FLOOD_WINDOW_MS)
-    if repeats and repeats > FLOOD_REPEATS then
+        math.floor(settings.flood_window_s * 1000))
+    if repeats and repeats > settings.flood_repeats then
         return chat.reject("policy_rejected", "you sent the same message several times; say something new")
     end
 
     message.content = mask(message.content)
 end, 80)
+
+return settings -- read at every message; specs that load this file adjust them

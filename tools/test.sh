@@ -4,8 +4,9 @@
 #   1. system packages (apt, only the missing ones; as root or through sudo)
 #   2. configure and build with AddressSanitizer + UBSan and -Werror (build-asan/)
 #   3. C unit tests (ctest)
-#   4. end-to-end test dependencies (npm ci, only when needed)
-#   5. end-to-end tests against build-asan/chatd (node --test)
+#   4. Lua specs: busted inside build-asan/chatd --run, so the specs use the real bindings
+#   5. end-to-end test dependencies (npm ci, only when needed)
+#   6. end-to-end tests against build-asan/chatd (node --test)
 # A summary is printed at the end and written to artifacts/test-summary.txt.
 # Exits non-zero if any stage fails.
 set -euo pipefail
@@ -19,6 +20,7 @@ ART_DIR="$ROOT/artifacts"
 SUMMARY="$ART_DIR/test-summary.txt"
 E2E_TAP="$ART_DIR/e2e.tap"
 CTEST_LOG="$ART_DIR/ctest.log"
+SPECS_LOG="$ART_DIR/lua-specs.log"
 mkdir -p "$ART_DIR"
 
 . "$ROOT/tools/deps.sh"
@@ -93,7 +95,22 @@ stage_ctest() {
     ctest --test-dir "$BUILD_DIR" --output-on-failure 2>&1 | tee "$CTEST_LOG"
 }
 
-# ---- 4. end-to-end dependencies --------------------------------------------------------
+# ---- 4. Lua specs ----------------------------------------------------------------------
+
+stage_specs() {
+    local data
+    data=$(mktemp -d)
+    # a fixed secret: chat.jwt specs make tokens of their own with it
+    note "build-asan/chatd --run spec/busted.lua spec/lua (data dir $data)"
+    local rc=0
+    CHAT_JWT_SECRET="lua-specs-secret-0123456789abcdefghijklmn" CHAT_DATA_DIR="$data" \
+        CHAT_SCRIPTS_DIR="$ROOT/scripts" CHAT_LUA_DIR="$ROOT/lua" \
+        "$BUILD_DIR/chatd" --run spec/busted.lua spec/lua 2>&1 | tee "$SPECS_LOG" || rc=$?
+    rm -rf "$data"
+    return "$rc"
+}
+
+# ---- 5. end-to-end dependencies --------------------------------------------------------
 
 lock_sum() { sha256sum "$E2E_DIR/package-lock.json" | cut -d' ' -f1; }
 
@@ -113,7 +130,7 @@ stage_npm() {
     lock_sum >"$stamp"
 }
 
-# ---- 5. end-to-end tests ---------------------------------------------------------------
+# ---- 6. end-to-end tests ---------------------------------------------------------------
 
 stage_e2e() {
     local files=("$E2E_DIR"/*.test.js)
@@ -129,6 +146,7 @@ stage_e2e() {
 say "chatd tests in $ROOT${CI:+ (CI)}"
 : >"$E2E_TAP"
 : >"$CTEST_LOG"
+: >"$SPECS_LOG"
 
 run_stage "system packages" stage_packages
 BUILD_OK=0
@@ -140,8 +158,10 @@ else
 fi
 if [ "$BUILD_OK" -eq 1 ]; then
     run_stage "C unit tests (ctest)" stage_ctest
+    run_stage "Lua specs (busted inside chatd)" stage_specs
 else
     skip_stage "C unit tests (ctest)" "no build"
+    skip_stage "Lua specs (busted inside chatd)" "no build"
 fi
 run_stage "e2e dependencies (npm ci)" stage_npm
 NPM_RC=$LAST_RC
@@ -167,7 +187,16 @@ ctest_count() {
     echo "$((total - failed)) $failed"
 }
 
+specs_count() { # busted's closing "N successes / N failures / N errors / N pending" line
+    local line
+    line=$({ grep -E '^[0-9]+ successe?s? / [0-9]+ failures? / [0-9]+ errors? / [0-9]+ pending' \
+        "$SPECS_LOG" 2>/dev/null || true; } | tail -1)
+    [ -n "$line" ] || { echo "0 0 0 0"; return; }
+    sed -E 's#^([0-9]+) [a-z]+ / ([0-9]+) [a-z]+ / ([0-9]+) [a-z]+ / ([0-9]+) pending.*#\1 \2 \3 \4#' <<<"$line"
+}
+
 read -r C_PASS C_FAIL < <(ctest_count)
+read -r L_PASS L_FAIL L_ERR L_PEND < <(specs_count)
 E_PASS=$(tap_count pass); E_PASS=${E_PASS:-0}
 E_FAIL=$(tap_count fail); E_FAIL=${E_FAIL:-0}
 E_CANCEL=$(tap_count cancelled); E_CANCEL=${E_CANCEL:-0}
@@ -180,8 +209,9 @@ say "summary"
         printf '  %-34s %s\n' "${STAGE_NAMES[$i]}" "${STAGE_RESULTS[$i]}"
     done
     echo "  C unit tests: $C_PASS passed, $C_FAIL failed"
+    echo "  Lua specs:    $L_PASS passed, $L_FAIL failed, $L_ERR errors, $L_PEND pending (log: artifacts/lua-specs.log)"
     echo "  end-to-end:   $E_PASS passed, $E_FAIL failed (TAP: artifacts/e2e.tap)"
     if [ "$FAILED" -eq 0 ]; then echo "  result: OK"; else echo "  result: FAILED"; fi
 } | tee "$SUMMARY"
-echo "total: $((C_PASS + E_PASS)) passed, $((C_FAIL + E_FAIL)) failed"
+echo "total: $((C_PASS + L_PASS + E_PASS)) passed, $((C_FAIL + L_FAIL + L_ERR + E_FAIL)) failed"
 exit "$FAILED"

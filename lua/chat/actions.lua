@@ -14,7 +14,7 @@ return function(chat)
     end
 
     -- A ban or a mute is stored as the time it ends (0: never), with a TTL to match.
-    local function restrict(key, seconds, value)
+    local function restrict(key, seconds)
         local ms = seconds and math.floor(seconds * 1000) or 0
         local untilMs = ms > 0 and chat.now() + ms or 0
         return chat.kv.set(key, tostring(untilMs), ms)
@@ -29,7 +29,7 @@ return function(chat)
         return left > 0 and left / 1000 or nil
     end
 
-    -- Kicks the user and keeps them out for `seconds` (forever when nil).
+    -- Keeps the user out for `seconds` (forever when nil) and removes them if they are in.
     function chat.ban(roomId, userId, seconds, reason)
         local ok, err = restrict(ban_key(roomId, userId), seconds)
         if not ok then return nil, err end
@@ -55,9 +55,20 @@ return function(chat)
 
     function chat.unmute(roomId, userId) return chat.kv.del(mute_key(roomId, userId)) end
 
+    -- Seconds left on a mute (math.huge: until lifted), or nil when the user may post.
     function chat.muted_for(roomId, userId) return remaining(mute_key(roomId, userId)) end
 
     function chat.is_muted(roomId, userId) return chat.muted_for(roomId, userId) ~= nil end
+
+    -- Bots' accounts get an address under this domain, which people cannot register.
+    local BOT_EMAIL = "@bots.invalid"
+
+    -- true when the user is a bot (an account made by chat.bot or chat._ensure_user).
+    function chat.is_bot(userId)
+        local user = chat.store.user(userId)
+        local email = user and user.email
+        return type(email) == "string" and email:lower():sub(-#BOT_EMAIL) == BOT_EMAIL
+    end
 
     -- A bot is a user: chat.bot("helper") returns an object whose messages are stored and
     -- delivered like anyone's. Its account is created the first time it acts.
@@ -79,12 +90,12 @@ return function(chat)
         return chat.join(roomId, id)
     end
 
+    -- Posts in the room, joining it first when the bot is not a member yet.
     function Bot:send(roomId, content)
         local id, err = self:account()
         if not id then return nil, err end
         local message, serr = chat._send_as(id, roomId, content)
         if not message and serr == "forbidden" then
-            -- not a member yet: join, then send once more
             local room, jerr = chat.join(roomId, id)
             if not room then return nil, jerr end
             return chat._send_as(id, roomId, content)

@@ -1475,11 +1475,38 @@ void chat__domain_send_as(chat_runtime *rt, const char *user_id, const char *roo
     json_decref(payload);
 }
 
+/* A room made by a script: the same validation as room:create, with user_id as its admin. */
+void chat__domain_create_room(chat_runtime *rt, const char *user_id, json_t *payload,
+                              chat_store_cb cb, void *arg)
+{
+    if (!is_object_id(user_id)) {
+        cb(CHAT_EINVAL, NULL, arg);
+        return;
+    }
+    domain_call *c = call_from_script(rt, user_id, cb, arg);
+    if (c) {
+        room_create(c, payload);
+    }
+}
+
 static void bot_created(int status, json_t *user, void *arg);
+
+#define BOT_EMAIL_DOMAIN "@bots.invalid" /* bots' accounts; people cannot register it */
+
+static int is_bot_email(const char *email)
+{
+    size_t n = email ? strlen(email) : 0, d = strlen(BOT_EMAIL_DOMAIN);
+    return n > d && strcasecmp(email + n - d, BOT_EMAIL_DOMAIN) == 0;
+}
 
 static void bot_looked_up(int status, json_t *user, void *arg)
 {
     domain_call *c = arg;
+    if (status == 0 && !is_bot_email(json_string_value(json_object_get(user, "email")))) {
+        json_decref(user); /* a person has that username: a bot must not speak as them */
+        call_fail(c, CHAT_ECONFLICT, NULL);
+        return;
+    }
     if (status == 0) {
         call_done(c, public_user(user, 0));
         json_decref(user);
@@ -1526,8 +1553,8 @@ void chat__domain_ensure_user(chat_runtime *rt, const char *username, chat_store
     if (!c) {
         return;
     }
-    c->input = json_pack("{s:s,s:s++}", "username", username, "email", username,
-                         "@bots.invalid");
+    c->input = json_pack("{s:s,s:s+}", "username", username, "email", username,
+                         BOT_EMAIL_DOMAIN);
     store_call(c, CHAT_STORE_USER_BY_LOGIN, json_pack("{s:s}", "login", username),
                bot_looked_up);
 }
@@ -1643,7 +1670,8 @@ void chat__rest_register(chat_http_req *req, const char *user_id)
     const char *email = json_string_value(json_object_get(body, "email"));
     const char *username = json_string_value(json_object_get(body, "username"));
     json_t *password = json_object_get(body, "password");
-    const char *problem = !valid_email(email) ? "email must be a valid address"
+    const char *problem = !valid_email(email) || is_bot_email(email)
+                              ? "email must be a valid address"
                           : !valid_username(username)
                               ? "username must be 3 to 32 letters, digits, '_', '.' or '-'"
                           : !json_is_string(password) || json_string_length(password) < 8 ||

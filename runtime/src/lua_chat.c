@@ -14,6 +14,7 @@ int luaopen_chat_jwt(lua_State *L);
 int luaopen_chat_crypto(lua_State *L);
 int luaopen_chat_timer(lua_State *L);
 int luaopen_chat_log(lua_State *L);
+int luaopen_chat_json(lua_State *L);
 
 static const char *const known_hooks[] = {
     "connect", "room/join", "room/joined", "room/leave", "message/before", "message/after",
@@ -227,6 +228,43 @@ static int chat_send_as(lua_State *L)
     return chat__script_await(L, p);
 }
 
+/* chat.create_room(adminId, {name, type, participants, settings}) -> room | nil, err: a room
+ * checked like room:create, with adminId as its admin and first member (no policy hooks). */
+static int chat_create_room(lua_State *L)
+{
+    const char *admin = luaL_checkstring(L, 1);
+    luaL_checktype(L, 2, LUA_TTABLE);
+    const char *why = chat__script_wait_error(L);
+    if (why) {
+        return luaL_error(L, "%s", why);
+    }
+    json_t *payload = arg_json(L, 2);
+    chat_pending *p = chat__script_pending_new(L);
+    chat__domain_create_room(chat__script_rt(L), admin, payload, action_done, p);
+    json_decref(payload);
+    return chat__script_await(L, p);
+}
+
+/* the chain returned (after yielding, maybe): its one result is on top */
+static int dispatch_k(lua_State *L, int status, lua_KContext ctx)
+{
+    (void)status;
+    (void)ctx;
+    return 1;
+}
+
+/* chat.dispatch(name, ev) -> the first non-nil result: runs the handlers of a hook in order,
+ * as the server does (specs drive policies through it). */
+static int chat_dispatch(lua_State *L)
+{
+    luaL_checkstring(L, 1);
+    lua_settop(L, 2);
+    lua_getfield(L, LUA_REGISTRYINDEX, "chat.chain");
+    lua_insert(L, 1);
+    lua_callk(L, 2, 1, 0, dispatch_k);
+    return 1;
+}
+
 /* chat.setting(name, default): the operator's CHAT_<NAME> environment variable, as a number
  * when the default is one. */
 static int chat_setting(lua_State *L)
@@ -286,6 +324,8 @@ static const luaL_Reg chat_funcs[] = {
     {"leave", chat_leave},
     {"_ensure_user", chat_ensure_user},
     {"_send_as", chat_send_as},
+    {"create_room", chat_create_room},
+    {"dispatch", chat_dispatch},
     {"setting", chat_setting},
     {"array", chat_array},
     {"now", chat_now},
@@ -296,7 +336,7 @@ static const luaL_Reg submodules[] = {
     {"kv", luaopen_chat_kv},         {"store", luaopen_chat_store},
     {"jwt", luaopen_chat_jwt},       {"crypto", luaopen_chat_crypto},
     {"timer", luaopen_chat_timer},   {"log", luaopen_chat_log},
-    {NULL, NULL},
+    {"json", luaopen_chat_json},     {NULL, NULL},
 };
 
 int luaopen_chat(lua_State *L)
@@ -306,8 +346,6 @@ int luaopen_chat(lua_State *L)
         m->func(L);
         lua_setfield(L, -2, m->name);
     }
-    lua_getfield(L, LUA_REGISTRYINDEX, "chat.cjson");
-    lua_setfield(L, -2, "json");
     lua_pushlightuserdata(L, NULL);
     lua_setfield(L, -2, "null");
     /* the parts written in Lua extend the table */

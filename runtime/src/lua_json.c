@@ -189,3 +189,83 @@ json_t *chat__lua_to_json(lua_State *L, int idx, const char **err)
     const char *dummy;
     return to_json(L, idx, 0, err ? err : &dummy);
 }
+
+/* ---- chat.json: encode and decode the way events are converted ----
+ * Arrays stay arrays (empty ones too, through chat.array) and null is chat.null, so a value
+ * that came in an event goes out unchanged. A jansson value being built is held in a box
+ * whose __gc frees it, so an error half way (the memory cap) leaks nothing. */
+
+static const char *const box_key = "chat.json.box";
+
+static int box_gc(lua_State *L)
+{
+    json_t **box = luaL_checkudata(L, 1, box_key);
+    json_decref(*box);
+    *box = NULL;
+    return 0;
+}
+
+static json_t **push_box(lua_State *L)
+{
+    json_t **box = lua_newuserdatauv(L, sizeof *box, 0);
+    *box = NULL;
+    if (luaL_newmetatable(L, box_key)) {
+        lua_pushcfunction(L, box_gc);
+        lua_setfield(L, -2, "__gc");
+    }
+    lua_setmetatable(L, -2);
+    return box;
+}
+
+/* chat.json.encode(value) -> text (object keys sorted); raises for what JSON cannot carry. */
+static int json_encode(lua_State *L)
+{
+    luaL_checkany(L, 1);
+    lua_settop(L, 1);
+    json_t **box = push_box(L); /* [value, box] */
+    const char *err = NULL;
+    *box = chat__lua_to_json(L, 1, &err);
+    if (!*box) {
+        return luaL_argerror(L, 1, lua_pushfstring(L, "cannot be encoded: it %s", err));
+    }
+    size_t flags = JSON_COMPACT | JSON_ENCODE_ANY | JSON_SORT_KEYS;
+    size_t n = json_dumpb(*box, NULL, 0, flags);
+    luaL_Buffer b;
+    char *p = luaL_buffinitsize(L, &b, n);
+    json_dumpb(*box, p, n, flags);
+    luaL_pushresultsize(&b, n);
+    json_decref(*box);
+    *box = NULL;
+    return 1;
+}
+
+/* chat.json.decode(text) -> value | nil, message (with the line and column). */
+static int json_decode(lua_State *L)
+{
+    size_t len;
+    const char *text = luaL_checklstring(L, 1, &len);
+    json_t **box = push_box(L);
+    json_error_t jerr;
+    *box = json_loadb(text, len, JSON_DECODE_ANY | JSON_ALLOW_NUL, &jerr);
+    if (!*box) {
+        luaL_pushfail(L);
+        lua_pushfstring(L, "invalid JSON at line %d, column %d: %s", jerr.line, jerr.column,
+                        jerr.text);
+        return 2;
+    }
+    chat__json_to_lua(L, *box);
+    json_decref(*box);
+    *box = NULL;
+    return 1;
+}
+
+int luaopen_chat_json(lua_State *L)
+{
+    static const luaL_Reg funcs[] = {
+        {"encode", json_encode}, {"decode", json_decode}, {NULL, NULL},
+    };
+    luaL_newlib(L, funcs);
+    lua_pushlightuserdata(L, NULL);
+    lua_setfield(L, -2, "null");
+    return 1;
+}

@@ -31,6 +31,11 @@ static int query(lua_State *L, int op, json_t *arg)
     if (!arg) {
         return luaL_error(L, "out of memory");
     }
+    const char *why = chat__script_wait_error(L);
+    if (why) {
+        json_decref(arg);
+        return luaL_error(L, "%s", why);
+    }
     chat_pending *p = chat__script_pending_new(L);
     int rc = chat__store_call(chat__script_rt(L)->store, op, arg, query_done, p);
     if (rc) {

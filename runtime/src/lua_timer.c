@@ -50,11 +50,14 @@ static int start(lua_State *L, int repeat)
     lua_pushvalue(L, 2);
     t->fn_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     uv_timer_init(chat__script_loop(L), &t->handle);
+    uv_unref((uv_handle_t *)&t->handle); /* a script's schedule does not keep chatd running */
     if (chat__script_track_timer(L, &t->handle)) {
         luaL_unref(L, LUA_REGISTRYINDEX, t->fn_ref);
         uv_close((uv_handle_t *)&t->handle, timer_free);
         return luaL_error(L, "out of memory");
     }
+    /* the loop's clock is as old as this loop iteration: a script may have run for a while */
+    uv_update_time(chat__script_loop(L));
     uv_timer_start(&t->handle, timer_fire, (uint64_t)ms, repeat ? (uint64_t)ms : 0);
     /* the handle: {cancel = function} with the timer as a light userdata upvalue */
     lua_newtable(L);
@@ -94,12 +97,15 @@ static int timer_sleep(lua_State *L)
 {
     lua_Integer ms = luaL_checkinteger(L, 1);
     luaL_argcheck(L, ms >= 0 && ms <= 3600 * 1000, 1, "0 ms to 1 hour");
+    chat_pending *p = chat__script_pending_new(L); /* raises where nothing may wait */
     sleep_req *r = calloc(1, sizeof *r);
     if (!r) {
+        chat__script_pending_cancel(p);
         return luaL_error(L, "out of memory");
     }
-    r->pending = chat__script_pending_new(L);
+    r->pending = p;
     uv_timer_init(chat__script_loop(L), &r->handle);
+    uv_update_time(chat__script_loop(L));
     uv_timer_start(&r->handle, sleep_done, (uint64_t)ms, 0);
     lua_settop(L, 0);
     return chat__script_await(L, r->pending);

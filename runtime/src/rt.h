@@ -240,6 +240,9 @@ void chat__domain_ensure_user(chat_runtime *rt, const char *username, chat_store
                               void *arg);
 void chat__domain_send_as(chat_runtime *rt, const char *user_id, const char *room_id,
                           const char *content, chat_store_cb cb, void *arg);
+/* Borrows payload ({name, type, participants, settings}, as room:create). */
+void chat__domain_create_room(chat_runtime *rt, const char *user_id, json_t *payload,
+                              chat_store_cb cb, void *arg);
 
 /* REST handlers: the request is authenticated when user_id is non-NULL. */
 void chat__rest_register(chat_http_req *req, const char *user_id);

@@ -31,6 +31,7 @@ struct script_state {
     int loading;         /* top-level code runs without a run: nothing may wait for I/O */
     long load_budget;
     int sync;            /* chatd --run: bindings drive the loop instead of yielding */
+    int hostwork;        /* >0: the host is converting or pushing values (see capped_alloc) */
     chat_vec timers;     /* uv timers created by this state, closed when it retires */
 };
 
@@ -41,9 +42,10 @@ struct script_run {
     int ev_ref;
     long budget;
     int killed;
+    int awaiting; /* yielded by chat__script_await: only a pending completion resumes it */
     chat_script_cb cb;
     void *arg;
-    char hook[64];
+    char hook[96]; /* "event/" and an event name of up to 64 bytes */
 };
 
 struct chat_pending {
@@ -53,6 +55,7 @@ struct chat_pending {
     int done;
     int nresults;
     int waiting; /* the coroutine yielded and must be resumed */
+    int pushing; /* between chat__script_pending_thread and _done: st->hostwork is raised */
 };
 
 struct chat_script {
@@ -64,17 +67,38 @@ struct chat_script {
     int nwatch;
     uv_timer_t debounce;
     int closing; /* handles whose close callback is still owed */
+    int states;  /* states not closed yet: a retired one may still finish handlers */
+    int freed;   /* chat__script_free was called: free once closing and states are 0 */
 };
 
 static const char *const reject_key = "chat.reject";
 static const char *const hooks_key = "chat.hooks";
 static const char *const namespaces_key = "chat.namespaces";
 static const char *const state_key = "chat.state";
+static const char *const chain_key = "chat.chain";
 
 static void state_unref(script_state *st);
 static void resume(script_run *run, int nargs);
 
-/* ---- memory cap ---- */
+static script_state *state_of(lua_State *L)
+{
+    lua_getfield(L, LUA_REGISTRYINDEX, state_key);
+    script_state *st = lua_touserdata(L, -1);
+    lua_pop(L, 1);
+    return st;
+}
+
+/* ---- memory cap ----
+ * The cap applies while script code runs (a hook or timer coroutine, loading, chatd --run),
+ * where an allocation failure is an error the running code gets. The host's own work on the
+ * state (an event turned into a table, results pushed onto a waiting coroutine, a traceback)
+ * runs outside any protected call, where a failure would abort the process; it is bounded by
+ * the size of the events, so it may go past the cap, and the next script allocation fails. */
+
+static int cap_applies(const script_state *st)
+{
+    return st->hostwork == 0 && (st->current || st->loading || st->sync);
+}
 
 static void *capped_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
 {
@@ -85,7 +109,7 @@ static void *capped_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
         free(ptr);
         return NULL;
     }
-    if (nsize > old && st->mem - old + nsize > st->mem_cap) {
+    if (nsize > old && st->mem - old + nsize > st->mem_cap && cap_applies(st)) {
         return NULL; /* Lua raises "not enough memory" in the running coroutine */
     }
     void *p = realloc(ptr, nsize);
@@ -111,9 +135,7 @@ static int budget_error(lua_State *L, lua_Debug *ar)
 
 static void budget_hook(lua_State *L, lua_Debug *ar)
 {
-    lua_getfield(L, LUA_REGISTRYINDEX, state_key);
-    script_state *st = lua_touserdata(L, -1);
-    lua_pop(L, 1);
+    script_state *st = state_of(L);
     long *budget = st->current ? &st->current->budget : &st->load_budget;
     if (st->current && st->current->killed) {
         budget_error(L, ar);
@@ -191,6 +213,41 @@ static int safe_load(lua_State *L)
     return 1;
 }
 
+/* setmetatable() that refuses __gc: a finalizer runs whenever the collector gets to it,
+ * outside any hook, so no budget could stop it. */
+static int safe_setmetatable(lua_State *L)
+{
+    if (lua_istable(L, 2)) {
+        lua_pushliteral(L, "__gc");
+        luaL_argcheck(L, lua_rawget(L, 2) == LUA_TNIL, 2,
+                      "__gc finalizers are not available to scripts");
+        lua_pop(L, 1);
+    }
+    lua_pushvalue(L, lua_upvalueindex(1)); /* the original setmetatable */
+    lua_insert(L, 1);
+    lua_call(L, lua_gettop(L) - 1, 1);
+    return 1;
+}
+
+/* collectgarbage() limited to looking and collecting: stopping the collector or changing its
+ * mode would let one script starve the others of memory. */
+static int safe_collectgarbage(lua_State *L)
+{
+    static const char *const allowed[] = {"collect", "count", "step", "isrunning", NULL};
+    luaL_checkoption(L, 1, "collect", allowed);
+    lua_pushvalue(L, lua_upvalueindex(1));
+    lua_insert(L, 1);
+    lua_call(L, lua_gettop(L) - 1, LUA_MULTRET);
+    return lua_gettop(L);
+}
+
+static void wrap_global(lua_State *L, const char *name, lua_CFunction fn)
+{
+    lua_getglobal(L, name);
+    lua_pushcclosure(L, fn, 1);
+    lua_setglobal(L, name);
+}
+
 static void remove_fields(lua_State *L, const char *table, const char *const *names)
 {
     lua_getglobal(L, table); /* [.., tbl] */
@@ -220,7 +277,8 @@ static int open_sandbox(lua_State *L, const chat_config *cfg, int sandboxed)
             lua_pop(L, 1);
         }
     }
-    /* lua-cjson is a C module: load it now, before C loading is closed off */
+    /* lua-cjson is a C module: load it now, before C loading is closed off. chat.json is the
+     * host's own (it keeps empty arrays); scripts that want cjson's options require "cjson". */
     lua_getglobal(L, "require");
     lua_pushstring(L, "cjson");
     if (lua_pcall(L, 1, 1, 0) != LUA_OK) {
@@ -256,6 +314,8 @@ static int open_sandbox(lua_State *L, const chat_config *cfg, int sandboxed)
     remove_fields(L, "package", package_out);
     lua_pushcfunction(L, safe_load);
     lua_setglobal(L, "load");
+    wrap_global(L, "setmetatable", safe_setmetatable);
+    wrap_global(L, "collectgarbage", safe_collectgarbage);
     /* searchers: preload (the chat module), then Lua text files from our folders only */
     lua_getglobal(L, "package");
     lua_createtable(L, 2, 0);
@@ -273,6 +333,27 @@ static int open_sandbox(lua_State *L, const chat_config *cfg, int sandboxed)
 }
 
 /* ---- states ---- */
+
+/* The chain, in Lua: handlers in priority order; the first that returns non-nil decides. */
+static const char chain_src[] =
+    "local hooks = ...\n"
+    "return function(name, ev)\n"
+    "  local handlers = hooks[name]\n"
+    "  if handlers == nil then return nil end\n"
+    "  for i = 1, #handlers do\n"
+    "    local r = handlers[i].fn(ev)\n"
+    "    if r ~= nil then return r end\n"
+    "  end\n"
+    "end\n";
+
+/* An error outside any protected call: nothing can be recovered, but the log says why. */
+static int on_panic(lua_State *L)
+{
+    const char *msg = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : "?";
+    chat__log(CHAT_LOG_ERROR, "lua_panic", "an error escaped the Lua host; chatd stops",
+              json_pack("{s:s}", "error", msg));
+    return 0; /* Lua aborts */
+}
 
 static script_state *state_new(chat_script *sc, int sandboxed)
 {
@@ -300,6 +381,7 @@ static script_state *state_new(chat_script *sc, int sandboxed)
     lua_setfield(L, LUA_REGISTRYINDEX, namespaces_key);
     lua_newtable(L); /* the metatable that marks chat.reject(...) results */
     lua_setfield(L, LUA_REGISTRYINDEX, reject_key);
+    lua_atpanic(L, on_panic);
     if (open_sandbox(L, &rt->cfg, sandboxed)) {
         chat__log(CHAT_LOG_ERROR, "lua_init_failed",
                   "could not load lua-cjson; install the lua-cjson package",
@@ -308,6 +390,16 @@ static script_state *state_new(chat_script *sc, int sandboxed)
         free(st);
         return NULL;
     }
+    /* the chain that runs a hook's handlers, compiled once: chat.dispatch is the same */
+    if (luaL_loadbufferx(L, chain_src, sizeof chain_src - 1, "=chat.dispatch", "t") != LUA_OK) {
+        lua_close(L);
+        free(st);
+        return NULL;
+    }
+    lua_getfield(L, LUA_REGISTRYINDEX, hooks_key);
+    lua_call(L, 1, 1);
+    lua_setfield(L, LUA_REGISTRYINDEX, chain_key);
+    sc->states++;
     return st;
 }
 
@@ -325,15 +417,25 @@ static void state_retire_timers(script_state *st)
     st->timers.len = 0;
 }
 
+static void script_maybe_free(chat_script *sc)
+{
+    if (sc->freed && sc->closing == 0 && sc->states == 0) {
+        free(sc);
+    }
+}
+
 static void state_unref(script_state *st)
 {
     if (--st->refs > 0) {
         return;
     }
+    chat_script *sc = st->host;
     state_retire_timers(st);
     chat__vec_free(&st->timers);
     lua_close(st->L);
     free(st);
+    sc->states--;
+    script_maybe_free(sc);
 }
 
 static int cmp_str(const void *a, const void *b)
@@ -420,9 +522,8 @@ int chat__script_new(chat_script **out, chat_runtime *rt, char *err, size_t errl
 static void script_handle_closed(uv_handle_t *h)
 {
     chat_script *sc = h->data;
-    if (--sc->closing == 0) {
-        free(sc);
-    }
+    sc->closing--;
+    script_maybe_free(sc);
 }
 
 void chat__script_free(chat_script *sc)
@@ -435,6 +536,7 @@ void chat__script_free(chat_script *sc)
         state_unref(sc->cur);
         sc->cur = NULL;
     }
+    sc->freed = 1;
     sc->closing = sc->nwatch + 1;
     for (int i = 0; i < sc->nwatch; i++) {
         uv_close((uv_handle_t *)&sc->watch[i], script_handle_closed);
@@ -541,10 +643,13 @@ int chat__script_has(chat_script *sc, const char *hook)
     if (!sc || !sc->cur) {
         return 0;
     }
-    lua_State *L = sc->cur->L;
+    script_state *st = sc->cur;
+    lua_State *L = st->L;
+    st->hostwork++;
     lua_getfield(L, LUA_REGISTRYINDEX, hooks_key);
-    int has = lua_getfield(L, -1, hook) == LUA_TTABLE && luaL_len(L, -1) > 0;
+    int has = lua_getfield(L, -1, hook) == LUA_TTABLE && lua_rawlen(L, -1) > 0;
     lua_pop(L, 2);
+    st->hostwork--;
     return has;
 }
 
@@ -553,7 +658,9 @@ int chat__script_namespace(chat_script *sc, const char *nsp, int *anonymous)
     if (!sc || !sc->cur) {
         return 0;
     }
-    lua_State *L = sc->cur->L;
+    script_state *st = sc->cur;
+    lua_State *L = st->L;
+    st->hostwork++;
     lua_getfield(L, LUA_REGISTRYINDEX, namespaces_key);
     int declared = lua_getfield(L, -1, nsp) == LUA_TTABLE;
     if (declared) {
@@ -562,16 +669,9 @@ int chat__script_namespace(chat_script *sc, const char *nsp, int *anonymous)
         lua_pop(L, 1);
     }
     lua_pop(L, 2);
+    st->hostwork--;
     return declared;
 }
-
-/* The chain, in Lua: the first handler that returns non-nil decides. */
-static const char chain_src[] =
-    "local handlers, ev = ...\n"
-    "for i = 1, #handlers do\n"
-    "  local r = handlers[i].fn(ev)\n"
-    "  if r ~= nil then return r end\n"
-    "end\n";
 
 static const struct {
     const char *code;
@@ -608,39 +708,89 @@ static void run_finish(script_run *run, int status, const char *message, json_t 
     state_unref(st);
 }
 
-static void run_failed(script_run *run, const char *what)
+/* [co, message] -> the traceback of co under message (run protected: it allocates). */
+static int traceback_p(lua_State *L)
+{
+    lua_State *co = lua_touserdata(L, 1);
+    luaL_traceback(L, co, lua_touserdata(L, 2), 0);
+    return 1;
+}
+
+/* The run's coroutine raised (its error object on top): log it with a traceback, answer
+ * `internal`. */
+static void run_failed(script_run *run)
 {
     script_state *st = run->st;
+    lua_State *L = st->L;
+    char msg[1024];
+    int type = lua_type(run->co, -1);
+    if (type == LUA_TSTRING) {
+        snprintf(msg, sizeof msg, "%s", lua_tostring(run->co, -1));
+    } else {
+        snprintf(msg, sizeof msg, "(error object is a %s value)", lua_typename(run->co, type));
+    }
+    const char *why = run->killed ? "a script ran past its instruction budget and was stopped"
+                      : strcmp(msg, "not enough memory") == 0
+                          ? "a script reached the memory cap (CHAT_LUA_MEMORY_MB) and was stopped"
+                      : run->cb ? "a script raised an error; the client was told `internal`"
+                                : "a timer's function raised an error";
     st->host->errors++;
-    const char *msg = lua_tostring(run->co, -1);
-    luaL_traceback(st->L, run->co, msg ? msg : "(error object is not a string)", 0);
-    chat__log(CHAT_LOG_ERROR, "script_error",
-              run->killed ? "a script ran past its instruction budget and was stopped"
-                          : "a script raised an error; the client was told `internal`",
-              json_pack("{s:s,s:s,s:s,s:i}", "hook", run->hook, "error", msg ? msg : "?",
-                        "traceback", lua_tostring(st->L, -1), "version", st->version));
-    lua_pop(st->L, 1);
-    (void)what;
+    st->hostwork++;
+    lua_pushcfunction(L, traceback_p);
+    lua_pushlightuserdata(L, run->co);
+    lua_pushlightuserdata(L, msg);
+    int rc = lua_pcall(L, 2, 1, 0);
+    chat__log(CHAT_LOG_ERROR, "script_error", why,
+              json_pack("{s:s,s:s,s:s,s:i,s:I}", "hook", run->hook, "error", msg, "traceback",
+                        rc == LUA_OK ? lua_tostring(L, -1) : msg, "version", st->version,
+                        "lua_kb", (json_int_t)(st->mem / 1024)));
+    lua_pop(L, 1);
+    if (strcmp(msg, "not enough memory") == 0) {
+        /* what the dead coroutine held goes now; what stays is kept by the scripts */
+        luaL_unref(L, LUA_REGISTRYINDEX, run->co_ref);
+        run->co_ref = LUA_NOREF;
+        lua_gc(L, LUA_GCCOLLECT);
+        if (st->mem > st->mem_cap / 10 * 9) {
+            chat__log(CHAT_LOG_ERROR, "scripts_memory_full",
+                      "the scripts keep what they allocate and their state stays full, so "
+                      "every hook fails; fix the script and reload",
+                      json_pack("{s:I,s:i}", "lua_kb", (json_int_t)(st->mem / 1024), "version",
+                                st->version));
+        }
+    }
+    st->hostwork--;
     run_finish(run, CHAT_EINTERNAL, "a server script failed; the operator has been told",
                NULL);
+}
+
+/* A string field of a table at idx, or def: never converts (that could raise here). */
+static void copy_field(lua_State *co, int idx, const char *name, const char *def, char *out,
+                       size_t outlen)
+{
+    lua_pushstring(co, name);
+    int type = lua_rawget(co, idx < 0 ? idx - 1 : idx);
+    snprintf(out, outlen, "%s", type == LUA_TSTRING ? lua_tostring(co, -1) : def);
+    lua_pop(co, 1);
 }
 
 /* The coroutine returned: turn its result into the callback's answer. */
 static void run_returned(script_run *run, int nres)
 {
+    script_state *st = run->st;
     lua_State *co = run->co;
-    lua_State *L = run->st->L;
+    lua_State *L = st->L;
+    st->hostwork++;
     if (nres > 0 && lua_istable(co, -nres) && lua_getmetatable(co, -nres)) {
         lua_getfield(co, LUA_REGISTRYINDEX, reject_key);
         int is_reject = lua_rawequal(co, -1, -2);
         lua_pop(co, 2);
         if (is_reject) {
-            lua_getfield(co, -nres, "code");
-            lua_getfield(co, -nres - 1, "message");
-            int err = chat__script_reject_code(luaL_optstring(co, -2, "policy_rejected"));
-            char msg[512];
-            snprintf(msg, sizeof msg, "%s", luaL_optstring(co, -1, "refused by policy"));
+            char code[32], msg[512];
+            copy_field(co, -nres, "code", "policy_rejected", code, sizeof code);
+            copy_field(co, -nres, "message", "refused by the server's policy", msg, sizeof msg);
+            int err = chat__script_reject_code(code);
             lua_settop(co, 0);
+            st->hostwork--;
             run_finish(run, err ? err : CHAT_EPOLICY, msg, NULL);
             return;
         }
@@ -652,7 +802,8 @@ static void run_returned(script_run *run, int nres)
         if (!result) {
             lua_settop(co, 0);
             lua_pushfstring(co, "%s: the handler's return value %s", run->hook, jerr);
-            run_failed(run, "result");
+            st->hostwork--;
+            run_failed(run);
             return;
         }
     }
@@ -664,9 +815,11 @@ static void run_returned(script_run *run, int nres)
         json_decref(result);
         lua_pushfstring(co, "%s: the event was changed into something JSON cannot carry (%s)",
                         run->hook, jerr);
-        run_failed(run, "event");
+        st->hostwork--;
+        run_failed(run);
         return;
     }
+    st->hostwork--;
     if (result) {
         json_object_set_new(ev, "result", result);
     }
@@ -678,21 +831,31 @@ static void resume(script_run *run, int nargs)
     script_state *st = run->st;
     script_run *outer = st->current;
     st->current = run;
+    run->awaiting = 0;
     int nres = 0;
     int rc = lua_resume(run->co, NULL, nargs, &nres);
     st->current = outer;
+    if (rc == LUA_YIELD && run->awaiting) {
+        lua_pop(run->co, nres); /* a binding is waiting on I/O: its completion resumes us */
+        return;
+    }
     if (rc == LUA_YIELD) {
-        lua_pop(run->co, nres); /* a binding is waiting on I/O: it resumes us */
+        /* a bare coroutine.yield() in a handler: nothing would ever resume it */
+        st->hostwork++;
+        lua_pop(run->co, nres);
+        lua_pushfstring(run->co, "%s: coroutine.yield() in a handler; wait with "
+                                 "chat.timer.sleep or a chat binding instead", run->hook);
+        st->hostwork--;
+        run_failed(run);
         return;
     }
     if (rc != LUA_OK) {
-        run_failed(run, "error");
+        run_failed(run);
         return;
     }
     run_returned(run, nres);
 }
 
-/* Starts a coroutine of st running fn (on top of st->L's stack) with nargs args below... */
 static script_run *run_new(script_state *st, const char *hook, chat_script_cb cb, void *arg)
 {
     script_run *run = calloc(1, sizeof *run);
@@ -704,12 +867,61 @@ static script_run *run_new(script_state *st, const char *hook, chat_script_cb cb
     run->cb = cb;
     run->arg = arg;
     run->budget = st->host->rt->cfg.lua_budget;
+    run->co_ref = LUA_NOREF;
     run->ev_ref = LUA_NOREF;
     snprintf(run->hook, sizeof run->hook, "%s", hook);
-    run->co = lua_newthread(st->L);
-    run->co_ref = luaL_ref(st->L, LUA_REGISTRYINDEX);
-    lua_sethook(run->co, budget_hook, LUA_MASKCOUNT, BUDGET_STEP);
     return run;
+}
+
+/* Makes the run's coroutine (budgeted) and anchors it in the registry. */
+static void run_thread(lua_State *L, script_run *run)
+{
+    run->co = lua_newthread(L);
+    lua_sethook(run->co, budget_hook, LUA_MASKCOUNT, BUDGET_STEP);
+    run->co_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+}
+
+/* An event as the handlers see it: top-level nulls (no socket, an anonymous user) are absent,
+ * so `if ev.user then` reads as it should. */
+static void event_to_lua(lua_State *L, json_t *ev)
+{
+    if (!json_is_object(ev)) {
+        chat__json_to_lua(L, ev);
+        return;
+    }
+    const char *k;
+    json_t *v;
+    lua_createtable(L, 0, (int)json_object_size(ev));
+    json_object_foreach(ev, k, v) {
+        if (!json_is_null(v)) {
+            chat__json_to_lua(L, v);
+            lua_setfield(L, -2, k);
+        }
+    }
+}
+
+/* [run, ev] (light userdata): the coroutine with the chain, the hook name and the event. */
+static int run_start_p(lua_State *L)
+{
+    script_run *run = lua_touserdata(L, 1);
+    run_thread(L, run);
+    event_to_lua(L, lua_touserdata(L, 2));
+    run->ev_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    lua_State *co = run->co;
+    lua_getfield(co, LUA_REGISTRYINDEX, chain_key);
+    lua_pushstring(co, run->hook);
+    lua_rawgeti(co, LUA_REGISTRYINDEX, run->ev_ref);
+    return 0;
+}
+
+/* The host's call failed before any script code ran (the allocator failed): log, count. */
+static void run_not_started(script_run *run, const char *error)
+{
+    run->st->host->errors++;
+    chat__log(CHAT_LOG_ERROR, "script_error", "a hook could not be started",
+              json_pack("{s:s,s:s}", "hook", run->hook, "error", error ? error : "?"));
+    run_finish(run, CHAT_EINTERNAL, "a server script failed; the operator has been told",
+               NULL);
 }
 
 void chat__script_run(chat_script *sc, const char *hook, json_t *ev, chat_script_cb cb,
@@ -720,42 +932,68 @@ void chat__script_run(chat_script *sc, const char *hook, json_t *ev, chat_script
         cb(0, NULL, ev, arg);
         return;
     }
-    lua_State *L = st->L;
     script_run *run = run_new(st, hook, cb, arg);
     if (!run) {
         cb(CHAT_ENOMEM, NULL, ev, arg);
         return;
     }
-    chat__json_to_lua(L, ev); /* [.., ev] */
+    lua_State *L = st->L;
+    st->hostwork++;
+    lua_pushcfunction(L, run_start_p);
+    lua_pushlightuserdata(L, run);
+    lua_pushlightuserdata(L, ev);
+    int rc = lua_pcall(L, 2, 0, 0);
     json_decref(ev);
-    run->ev_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-    lua_State *co = run->co;
-    if (luaL_loadbufferx(co, chain_src, sizeof chain_src - 1, "=chain", "t") != LUA_OK) {
-        run_failed(run, "chain");
+    if (rc != LUA_OK) {
+        char error[256];
+        snprintf(error, sizeof error, "%s",
+                 lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : "?");
+        lua_pop(L, 1);
+        st->hostwork--;
+        run_not_started(run, error);
         return;
     }
-    lua_getfield(co, LUA_REGISTRYINDEX, hooks_key);
-    lua_getfield(co, -1, hook);
-    lua_remove(co, -2);
-    if (!lua_istable(co, -1)) {
-        lua_pop(co, 1);
-        lua_newtable(co);
-    }
-    lua_rawgeti(co, LUA_REGISTRYINDEX, run->ev_ref);
+    st->hostwork--;
     resume(run, 2);
+}
+
+/* [run, fn, args...]: the run's coroutine holding fn and its arguments. */
+static int spawn_p(lua_State *L)
+{
+    script_run *run = lua_touserdata(L, 1);
+    lua_remove(L, 1);
+    int n = lua_gettop(L);
+    run_thread(L, run);
+    if (!lua_checkstack(run->co, n)) {
+        return luaL_error(L, "out of memory");
+    }
+    lua_xmove(L, run->co, n);
+    return 0;
 }
 
 void chat__script_spawn(lua_State *L, int nargs, const char *what)
 {
-    lua_getfield(L, LUA_REGISTRYINDEX, state_key);
-    script_state *st = lua_touserdata(L, -1);
-    lua_pop(L, 1);
+    script_state *st = state_of(L);
     script_run *run = run_new(st, what, NULL, NULL);
     if (!run) {
         lua_pop(L, nargs + 1);
         return;
     }
-    lua_xmove(L, run->co, nargs + 1); /* fn and its arguments */
+    st->hostwork++;
+    lua_pushcfunction(L, spawn_p);
+    lua_pushlightuserdata(L, run);
+    lua_rotate(L, -(nargs + 3), 2); /* [.., spawn_p, run, fn, args...] */
+    int rc = lua_pcall(L, nargs + 2, 0, 0);
+    if (rc != LUA_OK) {
+        char error[256];
+        snprintf(error, sizeof error, "%s",
+                 lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : "?");
+        lua_pop(L, 1);
+        st->hostwork--;
+        run_not_started(run, error);
+        return;
+    }
+    st->hostwork--;
     resume(run, nargs);
 }
 
@@ -769,25 +1007,27 @@ chat_runtime *chat__script_rt(lua_State *L)
     return rt;
 }
 
-static script_state *state_of(lua_State *L)
+const char *chat__script_wait_error(lua_State *L)
 {
-    lua_getfield(L, LUA_REGISTRYINDEX, state_key);
-    script_state *st = lua_touserdata(L, -1);
-    lua_pop(L, 1);
-    return st;
+    script_state *st = state_of(L);
+    if (st->loading) {
+        return "scripts cannot wait for I/O while loading; do it in a hook or a timer";
+    }
+    /* a hook or timer coroutine yields; the top level of `chatd --run` drives the loop */
+    if (!(st->current && st->current->co == L) && !(st->sync && !st->current)) {
+        return "I/O must be called from the handler itself, not a nested coroutine";
+    }
+    return NULL;
 }
 
 chat_pending *chat__script_pending_new(lua_State *L)
 {
     script_state *st = state_of(L);
-    if (st->loading) {
-        luaL_error(L, "scripts cannot wait for I/O while loading; do it in a hook or a timer");
+    const char *why = chat__script_wait_error(L);
+    if (why) {
+        luaL_error(L, "%s", why);
     }
-    /* a hook or timer coroutine yields; the top level of `chatd --run` drives the loop */
     script_run *run = st->current && st->current->co == L ? st->current : NULL;
-    if (!run && !(st->sync && !st->current)) {
-        luaL_error(L, "I/O must be called from the handler itself, not a nested coroutine");
-    }
     chat_pending *p = calloc(1, sizeof *p);
     if (!p) {
         luaL_error(L, "out of memory");
@@ -798,10 +1038,27 @@ chat_pending *chat__script_pending_new(lua_State *L)
     return p;
 }
 
-lua_State *chat__script_pending_thread(chat_pending *p) { return p->L; }
+void chat__script_pending_cancel(chat_pending *p)
+{
+    free(p);
+}
+
+/* From here to chat__script_pending_done the host pushes results: the cap waits. */
+lua_State *chat__script_pending_thread(chat_pending *p)
+{
+    if (!p->pushing) {
+        p->pushing = 1;
+        p->st->hostwork++;
+    }
+    return p->L;
+}
 
 void chat__script_pending_done(chat_pending *p, int nresults)
 {
+    if (p->pushing) {
+        p->pushing = 0;
+        p->st->hostwork--;
+    }
     p->done = 1;
     p->nresults = nresults;
     if (p->waiting) {
@@ -832,6 +1089,7 @@ int chat__script_await(lua_State *L, chat_pending *p)
         return n;
     }
     p->waiting = 1;
+    p->run->awaiting = 1;
     lua_settop(L, 0); /* the results will be all that is on the stack */
     return lua_yieldk(L, 0, 0, await_k);
 }
@@ -861,6 +1119,9 @@ int chat__script_run_file(chat_runtime *rt, const char *path, int argc, char **a
         rc = CHAT_EINVAL;
     }
     state_retire_timers(st);
+    /* timer functions still waiting (a sleep, a store call) finish before the state closes */
+    while (st->refs > 1 && uv_run(rt->loop, UV_RUN_ONCE)) {
+    }
     uv_run(rt->loop, UV_RUN_NOWAIT);
     lua_close(L);
     chat__vec_free(&st->timers);

@@ -34,7 +34,8 @@ int chat__script_namespace(chat_script *sc, const char *nsp, int *anonymous);
  * status CHAT_E*: a handler rejected (code and message from chat.reject) or failed
  *   (CHAT_EINTERNAL; the error is logged with file and line). ev is owned by the callback. */
 typedef void (*chat_script_cb)(int status, const char *message, json_t *ev, void *arg);
-/* Runs the handlers of hook in priority order in a new coroutine. Takes ev (stolen). cb runs
+/* Runs the handlers of hook in priority order in a new coroutine (chat.dispatch). Takes ev
+ * (stolen); its top-level nulls are absent in Lua (no socket, an anonymous user). cb runs
  * exactly once, possibly before this returns. */
 void chat__script_run(chat_script *sc, const char *hook, json_t *ev, chat_script_cb cb,
                       void *arg);
@@ -48,7 +49,12 @@ chat_runtime *chat__script_rt(lua_State *L);
  * chat__script_pending_done. chat__script_await then returns to the binding's caller: it
  * yields the coroutine (server) or runs the loop until done (chatd --run). */
 typedef struct chat_pending chat_pending;
+/* Why L cannot wait for I/O here (loading, a nested coroutine), or NULL: bindings that hold C
+ * resources ask before chat__script_pending_new, which raises with this message. */
+const char *chat__script_wait_error(lua_State *L);
 chat_pending *chat__script_pending_new(lua_State *L);
+/* The operation never started: frees p. */
+void chat__script_pending_cancel(chat_pending *p);
 lua_State *chat__script_pending_thread(chat_pending *p); /* where to push results */
 void chat__script_pending_done(chat_pending *p, int nresults);
 int chat__script_await(lua_State *L, chat_pending *p);
@@ -66,8 +72,9 @@ int chat__lua_timer_cancel(lua_State *L);
 int chat__script_reject_code(const char *code);
 void chat__lua_push_array_mt(lua_State *L);
 
-/* Lua <-> JSON. Arrays from JSON carry cjson's array metatable so they encode back as
- * arrays. chat__lua_to_json returns NULL (and sets err) for values JSON cannot carry. */
+/* Lua <-> JSON (lua_json.c, also chat.json). Arrays from JSON carry the chat.array metatable
+ * so they encode back as arrays, empty ones included. chat__lua_to_json returns NULL (and sets
+ * err) for values JSON cannot carry. */
 void chat__json_to_lua(lua_State *L, const json_t *v);
 json_t *chat__lua_to_json(lua_State *L, int idx, const char **err);
 

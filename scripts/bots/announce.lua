@@ -3,19 +3,27 @@
 -- It does nothing until rooms are configured.
 local chat = require "chat"
 
-local rooms = {}
-for id in (chat.setting("announce_rooms", "")):gmatch("[%x]+") do rooms[#rooms + 1] = id end
-local text = chat.setting("announce_text", "Reminder: be kind, and have fun.")
-local every = chat.setting("announce_every_s", 3600)
-
-if #rooms > 0 then
-    local bot = chat.bot(chat.setting("announce_bot", "announce-bot"))
-    chat.timer.every(math.floor(every * 1000), function()
-        for _, id in ipairs(rooms) do
-            local ok, err = bot:send(id, text)
-            if not ok then
-                chat.log.warn("the announcement could not be posted", { room = id, error = err })
-            end
-        end
-    end)
+local announce = {
+    rooms = {},
+    text = chat.setting("announce_text", "Reminder: be kind, and have fun."),
+    every_s = chat.setting("announce_every_s", 3600),
+    bot = chat.bot(chat.setting("announce_bot", "announce-bot")),
+}
+for id in chat.setting("announce_rooms", ""):gmatch("%x+") do
+    announce.rooms[#announce.rooms + 1] = id
 end
+
+function announce.post()
+    for _, id in ipairs(announce.rooms) do
+        local ok, err = announce.bot:send(id, announce.text)
+        if not ok then
+            chat.log.warn("the announcement could not be posted", { room = id, error = err })
+        end
+    end
+end
+
+if #announce.rooms > 0 then
+    chat.timer.every(math.floor(announce.every_s * 1000), announce.post)
+end
+
+return announce -- specs that load this file post with announce.post()
