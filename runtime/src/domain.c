@@ -442,7 +442,7 @@ static void on_user_notify(chat_runtime *rt, const char *channel, const char *da
     if (op && strcmp(op, "emit") == 0) {
         const char *event = json_string_value(json_object_get(msg, "event"));
         for (uint32_t i = 0; event && i < u->socks.len; i++) {
-            chat__sock_emit(u->socks.items[i], event, json_object_get(msg, "data"));
+            chat__sock_emit_binary(u->socks.items[i], event, json_object_get(msg, "data"));
         }
     } else if (op && room_id && strcmp(op, "joined") == 0) {
         user_join_local(rt, u, room_id);
@@ -476,6 +476,10 @@ void chat__domain_bus_message(const char *channel, const char *data, size_t len,
     const char *packet = nl2 + 1;
     size_t plen = (size_t)(end - packet);
     chat_frame *frame = NULL;
+    json_t *binary = NULL; /* "B" + [event, payload]: a script's emit with binary values */
+    if (plen && packet[0] == 'B' && !(binary = json_loadb(packet + 1, plen - 1, 0, NULL))) {
+        return;
+    }
     uint32_t mark = ++rt->mark;
     for (const char *p = data; p < nl1;) {
         const char *comma = memchr(p, ',', (size_t)(nl1 - p));
@@ -495,6 +499,11 @@ void chat__domain_bus_message(const char *channel, const char *data, size_t len,
                     (except[0] == 'u' && strcmp(except + 2, k->user_id) == 0)) {
                     continue;
                 }
+                if (binary) {
+                    chat__sock_emit_binary(k, json_string_value(json_array_get(binary, 0)),
+                                           json_array_get(binary, 1));
+                    continue;
+                }
                 if (!frame && !(frame = chat__frame_new(packet, plen, 0))) {
                     return;
                 }
@@ -504,6 +513,7 @@ void chat__domain_bus_message(const char *channel, const char *data, size_t len,
         p = stop + 1;
     }
     chat__frame_unref(frame);
+    json_decref(binary);
 }
 
 /* ---- presence ---- */
@@ -1202,7 +1212,7 @@ static int take_message(domain_call *c, json_t *payload)
     size_t i;
     json_t *a;
     json_array_foreach(attachments, i, a) {
-        if (!json_is_object(a) || json_is_true(json_object_get(a, "_placeholder"))) {
+        if (!json_is_object(a) || json_object_get(a, "$binary")) {
             call_fail(c, CHAT_EINVAL,
                       "attachments must be JSON objects (upload binary files elsewhere and "
                       "send their URLs)");
@@ -1393,12 +1403,52 @@ static int valid_username(const char *s);
 
 /* ---- actions for scripts ---- */
 
+static int has_binary(const json_t *v)
+{
+    size_t i;
+    const char *k;
+    json_t *x;
+    if (json_is_object(v)) {
+        if (json_object_size(v) == 1 && json_is_string(json_object_get(v, "$binary"))) {
+            return 1;
+        }
+        json_object_foreach((json_t *)v, k, x) {
+            if (has_binary(x)) {
+                return 1;
+            }
+        }
+    } else if (json_is_array(v)) {
+        json_array_foreach(v, i, x) {
+            if (has_binary(x)) {
+                return 1;
+            }
+        }
+    }
+    return 0;
+}
+
 void chat__domain_emit_room(chat_runtime *rt, const char *room_id, const char *event,
                             json_t *payload)
 {
-    if (is_object_id(room_id)) {
-        publish_room(rt, room_id, "-", event, payload);
+    if (!is_object_id(room_id)) {
+        return;
     }
+    if (!has_binary(payload)) {
+        publish_room(rt, room_id, "-", event, payload);
+        return;
+    }
+    /* binary goes as "B" + JSON [event, payload]: each node encodes it per socket */
+    char channel[48];
+    snprintf(channel, sizeof channel, "room:%s:messages", room_id);
+    json_t *args = json_pack("[sO]", event, payload);
+    char *text = args ? json_dumps(args, JSON_COMPACT) : NULL;
+    chat_buf b = CHAT_BUF_INIT;
+    if (text && !chat__buf_appendf(&b, "%s\n-\nB%s", room_id, text)) {
+        chat__bus_publish(rt->bus, channel, (const char *)b.data, b.len);
+    }
+    chat__buf_free(&b);
+    free(text);
+    json_decref(args);
 }
 
 int chat__domain_emit_user(chat_runtime *rt, const char *user_id, const char *event,
@@ -1419,7 +1469,7 @@ int chat__domain_emit_socket(chat_runtime *rt, const char *sock_id, const char *
     if (!k || !k->connected) {
         return 0;
     }
-    chat__sock_emit(k, event, payload);
+    chat__sock_emit_binary(k, event, payload);
     return 1;
 }
 

@@ -306,6 +306,16 @@ static int chat_array(lua_State *L)
     return 1;
 }
 
+/* chat.binary(s): bytes that an emit sends as a binary attachment (a Buffer or ArrayBuffer
+ * in the client); tostring(b) gives the bytes back. Received attachments arrive as these. */
+static int chat_binary(lua_State *L)
+{
+    size_t len;
+    const char *s = luaL_checklstring(L, 1, &len);
+    chat__lua_push_binary(L, s, len);
+    return 1;
+}
+
 static int chat_now(lua_State *L)
 {
     lua_pushinteger(L, (lua_Integer)chat__now_ms());
@@ -329,6 +339,7 @@ static const luaL_Reg chat_funcs[] = {
     {"setting", chat_setting},
     {"array", chat_array},
     {"now", chat_now},
+    {"binary", chat_binary},
     {NULL, NULL},
 };
 

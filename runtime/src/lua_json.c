@@ -2,6 +2,7 @@
  * cjson's null (a NULL light userdata), so scripts compare against chat.json.null. */
 #include <lauxlib.h>
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "eio.h"
@@ -10,6 +11,58 @@
 #define DEPTH_MAX 64
 
 static const char *const array_key = "chat.array";
+static const char *const binary_key = "chat.binary";
+
+/* Binary data travels through JSON as {"$binary": "<base64>"}; in Lua it is a chat.binary
+ * userdata, so a handler can tell bytes from text and emits turn it into a binary packet. */
+void chat__lua_push_binary(lua_State *L, const void *data, size_t len)
+{
+    void *p = lua_newuserdatauv(L, len, 0);
+    if (len) {
+        memcpy(p, data, len);
+    }
+    if (luaL_newmetatable(L, binary_key)) {
+        lua_pushcfunction(L, chat__lua_binary_tostring);
+        lua_setfield(L, -2, "__tostring");
+        lua_pushcfunction(L, chat__lua_binary_len);
+        lua_setfield(L, -2, "__len");
+    }
+    lua_setmetatable(L, -2);
+}
+
+int chat__lua_binary_tostring(lua_State *L)
+{
+    void *p = luaL_checkudata(L, 1, binary_key);
+    lua_pushlstring(L, p, lua_rawlen(L, 1));
+    return 1;
+}
+
+int chat__lua_binary_len(lua_State *L)
+{
+    luaL_checkudata(L, 1, binary_key);
+    lua_pushinteger(L, (lua_Integer)lua_rawlen(L, 1));
+    return 1;
+}
+
+static int push_binary_object(lua_State *L, const json_t *v)
+{
+    json_t *b64 = json_object_get(v, "$binary");
+    if (json_object_size(v) != 1 || !json_is_string(b64)) {
+        return 0;
+    }
+    size_t n = json_string_length(b64);
+    uint8_t *tmp = malloc(n + 1);
+    if (!tmp) {
+        return 0;
+    }
+    memcpy(tmp, json_string_value(b64), n);
+    long len = chat__base64_decode_inplace(tmp, n);
+    if (len >= 0) {
+        chat__lua_push_binary(L, tmp, (size_t)len);
+    }
+    free(tmp);
+    return len >= 0;
+}
 
 /* The metatable that marks a table as a JSON array (an empty one included). */
 void chat__lua_push_array_mt(lua_State *L)
@@ -27,6 +80,9 @@ static void to_lua(lua_State *L, const json_t *v, int depth)
     case JSON_OBJECT: {
         const char *k;
         json_t *x;
+        if (push_binary_object(L, v)) {
+            break;
+        }
         lua_createtable(L, 0, (int)json_object_size(v));
         json_object_foreach((json_t *)v, k, x) {
             to_lua(L, x, depth + 1);
@@ -129,6 +185,17 @@ static json_t *to_json(lua_State *L, int idx, int depth, const char **err)
             return json_null();
         }
         break;
+    case LUA_TUSERDATA: {
+        const void *p = luaL_testudata(L, idx, binary_key);
+        chat_buf b = CHAT_BUF_INIT;
+        if (!p || chat__base64_encode(&b, p, lua_rawlen(L, idx)) || chat__buf_terminate(&b)) {
+            chat__buf_free(&b);
+            break;
+        }
+        json_t *obj = json_pack("{s:s}", "$binary", (const char *)b.data);
+        chat__buf_free(&b);
+        return obj;
+    }
     case LUA_TTABLE: {
         luaL_checkstack(L, 6, "JSON too deep");
         int marked = 0;

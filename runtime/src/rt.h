@@ -194,6 +194,10 @@ void chat__sock_unref(chat_sock *k);
 /* Emits an event to one socket: data is the argument array after the event name
  * (borrowed). */
 void chat__sock_emit(chat_sock *k, const char *event, json_t *arg);
+/* Like chat__sock_emit, but {"$binary": base64} values in arg go out as binary attachments
+ * (a BINARY_EVENT). Only for emits from scripts: clients cannot make the server send
+ * binary by storing such objects. */
+void chat__sock_emit_binary(chat_sock *k, const char *event, json_t *arg);
 /* Answers an ack id (no-op for ack_id < 0). data: the one ack argument (borrowed). */
 void chat__sock_ack(chat_sock *k, int64_t ack_id, json_t *arg);
 /* The failure answer: through the ack when the client asked for one, else an `error`

@@ -71,6 +71,10 @@ int chat__lua_timer_cancel(lua_State *L);
 /* Maps a protocol error code ("rate_limited") to CHAT_E*, 0 if unknown. */
 int chat__script_reject_code(const char *code);
 void chat__lua_push_array_mt(lua_State *L);
+/* chat.binary values (lua_json.c). */
+void chat__lua_push_binary(lua_State *L, const void *data, size_t len);
+int chat__lua_binary_tostring(lua_State *L);
+int chat__lua_binary_len(lua_State *L);
 
 /* Lua <-> JSON (lua_json.c, also chat.json). Arrays from JSON carry the chat.array metatable
  * so they encode back as arrays, empty ones included. chat__lua_to_json returns NULL (and sets

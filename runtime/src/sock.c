@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "auth.h"
+#include "eio.h"
 #include "log.h"
 #include "rt.h"
 #include "script.h"
@@ -84,6 +85,105 @@ void chat__sock_fail(chat_sock *k, const char *event, int64_t ack_id, int err,
         json_decref(note);
     }
     json_decref(error);
+}
+
+/* Replaces every {"$binary": base64} in v by a placeholder and appends its bytes to att. */
+static json_t *extract_binary(const json_t *v, json_t *att)
+{
+    if (json_is_object(v) && json_object_size(v) == 1 &&
+        json_is_string(json_object_get(v, "$binary"))) {
+        json_array_append(att, json_object_get(v, "$binary"));
+        return json_pack("{s:b,s:I}", "_placeholder", 1, "num",
+                         (json_int_t)json_array_size(att) - 1);
+    }
+    if (json_is_array(v)) {
+        json_t *out = json_array();
+        size_t i;
+        json_t *x;
+        json_array_foreach(v, i, x) {
+            json_array_append_new(out, extract_binary(x, att));
+        }
+        return out;
+    }
+    if (json_is_object(v)) {
+        json_t *out = json_object();
+        const char *k;
+        json_t *x;
+        json_object_foreach((json_t *)v, k, x) {
+            json_object_set_new(out, k, extract_binary(x, att));
+        }
+        return out;
+    }
+    return json_incref((json_t *)v);
+}
+
+void chat__sock_emit_binary(chat_sock *k, const char *event, json_t *arg)
+{
+    chat_session *s = k->session;
+    json_t *att = json_array();
+    json_t *args = json_pack("[so]", event, extract_binary(arg, att));
+    if (!s || !att || !args) {
+        goto done;
+    }
+    size_t n = json_array_size(att);
+    if (!n) {
+        send_packet(s, SIO_EVENT, k->nsp, -1, args);
+        goto done;
+    }
+    chat_buf *b = &chat__session_rt(s)->scratch;
+    chat__buf_reset(b);
+    if (chat__buf_appendc(b, '4') || chat__sio_encode(b, SIO_BINARY_EVENT, k->nsp, -1, args, n)) {
+        goto done;
+    }
+    chat_frame *f = chat__frame_new(b->data, b->len, 0);
+    chat__session_send(s, f);
+    chat__frame_unref(f);
+    for (size_t i = 0; i < n; i++) {
+        json_t *b64 = json_array_get(att, i);
+        chat__buf_reset(b);
+        long len;
+        if (chat__buf_append(b, json_string_value(b64), json_string_length(b64)) ||
+            (len = chat__base64_decode_inplace(b->data, b->len)) < 0) {
+            break;
+        }
+        f = chat__frame_new(b->data, (size_t)len, 1);
+        chat__session_send(s, f);
+        chat__frame_unref(f);
+    }
+done:
+    json_decref(att);
+    json_decref(args);
+}
+
+/* Gives received attachments to scripts: each placeholder becomes {"$binary": base64}. */
+static json_t *inline_binary(json_t *v, chat_sio_state *st)
+{
+    if (json_is_object(v) && json_is_true(json_object_get(v, "_placeholder"))) {
+        json_int_t num = json_integer_value(json_object_get(v, "num"));
+        chat_buf b64 = CHAT_BUF_INIT;
+        json_t *out = NULL;
+        if (num >= 0 && (size_t)num < st->att_have &&
+            !chat__base64_encode(&b64, st->att[num].data, st->att[num].len) &&
+            !chat__buf_terminate(&b64)) {
+            out = json_pack("{s:s}", "$binary", (const char *)b64.data);
+        }
+        chat__buf_free(&b64);
+        return out ? out : json_null();
+    }
+    if (json_is_array(v)) {
+        size_t i;
+        json_t *x;
+        json_array_foreach(v, i, x) {
+            json_array_set_new(v, i, inline_binary(x, st));
+        }
+    } else if (json_is_object(v)) {
+        const char *key;
+        json_t *x;
+        json_object_foreach(v, key, x) {
+            json_object_set_new(v, key, inline_binary(x, st));
+        }
+    }
+    return json_incref(v);
 }
 
 /* Called by the domain when the socket is ready: answer CONNECT. */
@@ -228,6 +328,9 @@ static int dispatch(chat_session *s, sio_packet *p)
             return 0; /* not connected to that namespace: Socket.IO drops it */
         }
         const char *name = json_string_value(json_array_get(p->data, 0));
+        if (p->type == SIO_BINARY_EVENT) {
+            json_decref(inline_binary(p->data, st)); /* handlers get the bytes themselves */
+        }
         chat__sock_ref(k);
         chat__domain_event(k, name, p->data, p->ack_id);
         chat__sock_unref(k);
