@@ -64,6 +64,7 @@ typedef struct chat_config {
     int lua_budget;         /* instructions one hook call may run; default 10000000 */
     int lua_memory_mb;      /* memory cap of the scripts' Lua state; default 64 */
     char *admin_token;      /* bearer token for the admin API; NULL: admin API off */
+    int trust_proxy;        /* 1: take the client address from X-Forwarded-For; default 0 */
     char *node_id;          /* this process's name in a cluster ([a-z0-9-], <= 16); NULL: random */
     char *static_dir;       /* the web page's files, served at /; default "examples/web" */
 } chat_config;

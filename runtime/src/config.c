@@ -54,6 +54,9 @@ static const option_def options[] = {
      "instructions one script hook call may run before it is stopped"},
     {"lua_memory_mb", "CHAT_LUA_MEMORY_MB", INT(lua_memory_mb), "64", 4, 65536,
      "memory cap of the scripts' Lua state, in MiB"},
+    {"trust_proxy", "CHAT_TRUST_PROXY", INT(trust_proxy), "0", 0, 1,
+     "1 behind a reverse proxy: the client address (for per-IP limits) is the last one in "
+     "X-Forwarded-For"},
     {"node_id", "CHAT_NODE_ID", STR(node_id), NULL, 0, 0,
      "this node's name in a cluster (a-z, 0-9, '-'; up to 16); it prefixes session ids so a "
      "load balancer can route by sid; unset: random"},

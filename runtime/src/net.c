@@ -181,6 +181,7 @@ static int ws_filter(chat_runtime *rt, struct lws *wsi, net_pss *pss)
     if (!transport || strcmp(transport, "websocket") != 0) {
         pss->ws.bad_request = 1;
     }
+    chat__peer_address(rt, wsi, pss->ws.peer, sizeof pss->ws.peer);
     const char *sid = lws_get_urlarg_by_name(wsi, "sid=", arg, sizeof arg);
     if (sid) {
         snprintf(pss->ws.sid, sizeof pss->ws.sid, "%s", sid);

@@ -138,8 +138,12 @@ typedef struct chat_ws_conn {
     int close_status; /* websocket close code */
     char sid[CHAT_SID_MAX];
     int bad_request; /* set at filter time: refuse once established */
+    char peer[64];   /* the client's address, read with the upgrade request's headers */
 } chat_ws_conn;
 void chat__ws_established(chat_ws_conn *c);
+/* The client address of a request: the TCP peer, or X-Forwarded-For's last entry when the
+ * runtime trusts its proxy. */
+void chat__peer_address(chat_runtime *rt, struct lws *wsi, char *out, size_t len);
 void chat__ws_receive(chat_ws_conn *c, const void *in, size_t len, int first, int final,
                       int binary);
 int chat__ws_writeable(chat_ws_conn *c); /* -1: close the connection */

@@ -366,12 +366,35 @@ static int on_polled_packet(const eio_packet *p, void *arg)
     return s->closed ? -1 : on_packet(s, p);
 }
 
-static void client_address(chat_http_req *req, char *out, size_t len)
+/* The client's address: the TCP peer, or behind a proxy we trust (CHAT_TRUST_PROXY=1) the
+ * last address it appended to X-Forwarded-For. Rate limits per IP depend on it. */
+void chat__peer_address(chat_runtime *rt, struct lws *wsi, char *out, size_t len)
 {
     out[0] = '\0';
-    if (req->wsi) {
-        lws_get_peer_simple(req->wsi, out, len);
+    if (!wsi) {
+        return;
     }
+    lws_get_peer_simple(wsi, out, len);
+    if (strncmp(out, "::ffff:", 7) == 0 && strchr(out + 7, '.')) {
+        memmove(out, out + 7, strlen(out + 7) + 1); /* an IPv4 client on a dual-stack socket */
+    }
+    char xff[256];
+    if (rt->cfg.trust_proxy &&
+        lws_hdr_copy(wsi, xff, sizeof xff, WSI_TOKEN_X_FORWARDED_FOR) > 0) {
+        const char *last = strrchr(xff, ',');
+        last = last ? last + 1 : xff;
+        while (*last == ' ') {
+            last++;
+        }
+        if (*last && strlen(last) < len) {
+            snprintf(out, len, "%s", last);
+        }
+    }
+}
+
+static void client_address(chat_http_req *req, char *out, size_t len)
+{
+    chat__peer_address(req->rt, req->wsi, out, len);
 }
 
 void chat__eio_http(chat_http_req *req)
@@ -486,8 +509,7 @@ void chat__ws_established(chat_ws_conn *c)
         ws_close_conn(c, LWS_CLOSE_STATUS_POLICY_VIOLATION);
         return;
     }
-    char peer[64] = "";
-    lws_get_peer_simple(c->wsi, peer, sizeof peer);
+    const char *peer = c->peer; /* read with the upgrade's headers */
     if (!c->sid[0]) {
         chat_session *s = session_new(rt, TRANSPORT_WEBSOCKET, peer);
         if (!s) {
