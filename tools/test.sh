@@ -21,6 +21,7 @@ SUMMARY="$ART_DIR/test-summary.txt"
 E2E_TAP="$ART_DIR/e2e.tap"
 CTEST_LOG="$ART_DIR/ctest.log"
 SPECS_LOG="$ART_DIR/lua-specs.log"
+SERVICES_ENV="$ART_DIR/services.env"
 mkdir -p "$ART_DIR"
 
 . "$ROOT/tools/deps.sh"
@@ -90,7 +91,17 @@ stage_build() {
 
 # ---- 3. C unit tests -------------------------------------------------------------------
 
+# ---- 2b. the real servers the scale-out tests use ---------------------------------------
+
+stage_services() {
+    note "tools/services.sh start: redis-server 127.0.0.1:16379, FerretDB v1.24.2 (SQLite) 127.0.0.1:27018"
+    "$ROOT/tools/services.sh" start >"$SERVICES_ENV"
+    cat "$SERVICES_ENV"
+}
+
 stage_ctest() {
+    # shellcheck disable=SC1090
+    [ -s "$SERVICES_ENV" ] && . "$SERVICES_ENV"
     note "ctest --output-on-failure (ASAN_OPTIONS=$ASAN_OPTIONS)"
     ctest --test-dir "$BUILD_DIR" --output-on-failure 2>&1 | tee "$CTEST_LOG"
 }
@@ -133,6 +144,8 @@ stage_npm() {
 # ---- 6. end-to-end tests ---------------------------------------------------------------
 
 stage_e2e() {
+    # shellcheck disable=SC1090
+    [ -s "$SERVICES_ENV" ] && . "$SERVICES_ENV"
     local files=("$E2E_DIR"/*.test.js)
     note "CHATD_BIN=build-asan/chatd node --test --test-concurrency=1 spec/e2e/ (${#files[@]} files)"
     CHATD_BIN="$BUILD_DIR/chatd" node --test --test-concurrency=1 \
@@ -147,6 +160,8 @@ say "chatd tests in $ROOT${CI:+ (CI)}"
 : >"$E2E_TAP"
 : >"$CTEST_LOG"
 : >"$SPECS_LOG"
+: >"$SERVICES_ENV"
+trap '"$ROOT/tools/services.sh" stop >/dev/null 2>&1 || true' EXIT
 
 run_stage "system packages" stage_packages
 BUILD_OK=0
@@ -157,6 +172,7 @@ else
     skip_stage "build (ASan+UBSan, -Werror)" "system packages failed"
 fi
 if [ "$BUILD_OK" -eq 1 ]; then
+    run_stage "test servers (redis-server, FerretDB)" stage_services
     run_stage "C unit tests (ctest)" stage_ctest
     run_stage "Lua specs (busted inside chatd)" stage_specs
 else

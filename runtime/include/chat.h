@@ -67,6 +67,8 @@ typedef struct chat_config {
     int trust_proxy;        /* 1: take the client address from X-Forwarded-For; default 0 */
     char *node_id;          /* this process's name in a cluster ([a-z0-9-], <= 16); NULL: random */
     char *static_dir;       /* the web page's files, served at /; default "examples/web" */
+    char *redis_url;        /* redis://[:pw@]host:port/db: bus and kv on Redis; NULL: in-process */
+    char *mongo_uri;        /* mongodb://...: store on MongoDB; NULL: SQLite in data_dir */
 } chat_config;
 
 /* Fills every field with its default (strings are copies). */

@@ -23,8 +23,8 @@ struct chat_bus {
 
 const chat_bus_backend chat__bus_local = {.name = "local"};
 
-int chat__bus_open(chat_bus **out, uv_loop_t *loop, const chat_bus_backend *be,
-                   const char *target, chat_bus_cb cb, void *arg)
+int chat__bus_open(chat_bus **out, uv_loop_t *loop, const chat_bus_backend *be, const char *target,
+                   chat_bus_cb cb, void *arg)
 {
     if (!out || !be || !cb) {
         return CHAT_EINVAL;
@@ -130,10 +130,12 @@ int chat__bus_ready(const chat_bus *bus)
     return bus->be->ready ? bus->be->ready(bus->impl) : 0;
 }
 
-const char *chat__bus_backend_name(const chat_bus *bus) { return bus->be->name; }
+const char *chat__bus_backend_name(const chat_bus *bus)
+{
+    return bus->be->name;
+}
 
-void chat__bus_foreach(const chat_bus *bus, void (*fn)(const char *channel, void *arg),
-                       void *arg)
+void chat__bus_foreach(const chat_bus *bus, void (*fn)(const char *channel, void *arg), void *arg)
 {
     bus_sub *s;
     for (size_t i = 0; (s = chat__map_next(&bus->subs, &i));) {

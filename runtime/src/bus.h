@@ -39,8 +39,8 @@ extern const chat_bus_backend chat__bus_redis;
 int chat__bus_new(chat_bus **out, uv_loop_t *loop, chat_bus_cb cb, void *arg);
 /* Any backend. Redis: connects in the background (never blocks; CHAT_EINVAL for a bad
  * URL); until it is up, publishes still reach this node's subscribers. */
-int chat__bus_open(chat_bus **out, uv_loop_t *loop, const chat_bus_backend *be,
-                   const char *target, chat_bus_cb cb, void *arg);
+int chat__bus_open(chat_bus **out, uv_loop_t *loop, const chat_bus_backend *be, const char *target,
+                   chat_bus_cb cb, void *arg);
 /* NULL-safe. Handles close on the loop: run it afterwards if you own it. */
 void chat__bus_free(chat_bus *bus);
 /* Subscriptions are counted: n subscribes need n unsubscribes. 0 or CHAT_ENOMEM. */
@@ -59,8 +59,7 @@ const char *chat__bus_backend_name(const chat_bus *bus);
 /* Hands a message from another node to this node's subscribers of channel (if any). */
 void chat__bus_deliver(chat_bus *bus, const char *channel, const char *data, size_t len);
 /* Calls fn for every channel with local subscribers (e.g. to resubscribe after reconnect). */
-void chat__bus_foreach(const chat_bus *bus, void (*fn)(const char *channel, void *arg),
-                       void *arg);
+void chat__bus_foreach(const chat_bus *bus, void (*fn)(const char *channel, void *arg), void *arg);
 /* Whether channel has local subscribers. */
 int chat__bus_subscribed(const chat_bus *bus, const char *channel);
 

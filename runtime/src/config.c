@@ -64,6 +64,12 @@ static const option_def options[] = {
      "bearer token for the admin API (POST /admin/reload); unset: admin API off"},
     {"static_dir", "CHAT_STATIC_DIR", STR(static_dir), "examples/web", 0, 0,
      "directory of the web chat page served at / (empty: serve no files)"},
+    {"redis_url", "CHAT_REDIS_URL", STR(redis_url), NULL, 0, 0,
+     "Redis for pub/sub between nodes and the kv, e.g. redis://127.0.0.1:6379/0; "
+     "unset: in-process (one node)"},
+    {"mongo_uri", "CHAT_MONGO_URI", STR(mongo_uri), NULL, 0, 0,
+     "MongoDB for users, rooms and messages, e.g. mongodb://db1,db2,db3/chatd?replicaSet=rs0; "
+     "unset: SQLite in the data dir"},
 };
 
 #define NOPTIONS (sizeof options / sizeof options[0])

@@ -1926,18 +1926,42 @@ void chat__rest_healthz(chat_http_req *req, const char *user_id)
     chat__http_respond_json(req, 200, json_pack("{s:b}", "ok", 1));
 }
 
+/* 200 when the store, the bus and the kv all answer; else 503 naming each one that failed,
+ * e.g. {"ok":false,"error":{"code":"unavailable","message":"redis bus: down"},"checks":{..}} */
 static void ready_checked(int status, json_t *result, void *arg)
 {
     chat_http_req *req = arg;
+    chat_runtime *rt = req->rt;
     json_decref(result);
-    if (status) {
-        char msg[128];
-        snprintf(msg, sizeof msg, "store: %s", chat_strerror(status));
-        chat__http_respond_error(req, CHAT_EUNAVAIL, msg);
-    } else {
-        chat__http_respond_json(req, 200, json_pack("{s:b,s:{s:s}}", "ok", 1, "checks", "store",
-                                                     "ok"));
+    struct {
+        const char *name;
+        int status;
+    } checks[] = {
+        {"store", status},
+        {"bus", chat__bus_ready(rt->bus)},
+        {"kv", chat__kv_ready(rt->kv)},
+    };
+    json_t *summary = json_object();
+    chat_buf failed = CHAT_BUF_INIT;
+    for (size_t i = 0; i < sizeof checks / sizeof checks[0]; i++) {
+        json_object_set_new(summary, checks[i].name,
+                            json_string(checks[i].status ? "down" : "ok"));
+        if (checks[i].status) {
+            chat__buf_appendf(&failed, "%s%s (%s): %s", failed.len ? "; " : "", checks[i].name,
+                              i == 0 ? "store" : i == 1 ? chat__bus_backend_name(rt->bus)
+                                                        : chat__kv_backend_name(rt->kv),
+                              chat_strerror(checks[i].status));
+        }
     }
+    if (failed.len && !chat__buf_terminate(&failed)) {
+        json_t *body = json_pack("{s:b,s:{s:s,s:s},s:o}", "ok", 0, "error", "code",
+                                 "unavailable", "message", (const char *)failed.data, "checks",
+                                 summary);
+        chat__http_respond_json(req, 503, body);
+    } else {
+        chat__http_respond_json(req, 200, json_pack("{s:b,s:o}", "ok", 1, "checks", summary));
+    }
+    chat__buf_free(&failed);
     chat__http_req_unref(req);
 }
 

@@ -133,7 +133,7 @@ static void set_ttl(local_kv *kv, kv_entry *e, int64_t ttl_ms)
 }
 
 static int local_set(void *impl, const char *key, const char *value, int64_t ttl_ms,
-                 chat_kv_cb cb, void *arg)
+                     chat_kv_cb cb, void *arg)
 {
     local_kv *kv = impl;
     kv_entry *e = lookup_or_create(kv, key);
@@ -164,7 +164,7 @@ static int local_get(void *impl, const char *key, chat_kv_cb cb, void *arg)
 }
 
 static int local_incr(void *impl, const char *key, int64_t by, int64_t ttl_ms, chat_kv_cb cb,
-                  void *arg)
+                      void *arg)
 {
     local_kv *kv = impl;
     kv_entry *e = lookup(kv, key);

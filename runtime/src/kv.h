@@ -28,8 +28,7 @@ typedef struct chat_kv_backend {
     int (*set)(void *impl, const char *key, const char *value, int64_t ttl_ms, chat_kv_cb cb,
                void *arg);
     int (*get)(void *impl, const char *key, chat_kv_cb cb, void *arg);
-    int (*incr)(void *impl, const char *key, int64_t by, int64_t ttl_ms, chat_kv_cb cb,
-                void *arg);
+    int (*incr)(void *impl, const char *key, int64_t by, int64_t ttl_ms, chat_kv_cb cb, void *arg);
     int (*expire)(void *impl, const char *key, int64_t ttl_ms, chat_kv_cb cb, void *arg);
     int (*del)(void *impl, const char *key, chat_kv_cb cb, void *arg);
     size_t (*count)(void *impl);
@@ -47,8 +46,8 @@ int chat__kv_open(chat_kv **out, uv_loop_t *loop, const chat_kv_backend *be, con
 /* NULL-safe. Pending callbacks run with CHAT_EUNAVAIL before it returns. */
 void chat__kv_free(chat_kv *kv);
 /* ttl_ms <= 0: no expiry. cb may be NULL. */
-int chat__kv_set(chat_kv *kv, const char *key, const char *value, int64_t ttl_ms,
-                 chat_kv_cb cb, void *arg);
+int chat__kv_set(chat_kv *kv, const char *key, const char *value, int64_t ttl_ms, chat_kv_cb cb,
+                 void *arg);
 int chat__kv_get(chat_kv *kv, const char *key, chat_kv_cb cb, void *arg);
 /* Adds by to the integer at key (absent counts as 0); a new key gets ttl_ms (if > 0). */
 int chat__kv_incr(chat_kv *kv, const char *key, int64_t by, int64_t ttl_ms, chat_kv_cb cb,
@@ -73,8 +72,11 @@ void *chat__kv_impl(const chat_kv *kv, const chat_kv_backend *be);
  * answer. reply is owned by the callback. */
 typedef void (*chat_kv_reply_cb)(int status, json_t *reply, void *arg);
 /* Copies argv. Returns 0 and then calls cb exactly once, always later on the loop (never
- * before returning); or returns CHAT_EINVAL (not on Redis, argc < 1), CHAT_EUNAVAIL (Redis is
- * down) or CHAT_ENOMEM, and never calls cb. lens may be NULL for NUL-terminated argv. */
+ * before returning); or returns CHAT_EINVAL (not on Redis, argc < 1), CHAT_EFORBIDDEN (a
+ * command that would take over or block the shared connection: (P|S)SUBSCRIBE and the
+ * unsubscribes, MONITOR, SELECT, AUTH, HELLO, RESET, QUIT, CLIENT, SYNC, PSYNC, REPLCONF,
+ * WAIT, WAITAOF, the blocking pops, XREAD(GROUP) ... BLOCK), CHAT_EUNAVAIL (Redis is down)
+ * or CHAT_ENOMEM, and never calls cb. lens may be NULL for NUL-terminated argv. */
 int chat__kv_redis_command(chat_kv *kv, int argc, const char **argv, const size_t *lens,
                            chat_kv_reply_cb cb, void *arg);
 

@@ -22,9 +22,9 @@ typedef void (*chat_redis_reply_cb)(chat_redis *r, redisReply *reply, void *arg)
 typedef void (*chat_redis_state_cb)(chat_redis *r, int up, void *arg);
 
 typedef struct chat_redis_opts {
-    const char *url;  /* redis://[[user]:password@]host[:port][/db] (borrowed) */
-    const char *role; /* for the log: "bus-subscribe", "bus-publish", "kv" */
-    int subscriber;   /* only SUBSCRIBE/UNSUBSCRIBE after the handshake */
+    const char *url;              /* redis://[[user]:password@]host[:port][/db] (borrowed) */
+    const char *role;             /* for the log: "bus-subscribe", "bus-publish", "kv" */
+    int subscriber;               /* only SUBSCRIBE/UNSUBSCRIBE after the handshake */
     chat_redis_state_cb on_state; /* may be NULL */
     void *arg;
 } chat_redis_opts;

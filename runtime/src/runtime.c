@@ -18,7 +18,7 @@ static int copy_config(chat_config *dst, const chat_config *src)
     *dst = *src;
     char **strs[] = {&dst->listen,      &dst->data_dir, &dst->jwt_secret, &dst->log_level,
                      &dst->static_dir,  &dst->scripts_dir, &dst->lua_dir,  &dst->admin_token,
-                     &dst->node_id};
+                     &dst->node_id,     &dst->redis_url,   &dst->mongo_uri};
     for (size_t i = 0; i < sizeof strs / sizeof strs[0]; i++) {
         if (*strs[i] && !(*strs[i] = strdup(*strs[i]))) {
             for (size_t j = 0; j < i; j++) {
@@ -180,15 +180,23 @@ static int runtime_new(chat_runtime **out, uv_loop_t *loop, const chat_config *c
     if ((rc = make_dir(rt->cfg.data_dir)) || (rc = load_jwt_secret(rt))) {
         goto fail;
     }
-    if ((rc = chat__store_open(&rt->store, rt->loop, &chat__store_sqlite, rt->cfg.data_dir))) {
+    /* the scaled-out backends when configured, else the embedded ones */
+    const char *mongo = rt->cfg.mongo_uri && *rt->cfg.mongo_uri ? rt->cfg.mongo_uri : NULL;
+    const char *redis = rt->cfg.redis_url && *rt->cfg.redis_url ? rt->cfg.redis_url : NULL;
+    const chat_store_backend *store_be = mongo ? &chat__store_mongo : &chat__store_sqlite;
+    rc = chat__store_open(&rt->store, rt->loop, store_be, mongo ? mongo : rt->cfg.data_dir);
+    if (rc) {
         chat__log(CHAT_LOG_ERROR, "store_open_failed",
-                  "cannot open the SQLite store in the data directory",
-                  json_pack("{s:s,s:s}", "data_dir", rt->cfg.data_dir, "code",
-                            chat_errcode(rc)));
+                  mongo ? "cannot open the MongoDB store; check CHAT_MONGO_URI (see above)"
+                        : "cannot open the SQLite store in the data directory",
+                  json_pack("{s:s,s:s,s:s}", "store", store_be->name, "data_dir",
+                            rt->cfg.data_dir, "code", chat_errcode(rc)));
         goto fail;
     }
-    if ((rc = chat__kv_new(&rt->kv, rt->loop)) ||
-        (rc = chat__bus_new(&rt->bus, rt->loop, chat__domain_bus_message, rt)) ||
+    if ((rc = redis ? chat__kv_open(&rt->kv, rt->loop, &chat__kv_redis, redis)
+                    : chat__kv_new(&rt->kv, rt->loop)) ||
+        (rc = chat__bus_open(&rt->bus, rt->loop, redis ? &chat__bus_redis : &chat__bus_local,
+                             redis, chat__domain_bus_message, rt)) ||
         (rc = chat__bus_subscribe(rt->bus, "presence:updates"))) {
         goto fail;
     }
@@ -204,8 +212,9 @@ static int runtime_new(chat_runtime **out, uv_loop_t *loop, const chat_config *c
         goto fail;
     }
     chat__log(CHAT_LOG_INFO, "listening", "chatd is serving",
-              json_pack("{s:s,s:s,s:s}", "listen", rt->cfg.listen, "store", "sqlite",
-                        "data_dir", rt->cfg.data_dir));
+              json_pack("{s:s,s:s,s:s,s:s,s:s}", "listen", rt->cfg.listen, "store",
+                        store_be->name, "bus", chat__bus_backend_name(rt->bus), "kv",
+                        chat__kv_backend_name(rt->kv), "data_dir", rt->cfg.data_dir));
     *out = rt;
     return 0;
 fail:

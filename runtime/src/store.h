@@ -3,7 +3,7 @@
  * Objects travel as jansson values in the shapes of PROTOCOL.md ("Objects"); users also
  * carry "email" and "passwordHash" (never sent to other clients: the domain strips them).
  * A call queues the work on the uv thread pool, runs the backend there, and reports on the
- * loop. The backend is a table of synchronous functions (store_sqlite.c, later store_mongo.c);
+ * loop. The backend is a table of synchronous functions (store_sqlite.c, store_mongo.c);
  * the domain never names one. */
 #ifndef CHAT_STORE_H
 #define CHAT_STORE_H
@@ -57,6 +57,7 @@ typedef struct chat_store_backend {
 } chat_store_backend;
 
 extern const chat_store_backend chat__store_sqlite;
+extern const chat_store_backend chat__store_mongo; /* target: a mongodb:// URI */
 
 /* Opens synchronously (at start-up, before serving). */
 int chat__store_open(chat_store **out, uv_loop_t *loop, const chat_store_backend *be,

@@ -98,7 +98,7 @@ async function startServer(opts = {}) {
     const bin = chatdBin();
     let lastErr;
     for (let attempt = 0; attempt < 3; attempt++) {
-        const port = await freePort();
+        const port = opts.port || await freePort(); // a fixed port (the cluster test's nodes)
         try {
             return await startOnce(bin, port, opts);
         } catch (err) {

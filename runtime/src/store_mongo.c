@@ -1,0 +1,1392 @@
+/* store_mongo.c: the scaled-out store on MongoDB (CHAT_MONGO_URI) through mongo-c-driver.
+ *
+ * Calls run on the uv thread pool, each with a client popped from one mongoc_client_pool_t
+ * and pushed back at the end; the loop never waits on the network. Results have exactly the
+ * shapes of store_sqlite.c (store.h).
+ *
+ * Collections, in the database named by the URI (default "chatd"):
+ *   users     {_id, email, emailLower, username, usernameLower, passwordHash, status,
+ *              lastSeen, avatar, createdAt}; unique emailLower_1, usernameLower_1. The lower-
+ *              cased copies make email and username unique case-insensitively without a
+ *              collation (ASCII folding, as SQLite's NOCASE: both backends agree).
+ *   rooms     {_id, name, type, participants (join order), admin, settings, createdAt};
+ *              participants_1.
+ *   messages  {_id, roomId, senderId, content, attachments, reactions, clientMsgId,
+ *              clientKey, createdAt, updatedAt}; roomId_1_createdAt_1__id_1 for paging and
+ *              unique senderId_1_clientKey_1 for idempotent sends.
+ * Ids are the 24-hex strings the domain makes, stored as strings in _id (not the ObjectId
+ * type): every other field that names an id (participants, roomId, senderId, admin) holds
+ * the same string, the API speaks strings, and no conversion can disagree between backends.
+ * They sort the same way as ObjectIds (same bytes, hex keeps the order).
+ *
+ * clientKey is "c:" + clientMsgId, or "i:" + _id when there is none, so the unique index on
+ * (senderId, clientKey) is exactly "unique (senderId, clientMsgId) where clientMsgId is a
+ * string". A partial index would say that directly, but FerretDB (our test server) rejects
+ * partialFilterExpression and ignores sparse; this form works on every server.
+ *
+ * Writes use write concern majority unless the URI sets w (w=0 is refused): a call reports
+ * success only for a write the server acknowledged. Network errors, server selection
+ * failures and write concern errors answer CHAT_EUNAVAIL, and the client may retry; a retried
+ * message:send is deduplicated by its clientMsgId, so an unknown outcome is never doubled. */
+#include <ctype.h>
+#include <limits.h>
+#include <mongoc/mongoc.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <uv.h>
+
+#include "chat.h"
+#include "log.h"
+#include "map.h"
+#include "store.h"
+
+#define MG_DEFAULT_DB "chatd"
+#define MG_PAGE_DEFAULT 50
+#define MG_PAGE_MAX 1000
+#define MG_MAX_FIELDS 12
+#define MG_MAX_DEPTH 64      /* JSON nesting accepted in attachments, reactions, settings */
+#define MG_ROOM_CACHE 65536  /* known room ids kept before the cache starts over */
+#define MG_WTIMEOUT_MS 10000 /* majority not reached in time: unavailable */
+
+typedef struct mg_store {
+    mongoc_client_pool_t *pool;
+    mongoc_uri_t *uri;
+    char db[128];
+    uv_mutex_t lock; /* guards indexes_ready and rooms */
+    int indexes_ready;
+    chat_map rooms;  /* ids of rooms known to exist: rooms are never deleted */
+    atomic_int down; /* the last call found the server unavailable (log once per outage) */
+} mg_store;
+
+/* One call: the client it borrowed and what failed. */
+typedef struct mg_call {
+    mg_store *st;
+    mongoc_client_t *client;
+    const char *op;
+    const char *conflict; /* the field named by a CHAT_ECONFLICT result */
+} mg_call;
+
+static int mg_ensure_indexes(mg_call *c);
+
+/* ---- errors ---- */
+
+/* Server error codes that mean "not now" rather than "not this". */
+static const int mg_unavail_codes[] = {
+    6,     /* HostUnreachable */
+    7,     /* HostNotFound */
+    50,    /* MaxTimeMSExpired */
+    64,    /* WriteConcernFailed */
+    89,    /* NetworkTimeout */
+    91,    /* ShutdownInProgress */
+    189,   /* PrimarySteppedDown */
+    262,   /* ExceededTimeLimit */
+    9001,  /* SocketException */
+    10107, /* NotWritablePrimary */
+    11600, /* InterruptedAtShutdown */
+    11602, /* InterruptedDueToReplStateChange */
+    13435, /* NotPrimaryNoSecondaryOk */
+    13436, /* NotPrimaryOrSecondary */
+};
+
+/* Codes that reject the data itself (a bad key in attachments, a document too large). */
+static const struct {
+    int code;
+    int err;
+} mg_data_codes[] = {
+    {2, CHAT_EINVAL},      /* BadValue */
+    {9, CHAT_EINVAL},      /* FailedToParse */
+    {14, CHAT_EINVAL},     /* TypeMismatch */
+    {52, CHAT_EINVAL},     /* DollarPrefixedFieldName */
+    {55, CHAT_EINVAL},     /* InvalidDBRef */
+    {56, CHAT_EINVAL},     /* EmptyFieldName */
+    {57, CHAT_EINVAL},     /* DottedFieldName */
+    {10334, CHAT_ETOOBIG}, /* BSONObjectTooLarge */
+    {17419, CHAT_ETOOBIG}, /* document too large for the wire */
+    {17420, CHAT_ETOOBIG},
+};
+
+static int mg_error_status(const bson_error_t *e, const bson_t *reply)
+{
+    if (reply && (mongoc_error_has_label(reply, "RetryableWriteError") ||
+                  mongoc_error_has_label(reply, "TransientTransactionError"))) {
+        return CHAT_EUNAVAIL;
+    }
+    switch (e->domain) {
+    case MONGOC_ERROR_STREAM:
+    case MONGOC_ERROR_SERVER_SELECTION:
+    case MONGOC_ERROR_WRITE_CONCERN:
+    case MONGOC_ERROR_PROTOCOL:
+    case MONGOC_ERROR_SASL:
+    case MONGOC_ERROR_SCRAM:
+        return CHAT_EUNAVAIL;
+    case MONGOC_ERROR_CLIENT:
+        return e->code == MONGOC_ERROR_CLIENT_TOO_BIG ? CHAT_ETOOBIG : CHAT_EUNAVAIL;
+    case MONGOC_ERROR_BSON:
+        return CHAT_EINVAL;
+    default:
+        break;
+    }
+    if (e->code == MONGOC_ERROR_DUPLICATE_KEY || e->code == 11001 || e->code == 12582) {
+        return CHAT_ECONFLICT;
+    }
+    for (size_t i = 0; i < sizeof mg_unavail_codes / sizeof mg_unavail_codes[0]; i++) {
+        if ((int)e->code == mg_unavail_codes[i]) {
+            return CHAT_EUNAVAIL;
+        }
+    }
+    for (size_t i = 0; i < sizeof mg_data_codes / sizeof mg_data_codes[0]; i++) {
+        if ((int)e->code == mg_data_codes[i].code) {
+            return mg_data_codes[i].err;
+        }
+    }
+    return CHAT_EINTERNAL;
+}
+
+/* Maps a driver failure to CHAT_E* and logs what is not an ordinary answer: unavailability
+ * once per outage, anything unexpected every time. */
+static int mg_fail(mg_call *c, const bson_error_t *e, const bson_t *reply)
+{
+    int err = mg_error_status(e, reply);
+    if (err == CHAT_EUNAVAIL) {
+        if (!atomic_exchange(&c->st->down, 1)) {
+            chat__log(CHAT_LOG_WARN, "store_unavailable",
+                      "MongoDB does not answer; store calls answer unavailable (clients retry) "
+                      "until it is back. Check the server and CHAT_MONGO_URI",
+                      json_pack("{s:s,s:s,s:i,s:i,s:s}", "backend", "mongo", "op", c->op, "domain",
+                                (int)e->domain, "code", (int)e->code, "error", e->message));
+        }
+    } else if (err != CHAT_ECONFLICT) {
+        chat__log(CHAT_LOG_ERROR, "store_error",
+                  "a MongoDB operation failed; the store call reports an error",
+                  json_pack("{s:s,s:s,s:i,s:i,s:s}", "backend", "mongo", "op", c->op, "domain",
+                            (int)e->domain, "code", (int)e->code, "error", e->message));
+    }
+    return err;
+}
+
+static void mg_succeeded(mg_call *c)
+{
+    if (atomic_load(&c->st->down) && atomic_exchange(&c->st->down, 0)) {
+        chat__log(CHAT_LOG_INFO, "store_available", "MongoDB answers again",
+                  json_pack("{s:s,s:s}", "backend", "mongo", "op", c->op));
+    }
+}
+
+/* ---- JSON <-> BSON ---- */
+
+static bool mg_append_json(bson_t *b, const char *key, int keylen, json_t *v, int depth);
+
+static bool mg_append_object(bson_t *b, json_t *obj, int depth)
+{
+    const char *k;
+    json_t *v;
+    json_object_foreach (obj, k, v) {
+        size_t n = strlen(k);
+        if (n > INT_MAX || !mg_append_json(b, k, (int)n, v, depth + 1)) {
+            return false;
+        }
+    }
+    return true;
+}
+
+static bool mg_append_json(bson_t *b, const char *key, int keylen, json_t *v, int depth)
+{
+    bson_t child;
+    if (depth > MG_MAX_DEPTH) {
+        return false;
+    }
+    switch (v ? json_typeof(v) : JSON_NULL) {
+    case JSON_STRING:
+        if (json_string_length(v) > INT_MAX) {
+            return false;
+        }
+        return bson_append_utf8(b, key, keylen, json_string_value(v), (int)json_string_length(v));
+    case JSON_INTEGER:
+        return bson_append_int64(b, key, keylen, json_integer_value(v));
+    case JSON_REAL:
+        return bson_append_double(b, key, keylen, json_real_value(v));
+    case JSON_TRUE:
+    case JSON_FALSE:
+        return bson_append_bool(b, key, keylen, json_is_true(v));
+    case JSON_OBJECT:
+        return bson_append_document_begin(b, key, keylen, &child) &&
+               mg_append_object(&child, v, depth) && bson_append_document_end(b, &child);
+    case JSON_ARRAY: {
+        if (!bson_append_array_begin(b, key, keylen, &child)) {
+            return false;
+        }
+        size_t i;
+        json_t *item;
+        json_array_foreach (v, i, item) {
+            char idx[24];
+            const char *ik;
+            size_t n = bson_uint32_to_string((uint32_t)i, &ik, idx, sizeof idx);
+            if (!mg_append_json(&child, ik, (int)n, item, depth + 1)) {
+                return false;
+            }
+        }
+        return bson_append_array_end(b, &child);
+    }
+    default:
+        return bson_append_null(b, key, keylen);
+    }
+}
+
+static json_t *mg_value_json(const bson_iter_t *it, int depth);
+
+static json_t *mg_container_json(const bson_iter_t *it, int array, int depth)
+{
+    bson_iter_t child;
+    json_t *out = array ? json_array() : json_object();
+    if (!out || !bson_iter_recurse(it, &child)) {
+        json_decref(out);
+        return NULL;
+    }
+    while (bson_iter_next(&child)) {
+        json_t *v = mg_value_json(&child, depth + 1);
+        int rc = !v      ? -1
+                 : array ? json_array_append_new(out, v)
+                         : json_object_set_new(out, bson_iter_key(&child), v);
+        if (rc) {
+            json_decref(out);
+            return NULL;
+        }
+    }
+    return out;
+}
+
+/* NULL on out-of-memory, too deep, or a string that is not UTF-8. */
+static json_t *mg_value_json(const bson_iter_t *it, int depth)
+{
+    uint32_t len;
+    const char *s;
+    char oid[25];
+
+    if (depth > MG_MAX_DEPTH + 2) {
+        return NULL;
+    }
+    switch (bson_iter_type(it)) {
+    case BSON_TYPE_UTF8:
+        s = bson_iter_utf8(it, &len);
+        return json_stringn(s, len);
+    case BSON_TYPE_INT32:
+        return json_integer(bson_iter_int32(it));
+    case BSON_TYPE_INT64:
+        return json_integer(bson_iter_int64(it));
+    case BSON_TYPE_DOUBLE:
+        return json_real(bson_iter_double(it));
+    case BSON_TYPE_BOOL:
+        return json_boolean(bson_iter_bool(it));
+    case BSON_TYPE_DATE_TIME:
+        return json_integer(bson_iter_date_time(it));
+    case BSON_TYPE_OID:
+        bson_oid_to_string(bson_iter_oid(it), oid);
+        return json_string(oid);
+    case BSON_TYPE_DOCUMENT:
+        return mg_container_json(it, 0, depth);
+    case BSON_TYPE_ARRAY:
+        return mg_container_json(it, 1, depth);
+    default:
+        return json_null();
+    }
+}
+
+/* ---- arguments (the same checks as store_sqlite.c) ---- */
+
+enum {
+    F_STR = 1u << JSON_STRING,
+    F_INT = 1u << JSON_INTEGER,
+    F_OBJ = 1u << JSON_OBJECT,
+    F_ARR = 1u << JSON_ARRAY,
+    F_OPT = 1u << 16, /* may be missing or null */
+};
+
+typedef struct mg_field {
+    const char *key;
+    unsigned types;
+} mg_field;
+
+#define NFIELDS(f) ((int)(sizeof(f) / sizeof((f)[0])))
+
+static int mg_args(json_t *arg, const mg_field *fields, int n, json_t **vals)
+{
+    if (!json_is_object(arg) || n > MG_MAX_FIELDS) {
+        return CHAT_EINVAL;
+    }
+    for (int i = 0; i < n; i++) {
+        json_t *v = json_object_get(arg, fields[i].key);
+        if (!v || json_is_null(v)) {
+            if (!(fields[i].types & F_OPT)) {
+                return CHAT_EINVAL;
+            }
+            v = NULL;
+        } else if (!(fields[i].types & (1u << json_typeof(v)))) {
+            return CHAT_EINVAL;
+        }
+        vals[i] = v;
+    }
+    return 0;
+}
+
+static const mg_field f_id[] = {{"id", F_STR}};
+static const mg_field f_login[] = {{"login", F_STR}};
+static const mg_field f_user_id[] = {{"userId", F_STR}};
+static const mg_field f_member[] = {{"roomId", F_STR}, {"userId", F_STR}};
+enum { U_ID, U_EMAIL, U_USERNAME, U_HASH, U_STATUS, U_AVATAR, U_CREATED };
+static const mg_field f_user_create[] = {
+    {"id", F_STR},           {"email", F_STR},          {"username", F_STR},
+    {"passwordHash", F_STR}, {"status", F_STR | F_OPT}, {"avatar", F_STR | F_OPT},
+    {"createdAt", F_INT},
+};
+static const mg_field f_user_seen[] = {
+    {"id", F_STR}, {"lastSeen", F_INT | F_OPT}, {"status", F_STR | F_OPT}};
+enum { R_ID, R_NAME, R_TYPE, R_ADMIN, R_SETTINGS, R_CREATED };
+static const mg_field f_room_create[] = {
+    {"id", F_STR},
+    {"name", F_STR | F_OPT},
+    {"type", F_STR},
+    {"admin", F_STR | F_OPT},
+    {"settings", F_OBJ | F_OPT},
+    {"createdAt", F_INT},
+};
+enum { M_ID, M_ROOM, M_SENDER, M_CONTENT, M_ATT, M_REACT, M_CLIENT, M_CREATED, M_UPDATED };
+static const mg_field f_message[] = {
+    {"id", F_STR},
+    {"roomId", F_STR},
+    {"senderId", F_STR},
+    {"content", F_STR},
+    {"attachments", F_ARR | F_OPT},
+    {"reactions", F_OBJ | F_OPT},
+    {"clientMsgId", F_STR | F_OPT},
+    {"createdAt", F_INT},
+    {"updatedAt", F_INT | F_OPT},
+};
+static const mg_field f_page[] = {
+    {"roomId", F_STR}, {"before", F_STR | F_OPT}, {"limit", F_INT | F_OPT}};
+
+/* ---- documents -> objects: each object's members in order, from which field ---- */
+
+enum { C_PLAIN, C_OBJECT, C_ARRAY };
+
+typedef struct mg_col {
+    const char *key;   /* in the result */
+    const char *field; /* in the document */
+    int kind;          /* C_OBJECT, C_ARRAY: {} or [] when absent */
+} mg_col;
+
+static const mg_col user_cols[] = {
+    {"id", "_id", C_PLAIN},
+    {"email", "email", C_PLAIN},
+    {"username", "username", C_PLAIN},
+    {"passwordHash", "passwordHash", C_PLAIN},
+    {"status", "status", C_PLAIN},
+    {"lastSeen", "lastSeen", C_PLAIN},
+    {"avatar", "avatar", C_PLAIN},
+    {"createdAt", "createdAt", C_PLAIN},
+};
+static const mg_col room_cols[] = {
+    {"id", "_id", C_PLAIN},
+    {"name", "name", C_PLAIN},
+    {"type", "type", C_PLAIN},
+    {"participants", "participants", C_ARRAY},
+    {"admin", "admin", C_PLAIN},
+    {"settings", "settings", C_OBJECT},
+    {"createdAt", "createdAt", C_PLAIN},
+};
+static const mg_col msg_cols[] = {
+    {"id", "_id", C_PLAIN},
+    {"roomId", "roomId", C_PLAIN},
+    {"senderId", "senderId", C_PLAIN},
+    {"content", "content", C_PLAIN},
+    {"attachments", "attachments", C_ARRAY},
+    {"reactions", "reactions", C_OBJECT},
+    {"clientMsgId", "clientMsgId", C_PLAIN},
+    {"createdAt", "createdAt", C_PLAIN},
+    {"updatedAt", "updatedAt", C_PLAIN},
+};
+
+/* The document as a result object; NULL (logged) on out-of-memory or a corrupt field. */
+static json_t *mg_doc_json(mg_call *c, const bson_t *doc, const mg_col *cols, int n)
+{
+    json_t *obj = json_object();
+    bson_iter_t it;
+
+    if (!obj) {
+        return NULL;
+    }
+    for (int i = 0; i < n; i++) {
+        json_t *v = NULL;
+        if (bson_iter_init_find(&it, doc, cols[i].field) && !BSON_ITER_HOLDS_NULL(&it)) {
+            v = mg_value_json(&it, 0);
+            if (v && cols[i].kind != C_PLAIN &&
+                json_typeof(v) != (cols[i].kind == C_OBJECT ? JSON_OBJECT : JSON_ARRAY)) {
+                json_decref(v);
+                v = NULL;
+            }
+        } else {
+            v = cols[i].kind == C_OBJECT  ? json_object()
+                : cols[i].kind == C_ARRAY ? json_array()
+                                          : json_null();
+        }
+        if (!v || json_object_set_new(obj, cols[i].key, v) != 0) {
+            chat__log(CHAT_LOG_ERROR, "store_error",
+                      "a stored document could not be turned into JSON (out of memory or a "
+                      "field of an unexpected type)",
+                      json_pack("{s:s,s:s,s:s}", "backend", "mongo", "op", c->op, "field",
+                                cols[i].field));
+            json_decref(obj);
+            return NULL;
+        }
+    }
+    return obj;
+}
+
+/* ---- small driver wrappers ---- */
+
+static mongoc_collection_t *mg_coll(mg_call *c, const char *name)
+{
+    return mongoc_client_get_collection(c->client, c->st->db, name);
+}
+
+/* ASCII lower case, like SQLite's NOCASE. Returns a malloc'd copy or NULL. */
+static char *mg_lower(json_t *s)
+{
+    size_t n = json_string_length(s);
+    char *out = malloc(n + 1);
+    if (out) {
+        const char *in = json_string_value(s);
+        for (size_t i = 0; i < n; i++) {
+            out[i] = (char)tolower((unsigned char)in[i]);
+        }
+        out[n] = '\0';
+    }
+    return out;
+}
+
+static bool mg_append_str(bson_t *b, const char *key, json_t *s)
+{
+    return bson_append_utf8(b, key, -1, json_string_value(s), (int)json_string_length(s));
+}
+
+/* Finds one document in coll matching filter (opts may add a projection or sort) and turns
+ * it into an object with cols: 0, CHAT_ENOTFOUND or an error. */
+static int mg_find_one(mg_call *c, const char *coll_name, const bson_t *filter, const bson_t *opts,
+                       const mg_col *cols, int ncols, json_t **out)
+{
+    mongoc_collection_t *coll = mg_coll(c, coll_name);
+    bson_t o = BSON_INITIALIZER;
+    const bson_t *doc;
+    bson_error_t error;
+    int err = CHAT_ENOTFOUND;
+
+    if (opts) {
+        bson_concat(&o, opts);
+    }
+    BSON_APPEND_INT64(&o, "limit", 1);
+    mongoc_cursor_t *cur = mongoc_collection_find_with_opts(coll, filter, &o, NULL);
+    if (mongoc_cursor_next(cur, &doc)) {
+        *out = cols ? mg_doc_json(c, doc, cols, ncols) : json_null();
+        err = *out ? 0 : CHAT_EINTERNAL;
+    } else if (mongoc_cursor_error_document(cur, &error, &doc)) {
+        err = mg_fail(c, &error, doc);
+    }
+    mongoc_cursor_destroy(cur);
+    bson_destroy(&o);
+    mongoc_collection_destroy(coll);
+    return err;
+}
+
+static int mg_find_by_id(mg_call *c, const char *coll_name, json_t *id, const mg_col *cols,
+                         int ncols, json_t **out)
+{
+    bson_t filter = BSON_INITIALIZER;
+    int err = mg_append_str(&filter, "_id", id)
+                  ? mg_find_one(c, coll_name, &filter, NULL, cols, ncols, out)
+                  : CHAT_EINVAL;
+    bson_destroy(&filter);
+    return err;
+}
+
+/* Inserts doc; 0, CHAT_ECONFLICT (a unique index), or an error. */
+static int mg_insert(mg_call *c, const char *coll_name, const bson_t *doc)
+{
+    mongoc_collection_t *coll = mg_coll(c, coll_name);
+    bson_error_t error;
+    bson_t reply;
+    int err = 0;
+
+    if (!mongoc_collection_insert_one(coll, doc, NULL, &reply, &error)) {
+        err = mg_fail(c, &error, &reply);
+    }
+    bson_destroy(&reply);
+    mongoc_collection_destroy(coll);
+    return err;
+}
+
+/* ---- the room cache ---- */
+
+static int mg_room_known(mg_store *st, const char *id)
+{
+    uv_mutex_lock(&st->lock);
+    int known = chat__map_get(&st->rooms, id) != NULL;
+    uv_mutex_unlock(&st->lock);
+    return known;
+}
+
+static void mg_room_remember(mg_store *st, const char *id)
+{
+    char *copy = strdup(id);
+    if (!copy) {
+        return; /* only a cache */
+    }
+    uv_mutex_lock(&st->lock);
+    if (st->rooms.len >= MG_ROOM_CACHE) {
+        char *k;
+        for (size_t i = 0; (k = chat__map_next(&st->rooms, &i));) {
+            free(k);
+        }
+        chat__map_free(&st->rooms);
+        memset(&st->rooms, 0, sizeof st->rooms);
+    }
+    if (chat__map_get(&st->rooms, copy) || chat__map_put(&st->rooms, copy, copy)) {
+        free(copy);
+    }
+    uv_mutex_unlock(&st->lock);
+}
+
+/* 0 when the room exists, CHAT_ENOTFOUND, or an error. */
+static int mg_room_exists(mg_call *c, json_t *room_id)
+{
+    json_t *found = NULL;
+    if (mg_room_known(c->st, json_string_value(room_id))) {
+        return 0;
+    }
+    bson_t opts = BSON_INITIALIZER;
+    bson_t proj;
+    BSON_APPEND_DOCUMENT_BEGIN(&opts, "projection", &proj);
+    BSON_APPEND_INT32(&proj, "_id", 1);
+    bson_append_document_end(&opts, &proj);
+    bson_t filter = BSON_INITIALIZER;
+    mg_append_str(&filter, "_id", room_id);
+    int err = mg_find_one(c, "rooms", &filter, &opts, NULL, 0, &found);
+    bson_destroy(&filter);
+    bson_destroy(&opts);
+    json_decref(found);
+    if (!err) {
+        mg_room_remember(c->st, json_string_value(room_id));
+    }
+    return err;
+}
+
+/* ---- users ---- */
+
+/* Which unique index a duplicate user hit. MongoDB names the index in the message; FerretDB
+ * does not, so the fallback looks for each taken value. */
+static const char *mg_user_conflict(mg_call *c, json_t *const *v, const char *email_lower,
+                                    const char *username_lower)
+{
+    static const struct {
+        const char *field;
+        const char *result;
+    } order[] = {{"_id", "id"}, {"emailLower", "email"}, {"usernameLower", "username"}};
+    for (size_t i = 0; i < sizeof order / sizeof order[0]; i++) {
+        bson_t filter = BSON_INITIALIZER;
+        json_t *found = NULL;
+        if (i == 0) {
+            mg_append_str(&filter, "_id", v[U_ID]);
+        } else {
+            BSON_APPEND_UTF8(&filter, order[i].field, i == 1 ? email_lower : username_lower);
+        }
+        int err = mg_find_one(c, "users", &filter, NULL, NULL, 0, &found);
+        bson_destroy(&filter);
+        json_decref(found);
+        if (err == 0) {
+            return order[i].result;
+        }
+    }
+    return "id";
+}
+
+static int op_user_create(mg_call *c, json_t *arg, json_t **result)
+{
+    json_t *v[MG_MAX_FIELDS];
+    bson_t doc = BSON_INITIALIZER;
+    char *email_lower = NULL;
+    char *username_lower = NULL;
+    int err = mg_args(arg, f_user_create, NFIELDS(f_user_create), v);
+
+    if (err) {
+        goto done;
+    }
+    err = CHAT_ENOMEM;
+    email_lower = mg_lower(v[U_EMAIL]);
+    username_lower = mg_lower(v[U_USERNAME]);
+    if (!email_lower || !username_lower) {
+        goto done;
+    }
+    err = CHAT_EINVAL;
+    if (!mg_append_str(&doc, "_id", v[U_ID]) || !mg_append_str(&doc, "email", v[U_EMAIL]) ||
+        !BSON_APPEND_UTF8(&doc, "emailLower", email_lower) ||
+        !mg_append_str(&doc, "username", v[U_USERNAME]) ||
+        !BSON_APPEND_UTF8(&doc, "usernameLower", username_lower) ||
+        !mg_append_str(&doc, "passwordHash", v[U_HASH]) ||
+        !(v[U_STATUS] ? mg_append_str(&doc, "status", v[U_STATUS])
+                      : BSON_APPEND_UTF8(&doc, "status", "offline")) ||
+        !BSON_APPEND_NULL(&doc, "lastSeen") ||
+        !mg_append_json(&doc, "avatar", -1, v[U_AVATAR], 0) ||
+        !BSON_APPEND_INT64(&doc, "createdAt", json_integer_value(v[U_CREATED]))) {
+        goto done;
+    }
+    err = mg_insert(c, "users", &doc);
+    if (err == CHAT_ECONFLICT) {
+        c->conflict = mg_user_conflict(c, v, email_lower, username_lower);
+        goto done;
+    }
+    if (!err) {
+        *result = mg_doc_json(c, &doc, user_cols, NFIELDS(user_cols));
+        err = *result ? 0 : CHAT_ENOMEM;
+    }
+done:
+    free(email_lower);
+    free(username_lower);
+    bson_destroy(&doc);
+    return err;
+}
+
+static int op_user_by_login(mg_call *c, json_t *arg, json_t **result)
+{
+    json_t *v[1];
+    int err = mg_args(arg, f_login, 1, v);
+    if (err) {
+        return err;
+    }
+    char *lower = mg_lower(v[0]);
+    if (!lower) {
+        return CHAT_ENOMEM;
+    }
+    /* an email match wins over a username match, as in SQLite: two indexed lookups */
+    static const char *const fields[] = {"emailLower", "usernameLower"};
+    err = CHAT_ENOTFOUND;
+    for (size_t i = 0; i < 2 && err == CHAT_ENOTFOUND; i++) {
+        bson_t filter = BSON_INITIALIZER;
+        BSON_APPEND_UTF8(&filter, fields[i], lower);
+        err = mg_find_one(c, "users", &filter, NULL, user_cols, NFIELDS(user_cols), result);
+        bson_destroy(&filter);
+    }
+    free(lower);
+    return err;
+}
+
+static int op_user_get(mg_call *c, json_t *arg, json_t **result)
+{
+    json_t *v[1];
+    int err = mg_args(arg, f_id, 1, v);
+    return err ? err : mg_find_by_id(c, "users", v[0], user_cols, NFIELDS(user_cols), result);
+}
+
+static int op_user_set_seen(mg_call *c, json_t *arg, json_t **result)
+{
+    json_t *v[3];
+    int err = mg_args(arg, f_user_seen, 3, v);
+    if (err) {
+        return err;
+    }
+    bson_t filter = BSON_INITIALIZER;
+    bson_t update = BSON_INITIALIZER;
+    bson_t set;
+    bson_t reply;
+    bson_error_t error;
+    mg_append_str(&filter, "_id", v[0]);
+    BSON_APPEND_DOCUMENT_BEGIN(&update, "$set", &set);
+    mg_append_json(&set, "lastSeen", -1, v[1], 0);
+    if (v[2]) {
+        mg_append_str(&set, "status", v[2]);
+    }
+    bson_append_document_end(&update, &set);
+    mongoc_collection_t *coll = mg_coll(c, "users");
+    if (!mongoc_collection_update_one(coll, &filter, &update, NULL, &reply, &error)) {
+        err = mg_fail(c, &error, &reply);
+    } else {
+        bson_iter_t it;
+        int64_t matched =
+            bson_iter_init_find(&it, &reply, "matchedCount") ? bson_iter_as_int64(&it) : 0;
+        err = matched ? 0 : CHAT_ENOTFOUND;
+    }
+    bson_destroy(&reply);
+    mongoc_collection_destroy(coll);
+    bson_destroy(&update);
+    bson_destroy(&filter);
+    if (!err) {
+        *result = json_null();
+    }
+    return err;
+}
+
+/* ---- rooms ---- */
+
+static int op_room_create(mg_call *c, json_t *arg, json_t **result)
+{
+    json_t *v[MG_MAX_FIELDS];
+    json_t *members = json_object_get(arg, "participants");
+    json_t *unique = NULL;
+    bson_t doc = BSON_INITIALIZER;
+    size_t i;
+    json_t *uid;
+    int err = mg_args(arg, f_room_create, NFIELDS(f_room_create), v);
+
+    if (err || (members && !json_is_array(members) && !json_is_null(members))) {
+        err = CHAT_EINVAL;
+        goto done;
+    }
+    /* join order, each member once */
+    err = CHAT_ENOMEM;
+    unique = json_array();
+    if (!unique) {
+        goto done;
+    }
+    json_array_foreach (members, i, uid) {
+        if (!json_is_string(uid)) {
+            err = CHAT_EINVAL;
+            goto done;
+        }
+        int seen = 0;
+        for (size_t j = 0; j < json_array_size(unique) && !seen; j++) {
+            seen = json_equal(json_array_get(unique, j), uid);
+        }
+        if (!seen && json_array_append(unique, uid)) {
+            goto done;
+        }
+    }
+    err = CHAT_EINVAL;
+    if (!mg_append_str(&doc, "_id", v[R_ID]) || !mg_append_json(&doc, "name", -1, v[R_NAME], 0) ||
+        !mg_append_str(&doc, "type", v[R_TYPE]) ||
+        !mg_append_json(&doc, "participants", -1, unique, 0) ||
+        !mg_append_json(&doc, "admin", -1, v[R_ADMIN], 0)) {
+        goto done;
+    }
+    bson_t empty = BSON_INITIALIZER;
+    if (v[R_SETTINGS] ? !mg_append_json(&doc, "settings", -1, v[R_SETTINGS], 0)
+                      : !bson_append_document(&doc, "settings", -1, &empty)) {
+        goto done;
+    }
+    if (!BSON_APPEND_INT64(&doc, "createdAt", json_integer_value(v[R_CREATED]))) {
+        goto done;
+    }
+    err = mg_insert(c, "rooms", &doc);
+    if (err == CHAT_ECONFLICT) {
+        c->conflict = "id";
+    }
+    if (!err) {
+        mg_room_remember(c->st, json_string_value(v[R_ID]));
+        *result = mg_doc_json(c, &doc, room_cols, NFIELDS(room_cols));
+        err = *result ? 0 : CHAT_ENOMEM;
+    }
+done:
+    json_decref(unique);
+    bson_destroy(&doc);
+    return err;
+}
+
+static int op_room_get(mg_call *c, json_t *arg, json_t **result)
+{
+    json_t *v[1];
+    int err = mg_args(arg, f_id, 1, v);
+    return err ? err : mg_find_by_id(c, "rooms", v[0], room_cols, NFIELDS(room_cols), result);
+}
+
+/* Adds ($addToSet appends, so join order holds) or removes one member in one atomic
+ * findAndModify that answers with the room after the change. Both are idempotent. */
+static int mg_change_member(mg_call *c, json_t *arg, int add, json_t **result)
+{
+    json_t *v[2];
+    int err = mg_args(arg, f_member, 2, v);
+    if (err) {
+        return err;
+    }
+    bson_t query = BSON_INITIALIZER;
+    bson_t update = BSON_INITIALIZER;
+    bson_t op;
+    bson_t reply;
+    bson_error_t error;
+    mg_append_str(&query, "_id", v[0]);
+    BSON_APPEND_DOCUMENT_BEGIN(&update, add ? "$addToSet" : "$pull", &op);
+    mg_append_str(&op, "participants", v[1]);
+    bson_append_document_end(&update, &op);
+    mongoc_find_and_modify_opts_t *opts = mongoc_find_and_modify_opts_new();
+    mongoc_find_and_modify_opts_set_update(opts, &update);
+    mongoc_find_and_modify_opts_set_flags(opts, MONGOC_FIND_AND_MODIFY_RETURN_NEW);
+    mongoc_collection_t *coll = mg_coll(c, "rooms");
+    if (!mongoc_collection_find_and_modify_with_opts(coll, &query, opts, &reply, &error)) {
+        err = mg_fail(c, &error, &reply);
+    } else {
+        bson_iter_t it;
+        err = CHAT_ENOTFOUND;
+        if (bson_iter_init_find(&it, &reply, "value") && BSON_ITER_HOLDS_DOCUMENT(&it)) {
+            uint32_t len;
+            const uint8_t *data;
+            bson_t room;
+            bson_iter_document(&it, &len, &data);
+            err = CHAT_EINTERNAL;
+            if (bson_init_static(&room, data, len)) {
+                *result = mg_doc_json(c, &room, room_cols, NFIELDS(room_cols));
+                err = *result ? 0 : CHAT_EINTERNAL;
+            }
+        }
+    }
+    bson_destroy(&reply);
+    mongoc_collection_destroy(coll);
+    mongoc_find_and_modify_opts_destroy(opts);
+    bson_destroy(&update);
+    bson_destroy(&query);
+    return err;
+}
+
+static int op_room_add_member(mg_call *c, json_t *arg, json_t **result)
+{
+    return mg_change_member(c, arg, 1, result);
+}
+
+static int op_room_remove_member(mg_call *c, json_t *arg, json_t **result)
+{
+    return mg_change_member(c, arg, 0, result);
+}
+
+/* Every document of a find into an array of objects. */
+static int mg_find_all(mg_call *c, const char *coll_name, const bson_t *filter, const bson_t *opts,
+                       const mg_col *cols, int ncols, json_t *into)
+{
+    mongoc_collection_t *coll = mg_coll(c, coll_name);
+    mongoc_cursor_t *cur = mongoc_collection_find_with_opts(coll, filter, opts, NULL);
+    const bson_t *doc;
+    bson_error_t error;
+    int err = 0;
+
+    while (!err && mongoc_cursor_next(cur, &doc)) {
+        json_t *obj = mg_doc_json(c, doc, cols, ncols);
+        if (!obj || json_array_append_new(into, obj)) {
+            err = obj ? CHAT_ENOMEM : CHAT_EINTERNAL;
+        }
+    }
+    if (!err && mongoc_cursor_error_document(cur, &error, &doc)) {
+        err = mg_fail(c, &error, doc);
+    }
+    mongoc_cursor_destroy(cur);
+    mongoc_collection_destroy(coll);
+    return err;
+}
+
+static int op_rooms_for_user(mg_call *c, json_t *arg, json_t **result)
+{
+    json_t *v[1];
+    int err = mg_args(arg, f_user_id, 1, v);
+    if (err) {
+        return err;
+    }
+    json_t *rooms = json_array();
+    if (!rooms) {
+        return CHAT_ENOMEM;
+    }
+    bson_t filter = BSON_INITIALIZER;
+    bson_t opts = BSON_INITIALIZER;
+    bson_t sort;
+    mg_append_str(&filter, "participants", v[0]);
+    BSON_APPEND_DOCUMENT_BEGIN(&opts, "sort", &sort);
+    BSON_APPEND_INT32(&sort, "createdAt", -1);
+    BSON_APPEND_INT32(&sort, "_id", -1);
+    bson_append_document_end(&opts, &sort);
+    err = mg_find_all(c, "rooms", &filter, &opts, room_cols, NFIELDS(room_cols), rooms);
+    bson_destroy(&opts);
+    bson_destroy(&filter);
+    if (err) {
+        json_decref(rooms);
+        return err;
+    }
+    *result = rooms;
+    return 0;
+}
+
+/* ---- messages ---- */
+
+/* "c:" + clientMsgId, or "i:" + id: see the top of the file. */
+static char *mg_client_key(json_t *client_id, json_t *id)
+{
+    json_t *s = client_id ? client_id : id;
+    size_t n = json_string_length(s);
+    char *key = malloc(n + 3);
+    if (key) {
+        key[0] = client_id ? 'c' : 'i';
+        key[1] = ':';
+        memcpy(key + 2, json_string_value(s), n);
+        key[n + 2] = '\0';
+    }
+    return key;
+}
+
+static int mg_message_by_client_key(mg_call *c, json_t *sender, const char *key, size_t keylen,
+                                    json_t **out)
+{
+    bson_t filter = BSON_INITIALIZER;
+    mg_append_str(&filter, "senderId", sender);
+    bson_append_utf8(&filter, "clientKey", -1, key, (int)keylen);
+    int err = mg_find_one(c, "messages", &filter, NULL, msg_cols, NFIELDS(msg_cols), out);
+    bson_destroy(&filter);
+    return err;
+}
+
+static int op_message_insert(mg_call *c, json_t *arg, json_t **result)
+{
+    json_t *v[MG_MAX_FIELDS];
+    json_t *msg = NULL;
+    bson_t doc = BSON_INITIALIZER;
+    char *key = NULL;
+    size_t keylen = 0;
+    int duplicate = 0;
+    int err = mg_args(arg, f_message, NFIELDS(f_message), v);
+
+    if (err) {
+        goto done;
+    }
+    if (json_string_length(v[M_CLIENT] ? v[M_CLIENT] : v[M_ID]) > INT_MAX - 3) {
+        err = CHAT_ETOOBIG;
+        goto done;
+    }
+    err = CHAT_ENOMEM;
+    key = mg_client_key(v[M_CLIENT], v[M_ID]);
+    if (!key) {
+        goto done;
+    }
+    keylen = json_string_length(v[M_CLIENT] ? v[M_CLIENT] : v[M_ID]) + 2;
+    if ((err = mg_room_exists(c, v[M_ROOM]))) {
+        goto done;
+    }
+    json_t *att = v[M_ATT];
+    json_t *react = v[M_REACT];
+    err = CHAT_EINVAL;
+    bson_t empty = BSON_INITIALIZER;
+    if (!mg_append_str(&doc, "_id", v[M_ID]) || !mg_append_str(&doc, "roomId", v[M_ROOM]) ||
+        !mg_append_str(&doc, "senderId", v[M_SENDER]) ||
+        !mg_append_str(&doc, "content", v[M_CONTENT]) ||
+        !(att ? mg_append_json(&doc, "attachments", -1, att, 0)
+              : bson_append_array(&doc, "attachments", -1, &empty)) ||
+        !(react ? mg_append_json(&doc, "reactions", -1, react, 0)
+                : bson_append_document(&doc, "reactions", -1, &empty)) ||
+        !mg_append_json(&doc, "clientMsgId", -1, v[M_CLIENT], 0) ||
+        !bson_append_utf8(&doc, "clientKey", -1, key, (int)keylen) ||
+        !BSON_APPEND_INT64(&doc, "createdAt", json_integer_value(v[M_CREATED])) ||
+        !BSON_APPEND_INT64(&doc, "updatedAt",
+                           json_integer_value(v[M_UPDATED] ? v[M_UPDATED] : v[M_CREATED]))) {
+        goto done;
+    }
+    err = mg_insert(c, "messages", &doc);
+    if (err == CHAT_ECONFLICT) {
+        /* A client retrying after a lost ack sends the same clientMsgId: answer with what is
+         * stored. Concurrent retries race on the unique index, and all but one land here. */
+        err = mg_message_by_client_key(c, v[M_SENDER], key, keylen, &msg);
+        if (err == CHAT_ENOTFOUND || (!err && !v[M_CLIENT])) {
+            json_decref(msg);
+            msg = NULL;
+            c->conflict = "id";
+            err = CHAT_ECONFLICT;
+        }
+        duplicate = !err;
+    } else if (!err) {
+        msg = mg_doc_json(c, &doc, msg_cols, NFIELDS(msg_cols));
+        err = msg ? 0 : CHAT_ENOMEM;
+    }
+    if (err) {
+        goto done;
+    }
+    *result = json_pack("{s:o,s:b}", "message", msg, "duplicate", duplicate);
+    msg = NULL; /* the "o" format took it, even on failure */
+    err = *result ? 0 : CHAT_ENOMEM;
+done:
+    json_decref(msg);
+    free(key);
+    bson_destroy(&doc);
+    return err;
+}
+
+static int op_messages_page(mg_call *c, json_t *arg, json_t **result)
+{
+    json_t *v[3];
+    json_t *msgs = NULL;
+    json_t *pos = NULL;
+    int err = mg_args(arg, f_page, 3, v);
+    bson_t filter = BSON_INITIALIZER;
+    bson_t opts = BSON_INITIALIZER;
+
+    if (err) {
+        goto done;
+    }
+    json_int_t limit = v[2] ? json_integer_value(v[2]) : MG_PAGE_DEFAULT;
+    if (limit < 1) {
+        err = CHAT_EINVAL;
+        goto done;
+    }
+    if (limit > MG_PAGE_MAX) {
+        limit = MG_PAGE_MAX;
+    }
+    err = CHAT_ENOMEM;
+    msgs = json_array();
+    if (!msgs) {
+        goto done;
+    }
+    mg_append_str(&filter, "roomId", v[0]);
+    if (v[1]) {
+        /* the position (createdAt, _id) of the before message, which must be in this room */
+        static const mg_col pos_cols[] = {{"createdAt", "createdAt", C_PLAIN}};
+        bson_t pf = BSON_INITIALIZER;
+        mg_append_str(&pf, "_id", v[1]);
+        mg_append_str(&pf, "roomId", v[0]);
+        err = mg_find_one(c, "messages", &pf, NULL, pos_cols, 1, &pos);
+        bson_destroy(&pf);
+        if (err) {
+            goto done;
+        }
+        int64_t created = json_integer_value(json_object_get(pos, "createdAt"));
+        /* (createdAt, _id) < (created, before) */
+        bson_t or, a, b, lt, lt2;
+        BSON_APPEND_ARRAY_BEGIN(&filter, "$or", & or);
+        BSON_APPEND_DOCUMENT_BEGIN(& or, "0", &a);
+        BSON_APPEND_DOCUMENT_BEGIN(&a, "createdAt", &lt);
+        BSON_APPEND_INT64(&lt, "$lt", created);
+        bson_append_document_end(&a, &lt);
+        bson_append_document_end(& or, &a);
+        BSON_APPEND_DOCUMENT_BEGIN(& or, "1", &b);
+        BSON_APPEND_INT64(&b, "createdAt", created);
+        BSON_APPEND_DOCUMENT_BEGIN(&b, "_id", &lt2);
+        mg_append_str(&lt2, "$lt", v[1]);
+        bson_append_document_end(&b, &lt2);
+        bson_append_document_end(& or, &b);
+        bson_append_array_end(&filter, & or);
+    }
+    bson_t sort;
+    BSON_APPEND_DOCUMENT_BEGIN(&opts, "sort", &sort);
+    BSON_APPEND_INT32(&sort, "createdAt", -1);
+    BSON_APPEND_INT32(&sort, "_id", -1);
+    bson_append_document_end(&opts, &sort);
+    /* one past the page tells whether an older page exists */
+    BSON_APPEND_INT64(&opts, "limit", limit + 1);
+    if ((err = mg_find_all(c, "messages", &filter, &opts, msg_cols, NFIELDS(msg_cols), msgs))) {
+        goto done;
+    }
+    json_t *next = json_null();
+    if ((json_int_t)json_array_size(msgs) > limit) {
+        json_array_remove(msgs, (size_t)limit);
+        next = json_object_get(json_array_get(msgs, (size_t)limit - 1), "id");
+    }
+    *result = json_pack("{s:O,s:O}", "messages", msgs, "nextBefore", next);
+    err = *result ? 0 : CHAT_ENOMEM;
+done:
+    bson_destroy(&opts);
+    bson_destroy(&filter);
+    json_decref(pos);
+    json_decref(msgs);
+    return err;
+}
+
+static int op_ping(mg_call *c, json_t *arg, json_t **result)
+{
+    (void)arg;
+    bson_t cmd = BSON_INITIALIZER;
+    bson_t reply;
+    bson_error_t error;
+    int err = 0;
+    BSON_APPEND_INT32(&cmd, "ping", 1);
+    if (!mongoc_client_command_simple(c->client, "admin", &cmd, NULL, &reply, &error)) {
+        err = mg_fail(c, &error, &reply);
+    }
+    bson_destroy(&reply);
+    bson_destroy(&cmd);
+    if (!err) {
+        *result = json_null();
+    }
+    return err;
+}
+
+typedef int (*mg_op_fn)(mg_call *c, json_t *arg, json_t **result);
+
+static const struct {
+    const char *name;
+    mg_op_fn fn;
+    int writes; /* needs the unique indexes in place first */
+} mg_ops[CHAT_STORE_NOPS] = {
+    [CHAT_STORE_USER_CREATE] = {"user_create", op_user_create, 1},
+    [CHAT_STORE_USER_BY_LOGIN] = {"user_by_login", op_user_by_login, 0},
+    [CHAT_STORE_USER_GET] = {"user_get", op_user_get, 0},
+    [CHAT_STORE_USER_SET_SEEN] = {"user_set_seen", op_user_set_seen, 0},
+    [CHAT_STORE_ROOM_CREATE] = {"room_create", op_room_create, 1},
+    [CHAT_STORE_ROOM_GET] = {"room_get", op_room_get, 0},
+    [CHAT_STORE_ROOM_ADD_MEMBER] = {"room_add_member", op_room_add_member, 0},
+    [CHAT_STORE_ROOM_REMOVE_MEMBER] = {"room_remove_member", op_room_remove_member, 0},
+    [CHAT_STORE_ROOMS_FOR_USER] = {"rooms_for_user", op_rooms_for_user, 0},
+    [CHAT_STORE_MESSAGE_INSERT] = {"message_insert", op_message_insert, 1},
+    [CHAT_STORE_MESSAGES_PAGE] = {"messages_page", op_messages_page, 0},
+    [CHAT_STORE_PING] = {"ping", op_ping, 0},
+};
+
+static int mg_exec(void *impl, int op, json_t *arg, json_t **result)
+{
+    mg_store *st = impl;
+    mg_call c = {.st = st};
+    int err;
+
+    *result = NULL;
+    if (op < 0 || op >= CHAT_STORE_NOPS || !mg_ops[op].fn) {
+        return CHAT_EINVAL;
+    }
+    c.op = mg_ops[op].name;
+    c.client = mongoc_client_pool_pop(st->pool);
+    if (!c.client) {
+        return CHAT_EUNAVAIL;
+    }
+    /* the unique indexes carry the idempotency and uniqueness guarantees: no write before
+     * they exist (they are made at open, or here once the server is reachable) */
+    err = mg_ops[op].writes ? mg_ensure_indexes(&c) : 0;
+    if (!err) {
+        err = mg_ops[op].fn(&c, arg, result);
+    }
+    mongoc_client_pool_push(st->pool, c.client);
+    if (err != CHAT_EUNAVAIL) {
+        mg_succeeded(&c); /* the server answered, whatever it said */
+    }
+    if (err) {
+        json_decref(*result);
+        *result = err == CHAT_ECONFLICT
+                      ? json_pack("{s:s}", "field", c.conflict ? c.conflict : "id")
+                      : NULL;
+    }
+    return err;
+}
+
+/* ---- indexes ---- */
+
+typedef struct mg_index {
+    const char *coll;
+    const char *name;
+    const char *keys[3];
+    int dir[3];
+    int unique;
+} mg_index;
+
+static const mg_index mg_indexes[] = {
+    {"users", "emailLower_1", {"emailLower"}, {1}, 1},
+    {"users", "usernameLower_1", {"usernameLower"}, {1}, 1},
+    {"rooms", "participants_1", {"participants"}, {1}, 0},
+    {"messages", "roomId_1_createdAt_1__id_1", {"roomId", "createdAt", "_id"}, {1, 1, 1}, 0},
+    /* its senderId prefix also serves lookups by sender: no separate senderId index */
+    {"messages", "senderId_1_clientKey_1", {"senderId", "clientKey"}, {1, 1}, 1},
+};
+
+/* One createIndexes command per index: FerretDB 1.24 drops the connection (a panic) when one
+ * command names several indexes that all exist already, which is every start after the
+ * first. MongoDB answers either form the same way. */
+static int mg_create_indexes(mg_call *c)
+{
+    mongoc_database_t *db = mongoc_client_get_database(c->client, c->st->db);
+    int err = 0;
+
+    for (size_t i = 0; i < sizeof mg_indexes / sizeof mg_indexes[0] && !err; i++) {
+        const mg_index *ix = &mg_indexes[i];
+        bson_t cmd = BSON_INITIALIZER;
+        bson_t list, spec, key;
+        bson_t reply;
+        bson_error_t error;
+        BSON_APPEND_UTF8(&cmd, "createIndexes", ix->coll);
+        BSON_APPEND_ARRAY_BEGIN(&cmd, "indexes", &list);
+        BSON_APPEND_DOCUMENT_BEGIN(&list, "0", &spec);
+        BSON_APPEND_DOCUMENT_BEGIN(&spec, "key", &key);
+        for (int j = 0; j < 3 && ix->keys[j]; j++) {
+            BSON_APPEND_INT32(&key, ix->keys[j], ix->dir[j]);
+        }
+        bson_append_document_end(&spec, &key);
+        BSON_APPEND_UTF8(&spec, "name", ix->name);
+        if (ix->unique) {
+            BSON_APPEND_BOOL(&spec, "unique", true);
+        }
+        bson_append_document_end(&list, &spec);
+        bson_append_array_end(&cmd, &list);
+        if (!mongoc_database_write_command_with_opts(db, &cmd, NULL, &reply, &error)) {
+            err = mg_fail(c, &error, &reply);
+            if (err != CHAT_EUNAVAIL) {
+                chat__log(CHAT_LOG_ERROR, "store_index_failed",
+                          "cannot create an index chatd needs (an index of the same name with "
+                          "other options? duplicate emails or usernames already stored?); fix "
+                          "the database, then restart",
+                          json_pack("{s:s,s:s,s:s}", "collection", ix->coll, "index", ix->name,
+                                    "error", error.message));
+                err = CHAT_EINTERNAL;
+            }
+        }
+        bson_destroy(&reply);
+        bson_destroy(&cmd);
+    }
+    mongoc_database_destroy(db);
+    return err;
+}
+
+static int mg_ensure_indexes(mg_call *c)
+{
+    mg_store *st = c->st;
+    int err = 0;
+    uv_mutex_lock(&st->lock);
+    if (!st->indexes_ready) {
+        /* under the lock: the other writers wait for the answer rather than race it */
+        const char *op = c->op;
+        c->op = "create_indexes";
+        err = mg_create_indexes(c);
+        c->op = op;
+        st->indexes_ready = err == 0;
+    }
+    uv_mutex_unlock(&st->lock);
+    return err;
+}
+
+/* ---- open and close ---- */
+
+static void mg_log_handler(mongoc_log_level_t level, const char *domain, const char *message,
+                           void *data)
+{
+    (void)data;
+    if (level > MONGOC_LOG_LEVEL_WARNING || (message && strstr(message, "\"endSessions\""))) {
+        /* the driver's chatter (and FerretDB lacking endSessions when a pool closes); our
+         * own calls log what matters */
+        return;
+    }
+    chat__log(
+        level == MONGOC_LOG_LEVEL_WARNING ? CHAT_LOG_WARN : CHAT_LOG_ERROR, "mongoc",
+        "mongo-c-driver reported a problem",
+        json_pack("{s:s,s:s}", "domain", domain ? domain : "", "error", message ? message : ""));
+}
+
+static uv_once_t mg_once = UV_ONCE_INIT;
+
+static void mg_global_init(void)
+{
+    /* global driver state for the process; never cleaned up, as the driver intends for a
+     * library that may be opened again */
+    mongoc_init();
+    mongoc_log_set_handler(mg_log_handler, NULL);
+}
+
+/* Sets a timeout the URI does not set itself. */
+static void mg_default_ms(mongoc_uri_t *uri, const char *opt, int32_t ms)
+{
+    if (!mongoc_uri_has_option(uri, opt)) {
+        mongoc_uri_set_option_as_int32(uri, opt, ms);
+    }
+}
+
+static void mg_free(mg_store *st)
+{
+    if (!st) {
+        return;
+    }
+    if (st->pool) {
+        mongoc_client_pool_destroy(st->pool);
+    }
+    mongoc_uri_destroy(st->uri);
+    char *k;
+    for (size_t i = 0; (k = chat__map_next(&st->rooms, &i));) {
+        free(k);
+    }
+    chat__map_free(&st->rooms);
+    uv_mutex_destroy(&st->lock);
+    free(st);
+}
+
+static int mg_open(void **impl, const char *target)
+{
+    mg_store *st = NULL;
+    bson_error_t error;
+    int err = CHAT_EINVAL;
+
+    *impl = NULL;
+    uv_once(&mg_once, mg_global_init);
+    mongoc_uri_t *uri = target ? mongoc_uri_new_with_error(target, &error) : NULL;
+    if (!uri) {
+        chat__log(CHAT_LOG_ERROR, "bad_mongo_uri",
+                  "CHAT_MONGO_URI is not a MongoDB connection string; it must look like "
+                  "mongodb://host1,host2,host3/chatd?replicaSet=rs0",
+                  json_pack("{s:s}", "error", target ? error.message : "unset"));
+        goto fail;
+    }
+    const mongoc_write_concern_t *wc = mongoc_uri_get_write_concern(uri);
+    int32_t w = mongoc_write_concern_get_w(wc);
+    if (w == MONGOC_WRITE_CONCERN_W_UNACKNOWLEDGED || w == MONGOC_WRITE_CONCERN_W_ERRORS_IGNORED) {
+        chat__log(CHAT_LOG_ERROR, "bad_mongo_uri",
+                  "CHAT_MONGO_URI asks for unacknowledged writes (w=0); chatd acknowledges a "
+                  "message only once it is stored, so remove w=0",
+                  NULL);
+        mongoc_uri_destroy(uri);
+        goto fail;
+    }
+    if (w == MONGOC_WRITE_CONCERN_W_DEFAULT && !mongoc_write_concern_get_wtag(wc)) {
+        mongoc_write_concern_t *maj = mongoc_write_concern_new();
+        mongoc_write_concern_set_w(maj, MONGOC_WRITE_CONCERN_W_MAJORITY);
+        mongoc_write_concern_set_wtimeout_int64(maj, MG_WTIMEOUT_MS);
+        mongoc_uri_set_write_concern(uri, maj);
+        mongoc_write_concern_destroy(maj);
+    }
+    /* the driver's defaults wait up to 30 s to find a server and 5 min on a silent socket,
+     * holding a worker thread all along; a chat call should say "unavailable" sooner */
+    mg_default_ms(uri, MONGOC_URI_SERVERSELECTIONTIMEOUTMS, 3000);
+    mg_default_ms(uri, MONGOC_URI_CONNECTTIMEOUTMS, 3000);
+    mg_default_ms(uri, MONGOC_URI_SOCKETTIMEOUTMS, 15000);
+    if (!mongoc_uri_get_appname(uri)) {
+        mongoc_uri_set_appname(uri, "chatd");
+    }
+    err = CHAT_ENOMEM;
+    st = calloc(1, sizeof *st);
+    if (!st) {
+        mongoc_uri_destroy(uri);
+        goto fail;
+    }
+    st->uri = uri;
+    if (uv_mutex_init(&st->lock) != 0) {
+        mongoc_uri_destroy(uri);
+        free(st);
+        st = NULL;
+        goto fail;
+    }
+    const char *db = mongoc_uri_get_database(uri);
+    snprintf(st->db, sizeof st->db, "%s", db && *db ? db : MG_DEFAULT_DB);
+    st->pool = mongoc_client_pool_new_with_error(uri, &error);
+    if (!st->pool) {
+        err = CHAT_EINVAL;
+        chat__log(CHAT_LOG_ERROR, "bad_mongo_uri", "cannot use CHAT_MONGO_URI",
+                  json_pack("{s:s}", "error", error.message));
+        goto fail;
+    }
+    mongoc_client_pool_set_error_api(st->pool, MONGOC_ERROR_API_VERSION_2);
+
+    /* Make the indexes now if the server answers. If it does not, start anyway: calls answer
+     * unavailable until it does, and the first write makes them. */
+    mg_call c = {.st = st, .op = "open", .client = mongoc_client_pool_pop(st->pool)};
+    err = c.client ? mg_ensure_indexes(&c) : CHAT_EUNAVAIL;
+    if (c.client) {
+        mongoc_client_pool_push(st->pool, c.client);
+    }
+    if (err && err != CHAT_EUNAVAIL) {
+        goto fail;
+    }
+    *impl = st;
+    return 0;
+fail:
+    mg_free(st);
+    return err;
+}
+
+static void mg_close(void *impl)
+{
+    mg_free(impl);
+}
+
+const chat_store_backend chat__store_mongo = {
+    .name = "mongo",
+    .open = mg_open,
+    .close = mg_close,
+    .exec = mg_exec,
+};

@@ -1,0 +1,719 @@
+/* store_scenarios.h: every store op, through chat__store_exec and through chat__store_call on
+ * a real uv loop, and data surviving a reopen: the same scenarios for each backend
+ * (test_store_sqlite.c, test_store_mongo.c). Include once, from the test's one .c file; set
+ * sc_be and sc_target, then call the test_* functions. */
+#ifndef CHAT_STORE_SCENARIOS_H
+#define CHAT_STORE_SCENARIOS_H
+
+#include <jansson.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <uv.h>
+
+#include "chat.h"
+#include "store.h"
+
+static int passed, failed;
+
+#define CHECK(cond)                                                                         \
+    do {                                                                                    \
+        if (cond) {                                                                         \
+            passed++;                                                                       \
+        } else {                                                                            \
+            failed++;                                                                       \
+            fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond);        \
+        }                                                                                   \
+    } while (0)
+
+static uv_loop_t loop;
+/* the backend under test and its target (data dir or URI), set by the test's main */
+static const chat_store_backend *sc_be;
+static const char *sc_target;
+
+static const char ALICE[] = "650000000000000000000a01";
+static const char BOB[] = "650000000000000000000b02";
+static const char CAROL[] = "650000000000000000000c03";
+static const char ROOM1[] = "6500000000000000000001a1";
+static const char ROOM2[] = "6500000000000000000002a2";
+static const char ROOM3[] = "6500000000000000000003a3";
+static const char ROOM4[] = "6500000000000000000004a4";
+static const char EMPTY_ROOM[] = "6500000000000000000005a5";
+static const char NO_ROOM[] = "6500000000000000000009a9";
+
+/* Runs op synchronously; takes arg. */
+static int run(chat_store *s, int op, json_t *arg, json_t **res)
+{
+    int rc = chat__store_exec(s, op, arg, res);
+    json_decref(arg);
+    return rc;
+}
+
+static const char *str(json_t *obj, const char *key)
+{
+    return json_string_value(json_object_get(obj, key));
+}
+
+static json_int_t num(json_t *obj, const char *key)
+{
+    return json_integer_value(json_object_get(obj, key));
+}
+
+/* Participants as one comma-joined string, for compact comparisons. */
+static const char *members(json_t *room)
+{
+    static char buf[256];
+    json_t *arr = json_object_get(room, "participants");
+    size_t i;
+    json_t *v;
+    buf[0] = '\0';
+    if (!json_is_array(arr)) {
+        return "(not an array)";
+    }
+    json_array_foreach(arr, i, v) {
+        size_t n = strlen(buf);
+        snprintf(buf + n, sizeof buf - n, "%s%s", i ? "," : "", json_string_value(v));
+    }
+    return buf;
+}
+
+static json_t *message(const char *id, const char *room, const char *sender, const char *content,
+                       const char *client_id, json_int_t created)
+{
+    return json_pack("{s:s,s:s,s:s,s:s,s:s?,s:I}", "id", id, "roomId", room, "senderId", sender,
+                     "content", content, "clientMsgId", client_id, "createdAt", created);
+}
+
+static json_t *page_arg(const char *room, const char *before, int limit)
+{
+    return json_pack("{s:s,s:s?,s:i}", "roomId", room, "before", before, "limit", limit);
+}
+
+/* ---- users ---- */
+
+static void test_users(chat_store *s)
+{
+    json_t *r = NULL;
+
+    CHECK(run(s, CHAT_STORE_USER_CREATE,
+              json_pack("{s:s,s:s,s:s,s:s,s:I}", "id", ALICE, "email", "Alice@Example.com",
+                        "username", "alice", "passwordHash", "$2b$04$hash", "createdAt",
+                        (json_int_t)1000),
+              &r) == 0);
+    CHECK(str(r, "id") && strcmp(str(r, "id"), ALICE) == 0);
+    CHECK(str(r, "email") && strcmp(str(r, "email"), "Alice@Example.com") == 0);
+    CHECK(str(r, "username") && strcmp(str(r, "username"), "alice") == 0);
+    CHECK(str(r, "passwordHash") && strcmp(str(r, "passwordHash"), "$2b$04$hash") == 0);
+    CHECK(str(r, "status") && strcmp(str(r, "status"), "offline") == 0);
+    CHECK(json_is_null(json_object_get(r, "lastSeen")));
+    CHECK(json_is_null(json_object_get(r, "avatar")));
+    CHECK(num(r, "createdAt") == 1000);
+    CHECK(json_object_size(r) == 8);
+    json_decref(r);
+
+    CHECK(run(s, CHAT_STORE_USER_CREATE,
+              json_pack("{s:s,s:s,s:s,s:s,s:I}", "id", BOB, "email", "bob@example.com",
+                        "username", "Bob", "passwordHash", "h", "createdAt", (json_int_t)1001),
+              &r) == 0);
+    json_decref(r);
+
+    /* duplicates, case-insensitively, name the field */
+    r = NULL;
+    CHECK(run(s, CHAT_STORE_USER_CREATE,
+              json_pack("{s:s,s:s,s:s,s:s,s:I}", "id", CAROL, "email", "ALICE@example.COM",
+                        "username", "carol", "passwordHash", "h", "createdAt", (json_int_t)1),
+              &r) == CHAT_ECONFLICT);
+    CHECK(str(r, "field") && strcmp(str(r, "field"), "email") == 0);
+    json_decref(r);
+    r = NULL;
+    CHECK(run(s, CHAT_STORE_USER_CREATE,
+              json_pack("{s:s,s:s,s:s,s:s,s:I}", "id", CAROL, "email", "carol@example.com",
+                        "username", "ALICE", "passwordHash", "h", "createdAt", (json_int_t)1),
+              &r) == CHAT_ECONFLICT);
+    CHECK(str(r, "field") && strcmp(str(r, "field"), "username") == 0);
+    json_decref(r);
+    r = NULL;
+    CHECK(run(s, CHAT_STORE_USER_CREATE,
+              json_pack("{s:s,s:s,s:s,s:s,s:I}", "id", ALICE, "email", "x@example.com",
+                        "username", "x", "passwordHash", "h", "createdAt", (json_int_t)1),
+              &r) == CHAT_ECONFLICT);
+    CHECK(str(r, "field") && strcmp(str(r, "field"), "id") == 0);
+    json_decref(r);
+    CHECK(run(s, CHAT_STORE_USER_CREATE,
+              json_pack("{s:s,s:s,s:s,s:s,s:I}", "id", CAROL, "email", "carol@example.com",
+                        "username", "carol", "passwordHash", "h", "createdAt", (json_int_t)1002),
+              &r) == 0);
+    json_decref(r);
+
+    /* malformed arguments */
+    r = NULL;
+    CHECK(run(s, CHAT_STORE_USER_CREATE, json_pack("{s:s}", "id", "x"), &r) == CHAT_EINVAL);
+    CHECK(r == NULL);
+    CHECK(run(s, CHAT_STORE_USER_CREATE,
+              json_pack("{s:s,s:s,s:s,s:s,s:s}", "id", "y", "email", "y", "username", "y",
+                        "passwordHash", "h", "createdAt", "yesterday"),
+              &r) == CHAT_EINVAL);
+    CHECK(run(s, CHAT_STORE_USER_GET, NULL, &r) == CHAT_EINVAL);
+    CHECK(run(s, CHAT_STORE_USER_GET, json_pack("[s]", ALICE), &r) == CHAT_EINVAL);
+
+    /* login by email or username, any case */
+    static const char *const logins[] = {"alice@example.com", "ALICE@EXAMPLE.COM", "alice",
+                                         "AlIcE"};
+    for (size_t i = 0; i < sizeof logins / sizeof logins[0]; i++) {
+        r = NULL;
+        CHECK(run(s, CHAT_STORE_USER_BY_LOGIN, json_pack("{s:s}", "login", logins[i]), &r) == 0);
+        CHECK(str(r, "id") && strcmp(str(r, "id"), ALICE) == 0);
+        json_decref(r);
+    }
+    r = NULL;
+    CHECK(run(s, CHAT_STORE_USER_BY_LOGIN, json_pack("{s:s}", "login", "bob"), &r) == 0);
+    CHECK(str(r, "id") && strcmp(str(r, "id"), BOB) == 0);
+    json_decref(r);
+    r = NULL;
+    CHECK(run(s, CHAT_STORE_USER_BY_LOGIN, json_pack("{s:s}", "login", "nobody"), &r) ==
+          CHAT_ENOTFOUND);
+    CHECK(r == NULL);
+
+    CHECK(run(s, CHAT_STORE_USER_GET, json_pack("{s:s}", "id", BOB), &r) == 0);
+    CHECK(str(r, "email") && strcmp(str(r, "email"), "bob@example.com") == 0);
+    json_decref(r);
+    r = NULL;
+    CHECK(run(s, CHAT_STORE_USER_GET, json_pack("{s:s}", "id", NO_ROOM), &r) == CHAT_ENOTFOUND);
+    CHECK(r == NULL);
+
+    /* last seen */
+    CHECK(run(s, CHAT_STORE_USER_SET_SEEN,
+              json_pack("{s:s,s:I,s:s}", "id", ALICE, "lastSeen", (json_int_t)1700000000123,
+                        "status", "online"),
+              &r) == 0);
+    CHECK(json_is_null(r));
+    json_decref(r);
+    CHECK(run(s, CHAT_STORE_USER_GET, json_pack("{s:s}", "id", ALICE), &r) == 0);
+    CHECK(num(r, "lastSeen") == 1700000000123);
+    CHECK(str(r, "status") && strcmp(str(r, "status"), "online") == 0);
+    json_decref(r);
+    CHECK(run(s, CHAT_STORE_USER_SET_SEEN,
+              json_pack("{s:s,s:I,s:s}", "id", NO_ROOM, "lastSeen", (json_int_t)1, "status",
+                        "online"),
+              &r) == CHAT_ENOTFOUND);
+}
+
+/* ---- rooms ---- */
+
+static json_t *room(const char *id, const char *name, json_int_t created, const char *settings)
+{
+    json_t *r = json_pack("{s:s,s:s,s:s,s:[ss],s:s,s:I}", "id", id, "name", name, "type",
+                          "group", "participants", ALICE, BOB, "admin", ALICE, "createdAt",
+                          created);
+    if (settings) {
+        json_object_set_new(r, "settings", json_loads(settings, 0, NULL));
+    }
+    return r;
+}
+
+static void test_rooms(chat_store *s)
+{
+    json_t *r = NULL;
+
+    CHECK(run(s, CHAT_STORE_ROOM_CREATE, room(ROOM1, "general", 2000, "{\"slow\":5}"), &r) == 0);
+    CHECK(str(r, "id") && strcmp(str(r, "id"), ROOM1) == 0);
+    CHECK(str(r, "name") && strcmp(str(r, "name"), "general") == 0);
+    CHECK(str(r, "type") && strcmp(str(r, "type"), "group") == 0);
+    CHECK(str(r, "admin") && strcmp(str(r, "admin"), ALICE) == 0);
+    CHECK(strcmp(members(r), "650000000000000000000a01,650000000000000000000b02") == 0);
+    CHECK(num(json_object_get(r, "settings"), "slow") == 5);
+    CHECK(num(r, "createdAt") == 2000);
+    CHECK(json_object_size(r) == 7);
+    json_decref(r);
+
+    /* settings default to {}; duplicate participants collapse */
+    json_t *arg = room(ROOM2, "random", 3000, NULL);
+    json_array_append_new(json_object_get(arg, "participants"), json_string(ALICE));
+    CHECK(run(s, CHAT_STORE_ROOM_CREATE, arg, &r) == 0);
+    CHECK(json_is_object(json_object_get(r, "settings")) &&
+          json_object_size(json_object_get(r, "settings")) == 0);
+    CHECK(json_array_size(json_object_get(r, "participants")) == 2);
+    json_decref(r);
+
+    /* rooms for the paging tests, with nobody but Alice */
+    static const char *const extra[] = {ROOM3, ROOM4, EMPTY_ROOM};
+    for (size_t i = 0; i < 3; i++) {
+        json_t *a = json_pack("{s:s,s:s,s:s,s:[s],s:n,s:I}", "id", extra[i], "name", "x", "type",
+                              "direct", "participants", ALICE, "admin", "createdAt",
+                              (json_int_t)1000 + (json_int_t)i);
+        CHECK(run(s, CHAT_STORE_ROOM_CREATE, a, &r) == 0);
+        CHECK(json_is_null(json_object_get(r, "admin")));
+        json_decref(r);
+    }
+
+    r = NULL;
+    CHECK(run(s, CHAT_STORE_ROOM_CREATE, room(ROOM1, "again", 1, NULL), &r) == CHAT_ECONFLICT);
+    CHECK(str(r, "field") && strcmp(str(r, "field"), "id") == 0);
+    json_decref(r);
+    CHECK(run(s, CHAT_STORE_ROOM_CREATE, json_pack("{s:s,s:s,s:s,s:[i],s:I}", "id", "bad", "name",
+                                                   "x", "type", "group", "participants", 5,
+                                                   "createdAt", (json_int_t)1),
+              &r) == CHAT_EINVAL);
+    /* the failed create left nothing behind */
+    r = NULL;
+    CHECK(run(s, CHAT_STORE_ROOM_GET, json_pack("{s:s}", "id", "bad"), &r) == CHAT_ENOTFOUND);
+
+    CHECK(run(s, CHAT_STORE_ROOM_GET, json_pack("{s:s}", "id", ROOM1), &r) == 0);
+    CHECK(strcmp(members(r), "650000000000000000000a01,650000000000000000000b02") == 0);
+    json_decref(r);
+    r = NULL;
+    CHECK(run(s, CHAT_STORE_ROOM_GET, json_pack("{s:s}", "id", NO_ROOM), &r) == CHAT_ENOTFOUND);
+    CHECK(r == NULL);
+
+    /* membership keeps join order and is idempotent */
+#define MEMBER(op, room_id, user)                                                           \
+    run(s, op, json_pack("{s:s,s:s}", "roomId", room_id, "userId", user), &r)
+    CHECK(MEMBER(CHAT_STORE_ROOM_ADD_MEMBER, ROOM1, CAROL) == 0);
+    CHECK(strcmp(members(r), "650000000000000000000a01,650000000000000000000b02,"
+                             "650000000000000000000c03") == 0);
+    json_decref(r);
+    CHECK(MEMBER(CHAT_STORE_ROOM_ADD_MEMBER, ROOM1, CAROL) == 0);
+    CHECK(json_array_size(json_object_get(r, "participants")) == 3);
+    json_decref(r);
+    CHECK(MEMBER(CHAT_STORE_ROOM_REMOVE_MEMBER, ROOM1, BOB) == 0);
+    CHECK(strcmp(members(r), "650000000000000000000a01,650000000000000000000c03") == 0);
+    json_decref(r);
+    CHECK(MEMBER(CHAT_STORE_ROOM_REMOVE_MEMBER, ROOM1, BOB) == 0);
+    CHECK(strcmp(members(r), "650000000000000000000a01,650000000000000000000c03") == 0);
+    json_decref(r);
+    CHECK(MEMBER(CHAT_STORE_ROOM_ADD_MEMBER, ROOM1, BOB) == 0);
+    CHECK(strcmp(members(r), "650000000000000000000a01,650000000000000000000c03,"
+                             "650000000000000000000b02") == 0);
+    json_decref(r);
+    r = NULL;
+    CHECK(MEMBER(CHAT_STORE_ROOM_ADD_MEMBER, NO_ROOM, BOB) == CHAT_ENOTFOUND);
+    CHECK(r == NULL);
+    CHECK(MEMBER(CHAT_STORE_ROOM_REMOVE_MEMBER, NO_ROOM, BOB) == CHAT_ENOTFOUND);
+    CHECK(run(s, CHAT_STORE_ROOM_ADD_MEMBER, json_pack("{s:s}", "roomId", ROOM1), &r) ==
+          CHAT_EINVAL);
+#undef MEMBER
+
+    /* rooms for a user, newest first, each with its participants */
+    CHECK(run(s, CHAT_STORE_ROOMS_FOR_USER, json_pack("{s:s}", "userId", ALICE), &r) == 0);
+    CHECK(json_array_size(r) == 5);
+    static const char *const order[] = {ROOM2, ROOM1, EMPTY_ROOM, ROOM4, ROOM3};
+    for (size_t i = 0; i < 5 && i < json_array_size(r); i++) {
+        CHECK(strcmp(str(json_array_get(r, i), "id"), order[i]) == 0);
+        CHECK(json_is_array(json_object_get(json_array_get(r, i), "participants")));
+    }
+    json_decref(r);
+    CHECK(run(s, CHAT_STORE_ROOMS_FOR_USER, json_pack("{s:s}", "userId", CAROL), &r) == 0);
+    CHECK(json_array_size(r) == 1);
+    CHECK(strcmp(members(json_array_get(r, 0)), "650000000000000000000a01,"
+                                                "650000000000000000000c03,"
+                                                "650000000000000000000b02") == 0);
+    json_decref(r);
+    CHECK(run(s, CHAT_STORE_ROOMS_FOR_USER, json_pack("{s:s}", "userId", NO_ROOM), &r) == 0);
+    CHECK(json_is_array(r) && json_array_size(r) == 0);
+    json_decref(r);
+}
+
+/* ---- messages ---- */
+
+static void test_messages(chat_store *s)
+{
+    json_t *r = NULL;
+    char first_id[25];
+
+    chat__objectid(first_id);
+    CHECK(run(s, CHAT_STORE_MESSAGE_INSERT, message(first_id, ROOM1, ALICE, "hi", "c-1", 5000),
+              &r) == 0);
+    json_t *m = json_object_get(r, "message");
+    CHECK(json_is_false(json_object_get(r, "duplicate")));
+    CHECK(str(m, "id") && strcmp(str(m, "id"), first_id) == 0);
+    CHECK(str(m, "roomId") && strcmp(str(m, "roomId"), ROOM1) == 0);
+    CHECK(str(m, "senderId") && strcmp(str(m, "senderId"), ALICE) == 0);
+    CHECK(str(m, "content") && strcmp(str(m, "content"), "hi") == 0);
+    CHECK(json_is_array(json_object_get(m, "attachments")) &&
+          json_array_size(json_object_get(m, "attachments")) == 0);
+    CHECK(json_is_object(json_object_get(m, "reactions")) &&
+          json_object_size(json_object_get(m, "reactions")) == 0);
+    CHECK(str(m, "clientMsgId") && strcmp(str(m, "clientMsgId"), "c-1") == 0);
+    CHECK(num(m, "createdAt") == 5000);
+    CHECK(num(m, "updatedAt") == 5000); /* defaults to createdAt */
+    CHECK(json_object_size(m) == 9);
+    json_decref(r);
+
+    /* a retry with the same (sender, clientMsgId) returns the stored message */
+    char retry_id[25];
+    chat__objectid(retry_id);
+    CHECK(run(s, CHAT_STORE_MESSAGE_INSERT,
+              message(retry_id, ROOM1, ALICE, "hi (resent)", "c-1", 5005), &r) == 0);
+    m = json_object_get(r, "message");
+    CHECK(json_is_true(json_object_get(r, "duplicate")));
+    CHECK(str(m, "id") && strcmp(str(m, "id"), first_id) == 0);
+    CHECK(str(m, "content") && strcmp(str(m, "content"), "hi") == 0);
+    json_decref(r);
+    r = NULL;
+    CHECK(run(s, CHAT_STORE_MESSAGES_PAGE, page_arg(ROOM1, NULL, 50), &r) == 0);
+    CHECK(json_array_size(json_object_get(r, "messages")) == 1);
+    json_decref(r);
+
+    /* the same clientMsgId from someone else is a different message */
+    char other_id[25];
+    chat__objectid(other_id);
+    CHECK(run(s, CHAT_STORE_MESSAGE_INSERT, message(other_id, ROOM1, BOB, "yo", "c-1", 5001),
+              &r) == 0);
+    CHECK(json_is_false(json_object_get(r, "duplicate")));
+    json_decref(r);
+
+    /* no clientMsgId: null, and never deduplicated */
+    char a_id[25];
+    char b_id[25];
+    chat__objectid(a_id);
+    chat__objectid(b_id);
+    CHECK(run(s, CHAT_STORE_MESSAGE_INSERT, message(a_id, ROOM1, ALICE, "same", NULL, 5002), &r) ==
+          0);
+    CHECK(json_is_null(json_object_get(json_object_get(r, "message"), "clientMsgId")));
+    json_decref(r);
+    CHECK(run(s, CHAT_STORE_MESSAGE_INSERT, message(b_id, ROOM1, ALICE, "same", NULL, 5002), &r) ==
+          0);
+    CHECK(json_is_false(json_object_get(r, "duplicate")));
+    json_decref(r);
+
+    /* same id again: a conflict, not a silent overwrite */
+    r = NULL;
+    CHECK(run(s, CHAT_STORE_MESSAGE_INSERT, message(b_id, ROOM1, ALICE, "x", NULL, 5003), &r) ==
+          CHAT_ECONFLICT);
+    CHECK(str(r, "field") && strcmp(str(r, "field"), "id") == 0);
+    json_decref(r);
+
+    /* a message for no room */
+    char lost_id[25];
+    chat__objectid(lost_id);
+    r = NULL;
+    CHECK(run(s, CHAT_STORE_MESSAGE_INSERT, message(lost_id, NO_ROOM, ALICE, "x", NULL, 1), &r) ==
+          CHAT_ENOTFOUND);
+    CHECK(r == NULL);
+
+    /* attachments, reactions, updatedAt and an embedded NUL round-trip */
+    char rich_id[25];
+    chat__objectid(rich_id);
+    json_t *rich = message(rich_id, ROOM1, CAROL, "", "c-rich", 5010);
+    json_object_set_new(rich, "content", json_stringn("a\0b", 3));
+    json_object_set_new(rich, "attachments", json_loads("[{\"url\":\"/f/1.png\",\"size\":12}]",
+                                                        0, NULL));
+    json_object_set_new(rich, "reactions",
+                        json_loads("{\"\xf0\x9f\x91\x8d\":[\"650000000000000000000a01\"]}", 0,
+                                   NULL));
+    json_object_set_new(rich, "updatedAt", json_integer(6000));
+    CHECK(run(s, CHAT_STORE_MESSAGE_INSERT, json_incref(rich), &r) == 0);
+    m = json_object_get(r, "message");
+    CHECK(json_equal(json_object_get(m, "attachments"), json_object_get(rich, "attachments")));
+    CHECK(json_equal(json_object_get(m, "reactions"), json_object_get(rich, "reactions")));
+    CHECK(json_string_length(json_object_get(m, "content")) == 3);
+    CHECK(num(m, "updatedAt") == 6000);
+    json_decref(r);
+    json_decref(rich);
+
+    /* malformed */
+    CHECK(run(s, CHAT_STORE_MESSAGE_INSERT, json_pack("{s:s}", "id", "x"), &r) == CHAT_EINVAL);
+    json_t *bad = message("z", ROOM1, ALICE, "x", NULL, 1);
+    json_object_set_new(bad, "attachments", json_string("nope"));
+    CHECK(run(s, CHAT_STORE_MESSAGE_INSERT, bad, &r) == CHAT_EINVAL);
+}
+
+/* Pages through a room; returns the number of messages seen and checks the order. */
+static int page_all(chat_store *s, const char *room_id, int limit, const int *expect_sizes,
+                    int npages)
+{
+    char before[25] = "";
+    json_t *seen = json_object();
+    json_int_t last_created = INT64_MAX;
+    char last_id[25] = "\x7f";
+    int total = 0;
+
+    for (int p = 0; p < npages + 1; p++) {
+        json_t *r = NULL;
+        int rc = run(s, CHAT_STORE_MESSAGES_PAGE, page_arg(room_id, *before ? before : NULL,
+                                                           limit),
+                     &r);
+        CHECK(rc == 0);
+        if (rc != 0) {
+            break;
+        }
+        json_t *msgs = json_object_get(r, "messages");
+        CHECK(p < npages && (int)json_array_size(msgs) == expect_sizes[p]);
+        size_t i;
+        json_t *m;
+        json_array_foreach(msgs, i, m) {
+            /* strictly older than the one before it: (createdAt, id) descending */
+            json_int_t c = num(m, "createdAt");
+            const char *id = str(m, "id");
+            CHECK(strcmp(str(m, "roomId"), room_id) == 0);
+            CHECK(c < last_created || (c == last_created && strcmp(id, last_id) < 0));
+            CHECK(json_object_get(seen, id) == NULL);
+            json_object_set_new(seen, id, json_true());
+            last_created = c;
+            snprintf(last_id, sizeof last_id, "%s", id);
+            total++;
+        }
+        json_t *next = json_object_get(r, "nextBefore");
+        if (json_is_null(next)) {
+            CHECK(p == npages - 1);
+            json_decref(r);
+            break;
+        }
+        CHECK(json_is_string(next) && strcmp(json_string_value(next), last_id) == 0);
+        snprintf(before, sizeof before, "%s", json_string_value(next));
+        json_decref(r);
+    }
+    json_decref(seen);
+    return total;
+}
+
+static void test_paging(chat_store *s)
+{
+    json_t *r = NULL;
+
+    /* 120 messages in ROOM3, three per millisecond so ids break the ties, interleaved with
+     * messages in ROOM4 that must not leak in */
+    for (int i = 0; i < 120; i++) {
+        char id[25];
+        char content[32];
+        chat__objectid(id);
+        snprintf(content, sizeof content, "m%d", i);
+        CHECK(run(s, CHAT_STORE_MESSAGE_INSERT, message(id, ROOM3, ALICE, content, NULL,
+                                                        10000 + i / 3),
+                  &r) == 0);
+        json_decref(r);
+        if (i % 10 == 0) {
+            chat__objectid(id);
+            CHECK(run(s, CHAT_STORE_MESSAGE_INSERT, message(id, ROOM4, ALICE, "other", NULL,
+                                                            10000 + i / 3),
+                      &r) == 0);
+            json_decref(r);
+        }
+    }
+    static const int sizes[] = {50, 50, 20};
+    CHECK(page_all(s, ROOM3, 50, sizes, 3) == 120);
+    static const int sizes_7[] = {7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 1};
+    CHECK(page_all(s, ROOM3, 7, sizes_7, 18) == 120);
+    /* exactly one full page: no next page */
+    static const int sizes_120[] = {120};
+    CHECK(page_all(s, ROOM3, 120, sizes_120, 1) == 120);
+    static const int sizes_12[] = {12};
+    CHECK(page_all(s, ROOM4, 50, sizes_12, 1) == 12);
+
+    /* newest first, and a page from the newest message excludes it */
+    CHECK(run(s, CHAT_STORE_MESSAGES_PAGE, page_arg(ROOM3, NULL, 1), &r) == 0);
+    json_t *newest = json_incref(json_array_get(json_object_get(r, "messages"), 0));
+    CHECK(str(newest, "content") && strcmp(str(newest, "content"), "m119") == 0);
+    json_decref(r);
+    CHECK(run(s, CHAT_STORE_MESSAGES_PAGE, page_arg(ROOM3, str(newest, "id"), 200), &r) == 0);
+    CHECK(json_array_size(json_object_get(r, "messages")) == 119);
+    CHECK(json_is_null(json_object_get(r, "nextBefore")));
+    json_decref(r);
+
+    /* before must be a message of this room */
+    r = NULL;
+    CHECK(run(s, CHAT_STORE_MESSAGES_PAGE, page_arg(ROOM4, str(newest, "id"), 10), &r) ==
+          CHAT_ENOTFOUND);
+    CHECK(run(s, CHAT_STORE_MESSAGES_PAGE, page_arg(ROOM3, "nope", 10), &r) == CHAT_ENOTFOUND);
+    CHECK(r == NULL);
+    json_decref(newest);
+
+    /* limits */
+    CHECK(run(s, CHAT_STORE_MESSAGES_PAGE, page_arg(ROOM3, NULL, 0), &r) == CHAT_EINVAL);
+    CHECK(run(s, CHAT_STORE_MESSAGES_PAGE, page_arg(ROOM3, NULL, -5), &r) == CHAT_EINVAL);
+    CHECK(run(s, CHAT_STORE_MESSAGES_PAGE, json_pack("{s:s}", "roomId", ROOM3), &r) == 0);
+    CHECK(json_array_size(json_object_get(r, "messages")) == 50); /* the default */
+    CHECK(json_is_string(json_object_get(r, "nextBefore")));
+    json_decref(r);
+    CHECK(run(s, CHAT_STORE_MESSAGES_PAGE, page_arg(EMPTY_ROOM, NULL, 50), &r) == 0);
+    CHECK(json_array_size(json_object_get(r, "messages")) == 0);
+    CHECK(json_is_null(json_object_get(r, "nextBefore")));
+    json_decref(r);
+
+    CHECK(run(s, CHAT_STORE_PING, NULL, &r) == 0);
+    CHECK(json_is_null(r));
+    json_decref(r);
+    CHECK(run(s, -1, NULL, &r) == CHAT_EINVAL);
+    CHECK(run(s, CHAT_STORE_NOPS, NULL, &r) == CHAT_EINVAL);
+}
+
+/* ---- chat__store_call on a real loop ---- */
+
+typedef struct call_stats {
+    int calls;
+    int ok;
+    int fresh;
+    int dups;
+    int notfound;
+    char dup_target[25];
+    int dup_mismatch;
+} call_stats;
+
+static call_stats cs;
+
+static void on_insert(int status, json_t *result, void *arg)
+{
+    (void)arg;
+    cs.calls++;
+    if (status == 0) {
+        cs.ok++;
+        if (json_is_true(json_object_get(result, "duplicate"))) {
+            cs.dups++;
+        } else {
+            cs.fresh++;
+        }
+    }
+    json_decref(result);
+}
+
+static void on_same_client_id(int status, json_t *result, void *arg)
+{
+    (void)arg;
+    cs.calls++;
+    const char *id = str(json_object_get(result, "message"), "id");
+    if (status == 0 && id) {
+        cs.ok++;
+        if (!*cs.dup_target) {
+            snprintf(cs.dup_target, sizeof cs.dup_target, "%s", id);
+        } else if (strcmp(cs.dup_target, id) != 0) {
+            cs.dup_mismatch++;
+        }
+        if (json_is_true(json_object_get(result, "duplicate"))) {
+            cs.dups++;
+        } else {
+            cs.fresh++;
+        }
+    }
+    json_decref(result);
+}
+
+static void on_expect_notfound(int status, json_t *result, void *arg)
+{
+    (void)arg;
+    cs.calls++;
+    cs.notfound += status == CHAT_ENOTFOUND;
+    json_decref(result);
+}
+
+static void test_calls(chat_store *s)
+{
+    json_t *r = NULL;
+
+    memset(&cs, 0, sizeof cs);
+    for (int i = 0; i < 200; i++) {
+        char id[25];
+        char client_id[16];
+        chat__objectid(id);
+        snprintf(client_id, sizeof client_id, "bulk-%d", i);
+        CHECK(chat__store_call(s, CHAT_STORE_MESSAGE_INSERT,
+                               message(id, EMPTY_ROOM, BOB, "bulk", client_id, 20000 + i),
+                               on_insert, NULL) == 0);
+    }
+    CHECK(chat__store_pending(s) == 200);
+    CHECK(uv_run(&loop, UV_RUN_DEFAULT) == 0);
+    CHECK(chat__store_pending(s) == 0);
+    CHECK(cs.calls == 200);
+    CHECK(cs.ok == 200);
+    CHECK(cs.fresh == 200);
+    CHECK(run(s, CHAT_STORE_MESSAGES_PAGE, page_arg(EMPTY_ROOM, NULL, 1000), &r) == 0);
+    CHECK(json_array_size(json_object_get(r, "messages")) == 200);
+    json_decref(r);
+
+    /* one clientMsgId sent 20 times at once: one row, every caller gets it */
+    memset(&cs, 0, sizeof cs);
+    for (int i = 0; i < 20; i++) {
+        char id[25];
+        chat__objectid(id);
+        CHECK(chat__store_call(s, CHAT_STORE_MESSAGE_INSERT,
+                               message(id, EMPTY_ROOM, CAROL, "once", "storm", 30000 + i),
+                               on_same_client_id, NULL) == 0);
+    }
+    CHECK(chat__store_call(s, CHAT_STORE_ROOM_GET, json_pack("{s:s}", "id", NO_ROOM),
+                           on_expect_notfound, NULL) == 0);
+    CHECK(uv_run(&loop, UV_RUN_DEFAULT) == 0);
+    CHECK(cs.calls == 21);
+    CHECK(cs.ok == 20);
+    CHECK(cs.fresh == 1);
+    CHECK(cs.dups == 19);
+    CHECK(cs.dup_mismatch == 0);
+    CHECK(cs.notfound == 1);
+    CHECK(run(s, CHAT_STORE_MESSAGES_PAGE, page_arg(EMPTY_ROOM, NULL, 1000), &r) == 0);
+    CHECK(json_array_size(json_object_get(r, "messages")) == 201);
+    json_decref(r);
+
+    /* refused calls never call back, and still take arg (ASan would see a leak) */
+    CHECK(chat__store_call(s, CHAT_STORE_NOPS, json_object(), on_insert, NULL) == CHAT_EINVAL);
+    CHECK(chat__store_call(s, CHAT_STORE_PING, json_object(), NULL, NULL) == CHAT_EINVAL);
+    CHECK(chat__store_call(NULL, CHAT_STORE_PING, json_object(), on_insert, NULL) ==
+          CHAT_EINVAL);
+    CHECK(chat__store_pending(s) == 0);
+}
+
+/* ---- close with callbacks still owed, then reopen ---- */
+
+static void test_close_pending(void)
+{
+    chat_store *s = NULL;
+    CHECK(chat__store_open(&s, &loop, sc_be, sc_target) == 0);
+    if (!s) {
+        return;
+    }
+    memset(&cs, 0, sizeof cs);
+    for (int i = 0; i < 10; i++) {
+        CHECK(chat__store_call(s, CHAT_STORE_ROOM_GET, json_pack("{s:s}", "id", NO_ROOM),
+                               on_expect_notfound, NULL) == 0);
+    }
+    chat__store_close(s); /* waits for the workers; the callbacks still run, once each */
+    CHECK(cs.calls == 0);
+    CHECK(uv_run(&loop, UV_RUN_DEFAULT) == 0);
+    CHECK(cs.calls == 10);
+    CHECK(cs.notfound == 10);
+}
+
+static void test_reopen(void)
+{
+    chat_store *s = NULL;
+    json_t *r = NULL;
+
+    CHECK(chat__store_open(&s, &loop, sc_be, sc_target) == 0);
+    if (!s) {
+        return;
+    }
+    CHECK(run(s, CHAT_STORE_USER_BY_LOGIN, json_pack("{s:s}", "login", "ALICE"), &r) == 0);
+    CHECK(num(r, "lastSeen") == 1700000000123);
+    json_decref(r);
+    CHECK(run(s, CHAT_STORE_ROOM_GET, json_pack("{s:s}", "id", ROOM1), &r) == 0);
+    CHECK(strcmp(members(r), "650000000000000000000a01,650000000000000000000c03,"
+                             "650000000000000000000b02") == 0);
+    CHECK(num(json_object_get(r, "settings"), "slow") == 5);
+    json_decref(r);
+    static const int sizes[] = {50, 50, 20};
+    CHECK(page_all(s, ROOM3, 50, sizes, 3) == 120);
+    /* the unique indexes survived too */
+    CHECK(run(s, CHAT_STORE_USER_CREATE,
+              json_pack("{s:s,s:s,s:s,s:s,s:I}", "id", "650000000000000000000d04", "email",
+                        "new@example.com", "username", "BOB", "passwordHash", "h", "createdAt",
+                        (json_int_t)1),
+              &r) == CHAT_ECONFLICT);
+    json_decref(r);
+    chat__store_close(s);
+}
+
+static void test_objectid(void)
+{
+    char a[25];
+    char b[25];
+    chat__objectid(a);
+    chat__objectid(b);
+    CHECK(strlen(a) == 24 && strspn(a, "0123456789abcdef") == 24);
+    CHECK(strcmp(a, b) != 0);
+    CHECK(memcmp(a + 8, b + 8, 10) == 0); /* same process: same random part */
+    int64_t now = chat__now_ms();
+    CHECK(now > 1600000000000 && now < 4102444800000);
+    unsigned long secs = strtoul((char[9]){a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7], 0},
+                                 NULL, 16);
+    CHECK(secs + 5 >= (unsigned long)(now / 1000) && secs <= (unsigned long)(now / 1000) + 1);
+}
+
+#endif
