@@ -14,6 +14,7 @@ int luaopen_chat_jwt(lua_State *L);
 int luaopen_chat_crypto(lua_State *L);
 int luaopen_chat_timer(lua_State *L);
 int luaopen_chat_log(lua_State *L);
+int luaopen_chat_redis(lua_State *L);
 int luaopen_chat_json(lua_State *L);
 
 static const char *const known_hooks[] = {
@@ -347,6 +348,7 @@ static const luaL_Reg submodules[] = {
     {"kv", luaopen_chat_kv},         {"store", luaopen_chat_store},
     {"jwt", luaopen_chat_jwt},       {"crypto", luaopen_chat_crypto},
     {"timer", luaopen_chat_timer},   {"log", luaopen_chat_log},
+    {"redis", luaopen_chat_redis},
     {"json", luaopen_chat_json},     {NULL, NULL},
 };
 

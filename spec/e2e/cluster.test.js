@@ -258,3 +258,27 @@ describe('readiness names the dependency that is down', () => {
         await h.waitFor(b, 'message:new', (m) => m.id === sent.message.id);
     });
 });
+
+describe('raw Redis commands for scripts', () => {
+    const scripts = fs.mkdtempSync(path.join(os.tmpdir(), 'chatd-redis-'));
+    fs.writeFileSync(path.join(scripts, 'counter.lua'), `
+local chat = require "chat"
+chat.hook("event/count", function(ev)
+    local key = "counter:" .. ev.user.id
+    local n = chat.redis("INCRBY", key, tostring(ev.args[1].by))
+    local _, refused = chat.redis("SUBSCRIBE", "anything")
+    return { n = n, stored = chat.redis("GET", key), refused = refused }
+end)
+`);
+    const srv = h.useServer({ scripts, env: { CHAT_REDIS_URL: REDIS || 'redis://127.0.0.1:1/0' } });
+
+    test('chat.redis runs commands on the configured Redis and refuses blocking ones', async () => {
+        assert.ok(REDIS, 'needs Redis: eval "$(tools/services.sh start)"');
+        const { token } = await srv.register();
+        const s = await srv.connect(token, { transports: ['websocket'] });
+        assert.deepEqual(await emitAck(s, 'count', { by: 5 }),
+            { n: 5, stored: '5', refused: 'that command is not allowed from scripts' });
+        const again = await emitAck(s, 'count', { by: 2 });
+        assert.equal(again.n, 7);
+    });
+});
