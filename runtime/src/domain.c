@@ -273,6 +273,8 @@ static json_t *public_user(json_t *user, int self)
 
 static int64_t now_ms(void) { return chat__now_ms(); }
 
+static void recent_key(char *out, size_t n, const char *room_id, const char *what);
+
 /* ---- local membership: which sockets on this node receive which room ---- */
 
 static chat_room_state *room_state_get(chat_runtime *rt, const char *room_id)
@@ -1139,6 +1141,9 @@ static void message_stored(int status, json_t *result, void *arg)
         char except[32];
         snprintf(except, sizeof except, "s:%s", c->k ? c->k->id : "-");
         c->rt->stats.messages_stored++;
+        char key[64];
+        recent_key(key, sizeof key, c->room_id, "version");
+        chat__kv_incr(c->rt->kv, key, 1, 0, NULL, NULL); /* the cached copy is now old */
         publish_room(c->rt, c->room_id, except, "message:new", message);
     }
     if (c->k) {
@@ -1882,8 +1887,98 @@ static void page_loaded(int status, json_t *page, void *arg)
     call_done(c, page);
 }
 
+/* ---- the recent-messages cache: messages:{roomId}:recent (TTL 1 h) ----
+ * The newest RECENT_N messages of a room serve GET /messages without `before`. The copy
+ * carries the room's version (messages:{roomId}:version, bumped by every stored message)
+ * read before the store was asked, so a copy older than the newest message is never used. */
+
+#define RECENT_N 100
+#define RECENT_TTL_MS (3600 * 1000)
+
+static void recent_key(char *out, size_t n, const char *room_id, const char *what)
+{
+    snprintf(out, n, "messages:%s:%s", room_id, what);
+}
+
+/* The first `limit` messages of a cached page, with the cursor for the rest. */
+static json_t *slice_page(json_t *page, int limit)
+{
+    json_t *all = json_object_get(page, "messages");
+    size_t n = json_array_size(all), take = (size_t)limit < n ? (size_t)limit : n;
+    json_t *messages = json_array();
+    for (size_t i = 0; i < take; i++) {
+        json_array_append(messages, json_array_get(all, i));
+    }
+    json_t *next = take < n ? json_object_get(json_array_get(all, take - 1), "id")
+                            : json_object_get(page, "nextBefore");
+    return json_pack("{s:o,s:O}", "messages", messages, "nextBefore", next ? next : json_null());
+}
+
+static int requested_limit(domain_call *c)
+{
+    return (int)json_integer_value(json_object_get(c->input, "limit"));
+}
+
+static void recent_loaded(int status, json_t *page, void *arg)
+{
+    domain_call *c = arg;
+    if (status) {
+        page_loaded(status, page, arg);
+        return;
+    }
+    char key[64];
+    recent_key(key, sizeof key, c->room_id, "recent");
+    json_t *copy = json_pack("{s:s,s:O}", "version", c->event, "page", page);
+    char *text = copy ? json_dumps(copy, JSON_COMPACT) : NULL;
+    if (text) {
+        chat__kv_set(c->rt->kv, key, text, RECENT_TTL_MS, NULL, NULL);
+    }
+    free(text);
+    json_decref(copy);
+    call_done(c, slice_page(page, requested_limit(c)));
+    json_decref(page);
+}
+
+static void recent_cached(int status, const char *value, int64_t number, void *arg)
+{
+    domain_call *c = arg;
+    (void)number;
+    json_t *copy = !status && value ? json_loads(value, 0, NULL) : NULL;
+    const char *version = json_string_value(json_object_get(copy, "version"));
+    if (version && strcmp(version, c->event) == 0) {
+        call_done(c, slice_page(json_object_get(copy, "page"), requested_limit(c)));
+        json_decref(copy);
+        return;
+    }
+    json_decref(copy);
+    store_call(c, CHAT_STORE_MESSAGES_PAGE,
+               json_pack("{s:s,s:n,s:i}", "roomId", c->room_id, "before", "limit", RECENT_N),
+               recent_loaded);
+}
+
+static void recent_version(int status, const char *value, int64_t number, void *arg)
+{
+    domain_call *c = arg;
+    (void)number;
+    if (status) { /* kv down: the store answers alone */
+        store_call(c, CHAT_STORE_MESSAGES_PAGE, json_incref(c->input), page_loaded);
+        return;
+    }
+    /* c->event is free on the REST door: it holds the version for the steps after */
+    snprintf(c->event, sizeof c->event, "%s", value ? value : "0");
+    char key[64];
+    recent_key(key, sizeof key, c->room_id, "recent");
+    chat__kv_get(c->rt->kv, key, recent_cached, c);
+}
+
 static void messages_member(domain_call *c)
 {
+    if (json_is_null(json_object_get(c->input, "before"))) {
+        char key[64];
+        recent_key(key, sizeof key, c->room_id, "version");
+        chat__kv_get(c->rt->kv, key, recent_version, c);
+        return;
+    }
     store_call(c, CHAT_STORE_MESSAGES_PAGE, json_incref(c->input), page_loaded);
 }
 

@@ -9,7 +9,7 @@ const crypto = require('node:crypto');
 const fs = require('node:fs');
 const os = require('node:os');
 const path = require('node:path');
-const { spawn } = require('node:child_process');
+const { spawn, spawnSync } = require('node:child_process');
 const { describe, before, after } = require('node:test');
 const h = require('./helpers');
 const { test, emitAck, assertAckOk } = h;
@@ -280,5 +280,32 @@ end)
             { n: 5, stored: '5', refused: 'that command is not allowed from scripts' });
         const again = await emitAck(s, 'count', { by: 2 });
         assert.equal(again.n, 7);
+    });
+
+    test('the newest messages are cached in Redis at messages:{roomId}:recent, never stale', async () => {
+        const { users, sockets: [a], room } = await h.roomWithMembers(srv, { transports: ['websocket'] }, 2);
+        const ids = [];
+        for (const text of ['one', 'two', 'three']) {
+            ids.push((await emitAck(a, 'message:send', { roomId: room.id, content: text })).message.id);
+        }
+        const page = async (q) => {
+            const res = await srv.http('GET', `/messages?roomId=${room.id}${q}`, undefined, users[1].token);
+            assert.equal(res.status, 200, JSON.stringify(res.body));
+            return res.body;
+        };
+        const first = await page('&limit=2');
+        assert.deepEqual(first.messages.map((m) => m.id), [ids[2], ids[1]]);
+        assert.equal(first.nextBefore, ids[1]);
+        const key = `messages:${room.id}:recent`;
+        const cached = spawnSync('redis-cli', ['-u', REDIS, 'GET', key], { encoding: 'utf8' });
+        assert.match(cached.stdout, new RegExp(ids[2]), 'the page is in Redis');
+        const ttl = Number(spawnSync('redis-cli', ['-u', REDIS, 'PTTL', key], { encoding: 'utf8' }).stdout);
+        assert.ok(ttl > 3500 * 1000 && ttl <= 3600 * 1000, `TTL about 1 h, got ${ttl} ms`);
+        // a served copy is never older than the newest message
+        ids.push((await emitAck(a, 'message:send', { roomId: room.id, content: 'four' })).message.id);
+        assert.deepEqual((await page('&limit=2')).messages.map((m) => m.id), [ids[3], ids[2]]);
+        const rest = await page(`&limit=50&before=${ids[2]}`);
+        assert.deepEqual(rest.messages.map((m) => m.id), [ids[1], ids[0]]);
+        assert.equal(rest.nextBefore, null);
     });
 });
