@@ -309,3 +309,58 @@ end)
         assert.equal(rest.nextBefore, null);
     });
 });
+
+describe('the store goes down and comes back', () => {
+    const FERRETDB = process.env.CHAT_TEST_FERRETDB_BIN;
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'chatd-ferret-'));
+    const port = 27100 + Math.floor(Math.random() * 800);
+    let ferret;
+    const startFerret = async () => {
+        ferret = spawn(FERRETDB, ['--handler=sqlite', `--sqlite-url=file:${dir}/`, `--state-dir=${dir}`,
+            `--listen-addr=127.0.0.1:${port}`, '--debug-addr=-', '--telemetry=disable',
+            '--log-level=warn'], { stdio: 'ignore' });
+        ferret.exited = new Promise((r) => ferret.on('exit', r));
+    };
+    const srv = h.useServer({
+        env: {
+            CHAT_MONGO_URI: `mongodb://127.0.0.1:${port}/chatd_down?serverSelectionTimeoutMS=1000`,
+        },
+    });
+    before(async () => {
+        assert.ok(FERRETDB, 'needs FerretDB: eval "$(tools/services.sh start)"');
+        await startFerret();
+        await waitUntil('chatd ready on its FerretDB', async () =>
+            (await srv.http('GET', '/readyz')).status === 200, 20000);
+    });
+    after(async () => {
+        if (ferret && ferret.exitCode === null) {
+            ferret.kill('SIGKILL');
+            await ferret.exited;
+        }
+    });
+
+    test('message:send answers unavailable, stores nothing, and works again after', async () => {
+        const { users, sockets: [a, b], room } = await h.roomWithMembers(srv, { transports: ['websocket'] }, 2);
+        const ok = await emitAck(a, 'message:send', { roomId: room.id, content: 'up', clientMsgId: 'up-1' });
+        assertAckOk(ok, 'send while the store is up');
+
+        ferret.kill('SIGKILL');
+        await ferret.exited;
+        const down = await emitAck(a, 'message:send', { roomId: room.id, content: 'down', clientMsgId: 'down-1' });
+        assert.equal(down.ok, false, JSON.stringify(down));
+        assert.equal(down.error.code, 'unavailable');
+        const ready = await srv.http('GET', '/readyz');
+        assert.equal(ready.status, 503);
+        assert.match(ready.body.error.message, /store/);
+
+        await startFerret();
+        await waitUntil('chatd ready again', async () =>
+            (await srv.http('GET', '/readyz')).status === 200, 20000);
+        // the client retries with the same clientMsgId: stored once, delivered once
+        const retry = await emitAck(a, 'message:send', { roomId: room.id, content: 'down', clientMsgId: 'down-1' });
+        assertAckOk(retry, 'the retry after the store came back');
+        await h.waitFor(b, 'message:new', (m) => m.id === retry.message.id);
+        const res = await srv.http('GET', `/messages?roomId=${room.id}&limit=10`, undefined, users[1].token);
+        assert.deepEqual(res.body.messages.map((m) => m.content), ['down', 'up']);
+    });
+});
