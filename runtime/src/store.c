@@ -268,3 +268,23 @@ int64_t chat__now_ms(void)
     clock_gettime(CLOCK_REALTIME, &ts);
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
+
+int chat__store_args(json_t *arg, const chat_store_field *fields, int n, json_t **vals)
+{
+    if (!json_is_object(arg) || n > CHAT_STORE_FIELDS_MAX) {
+        return CHAT_EINVAL;
+    }
+    for (int i = 0; i < n; i++) {
+        json_t *v = json_object_get(arg, fields[i].key);
+        if (!v || json_is_null(v)) {
+            if (!(fields[i].types & CHAT_F_OPT)) {
+                return CHAT_EINVAL;
+            }
+            v = NULL;
+        } else if (!(fields[i].types & (1u << json_typeof(v)))) {
+            return CHAT_EINVAL;
+        }
+        vals[i] = v;
+    }
+    return 0;
+}

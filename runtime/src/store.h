@@ -73,6 +73,26 @@ int chat__store_call(chat_store *s, int op, json_t *arg, chat_store_cb cb, void 
 /* Runs op synchronously on the calling thread (tests and start-up only). */
 int chat__store_exec(chat_store *s, int op, json_t *arg, json_t **result);
 
+/* Argument checks shared by the backends: an op's fields in order, each with the JSON types
+ * it may have (CHAT_F_OPT: may be missing or null). */
+enum {
+    CHAT_F_STR = 1u << JSON_STRING,
+    CHAT_F_INT = 1u << JSON_INTEGER,
+    CHAT_F_OBJ = 1u << JSON_OBJECT,
+    CHAT_F_ARR = 1u << JSON_ARRAY,
+    CHAT_F_OPT = 1u << 16,
+};
+#define CHAT_STORE_FIELDS_MAX 12
+
+typedef struct chat_store_field {
+    const char *key;
+    unsigned types;
+} chat_store_field;
+
+/* Fills vals (borrowed; NULL for a missing optional field) from arg in the order of fields.
+ * CHAT_EINVAL when arg is not an object or a field is missing or of another type. */
+int chat__store_args(json_t *arg, const chat_store_field *fields, int n, json_t **vals);
+
 /* A new ObjectId: 24 lowercase hex (4-byte seconds, 5 random bytes, 3-byte counter).
  * Thread-safe. */
 void chat__objectid(char out[25]);

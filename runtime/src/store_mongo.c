@@ -45,7 +45,6 @@
 #define MG_DEFAULT_DB "chatd"
 #define MG_PAGE_DEFAULT 50
 #define MG_PAGE_MAX 1000
-#define MG_MAX_FIELDS 12
 #define MG_MAX_DEPTH 64      /* JSON nesting accepted in attachments, reactions, settings */
 #define MG_ROOM_CACHE 65536  /* known room ids kept before the cache starts over */
 #define MG_WTIMEOUT_MS 10000 /* majority not reached in time: unavailable */
@@ -293,78 +292,45 @@ static json_t *mg_value_json(const bson_iter_t *it, int depth)
     }
 }
 
-/* ---- arguments (the same checks as store_sqlite.c) ---- */
-
-enum {
-    F_STR = 1u << JSON_STRING,
-    F_INT = 1u << JSON_INTEGER,
-    F_OBJ = 1u << JSON_OBJECT,
-    F_ARR = 1u << JSON_ARRAY,
-    F_OPT = 1u << 16, /* may be missing or null */
-};
-
-typedef struct mg_field {
-    const char *key;
-    unsigned types;
-} mg_field;
+/* ---- arguments: each op's fields (checked by chat__store_args, as in SQLite) ---- */
 
 #define NFIELDS(f) ((int)(sizeof(f) / sizeof((f)[0])))
 
-static int mg_args(json_t *arg, const mg_field *fields, int n, json_t **vals)
-{
-    if (!json_is_object(arg) || n > MG_MAX_FIELDS) {
-        return CHAT_EINVAL;
-    }
-    for (int i = 0; i < n; i++) {
-        json_t *v = json_object_get(arg, fields[i].key);
-        if (!v || json_is_null(v)) {
-            if (!(fields[i].types & F_OPT)) {
-                return CHAT_EINVAL;
-            }
-            v = NULL;
-        } else if (!(fields[i].types & (1u << json_typeof(v)))) {
-            return CHAT_EINVAL;
-        }
-        vals[i] = v;
-    }
-    return 0;
-}
-
-static const mg_field f_id[] = {{"id", F_STR}};
-static const mg_field f_login[] = {{"login", F_STR}};
-static const mg_field f_user_id[] = {{"userId", F_STR}};
-static const mg_field f_member[] = {{"roomId", F_STR}, {"userId", F_STR}};
+static const chat_store_field f_id[] = {{"id", CHAT_F_STR}};
+static const chat_store_field f_login[] = {{"login", CHAT_F_STR}};
+static const chat_store_field f_user_id[] = {{"userId", CHAT_F_STR}};
+static const chat_store_field f_member[] = {{"roomId", CHAT_F_STR}, {"userId", CHAT_F_STR}};
 enum { U_ID, U_EMAIL, U_USERNAME, U_HASH, U_STATUS, U_AVATAR, U_CREATED };
-static const mg_field f_user_create[] = {
-    {"id", F_STR},           {"email", F_STR},          {"username", F_STR},
-    {"passwordHash", F_STR}, {"status", F_STR | F_OPT}, {"avatar", F_STR | F_OPT},
-    {"createdAt", F_INT},
+static const chat_store_field f_user_create[] = {
+    {"id", CHAT_F_STR},           {"email", CHAT_F_STR},          {"username", CHAT_F_STR},
+    {"passwordHash", CHAT_F_STR}, {"status", CHAT_F_STR | CHAT_F_OPT}, {"avatar", CHAT_F_STR | CHAT_F_OPT},
+    {"createdAt", CHAT_F_INT},
 };
-static const mg_field f_user_seen[] = {
-    {"id", F_STR}, {"lastSeen", F_INT | F_OPT}, {"status", F_STR | F_OPT}};
+static const chat_store_field f_user_seen[] = {
+    {"id", CHAT_F_STR}, {"lastSeen", CHAT_F_INT | CHAT_F_OPT}, {"status", CHAT_F_STR | CHAT_F_OPT}};
 enum { R_ID, R_NAME, R_TYPE, R_ADMIN, R_SETTINGS, R_CREATED };
-static const mg_field f_room_create[] = {
-    {"id", F_STR},
-    {"name", F_STR | F_OPT},
-    {"type", F_STR},
-    {"admin", F_STR | F_OPT},
-    {"settings", F_OBJ | F_OPT},
-    {"createdAt", F_INT},
+static const chat_store_field f_room_create[] = {
+    {"id", CHAT_F_STR},
+    {"name", CHAT_F_STR | CHAT_F_OPT},
+    {"type", CHAT_F_STR},
+    {"admin", CHAT_F_STR | CHAT_F_OPT},
+    {"settings", CHAT_F_OBJ | CHAT_F_OPT},
+    {"createdAt", CHAT_F_INT},
 };
 enum { M_ID, M_ROOM, M_SENDER, M_CONTENT, M_ATT, M_REACT, M_CLIENT, M_CREATED, M_UPDATED };
-static const mg_field f_message[] = {
-    {"id", F_STR},
-    {"roomId", F_STR},
-    {"senderId", F_STR},
-    {"content", F_STR},
-    {"attachments", F_ARR | F_OPT},
-    {"reactions", F_OBJ | F_OPT},
-    {"clientMsgId", F_STR | F_OPT},
-    {"createdAt", F_INT},
-    {"updatedAt", F_INT | F_OPT},
+static const chat_store_field f_message[] = {
+    {"id", CHAT_F_STR},
+    {"roomId", CHAT_F_STR},
+    {"senderId", CHAT_F_STR},
+    {"content", CHAT_F_STR},
+    {"attachments", CHAT_F_ARR | CHAT_F_OPT},
+    {"reactions", CHAT_F_OBJ | CHAT_F_OPT},
+    {"clientMsgId", CHAT_F_STR | CHAT_F_OPT},
+    {"createdAt", CHAT_F_INT},
+    {"updatedAt", CHAT_F_INT | CHAT_F_OPT},
 };
-static const mg_field f_page[] = {
-    {"roomId", F_STR}, {"before", F_STR | F_OPT}, {"limit", F_INT | F_OPT}};
+static const chat_store_field f_page[] = {
+    {"roomId", CHAT_F_STR}, {"before", CHAT_F_STR | CHAT_F_OPT}, {"limit", CHAT_F_INT | CHAT_F_OPT}};
 
 /* ---- documents -> objects: each object's members in order, from which field ---- */
 
@@ -611,11 +577,11 @@ static const char *mg_user_conflict(mg_call *c, json_t *const *v, const char *em
 
 static int op_user_create(mg_call *c, json_t *arg, json_t **result)
 {
-    json_t *v[MG_MAX_FIELDS];
+    json_t *v[CHAT_STORE_FIELDS_MAX];
     bson_t doc = BSON_INITIALIZER;
     char *email_lower = NULL;
     char *username_lower = NULL;
-    int err = mg_args(arg, f_user_create, NFIELDS(f_user_create), v);
+    int err = chat__store_args(arg, f_user_create, NFIELDS(f_user_create), v);
 
     if (err) {
         goto done;
@@ -658,7 +624,7 @@ done:
 static int op_user_by_login(mg_call *c, json_t *arg, json_t **result)
 {
     json_t *v[1];
-    int err = mg_args(arg, f_login, 1, v);
+    int err = chat__store_args(arg, f_login, 1, v);
     if (err) {
         return err;
     }
@@ -682,14 +648,14 @@ static int op_user_by_login(mg_call *c, json_t *arg, json_t **result)
 static int op_user_get(mg_call *c, json_t *arg, json_t **result)
 {
     json_t *v[1];
-    int err = mg_args(arg, f_id, 1, v);
+    int err = chat__store_args(arg, f_id, 1, v);
     return err ? err : mg_find_by_id(c, "users", v[0], user_cols, NFIELDS(user_cols), result);
 }
 
 static int op_user_set_seen(mg_call *c, json_t *arg, json_t **result)
 {
     json_t *v[3];
-    int err = mg_args(arg, f_user_seen, 3, v);
+    int err = chat__store_args(arg, f_user_seen, 3, v);
     if (err) {
         return err;
     }
@@ -728,13 +694,13 @@ static int op_user_set_seen(mg_call *c, json_t *arg, json_t **result)
 
 static int op_room_create(mg_call *c, json_t *arg, json_t **result)
 {
-    json_t *v[MG_MAX_FIELDS];
+    json_t *v[CHAT_STORE_FIELDS_MAX];
     json_t *members = json_object_get(arg, "participants");
     json_t *unique = NULL;
     bson_t doc = BSON_INITIALIZER;
     size_t i;
     json_t *uid;
-    int err = mg_args(arg, f_room_create, NFIELDS(f_room_create), v);
+    int err = chat__store_args(arg, f_room_create, NFIELDS(f_room_create), v);
 
     if (err || (members && !json_is_array(members) && !json_is_null(members))) {
         err = CHAT_EINVAL;
@@ -792,7 +758,7 @@ done:
 static int op_room_get(mg_call *c, json_t *arg, json_t **result)
 {
     json_t *v[1];
-    int err = mg_args(arg, f_id, 1, v);
+    int err = chat__store_args(arg, f_id, 1, v);
     return err ? err : mg_find_by_id(c, "rooms", v[0], room_cols, NFIELDS(room_cols), result);
 }
 
@@ -801,7 +767,7 @@ static int op_room_get(mg_call *c, json_t *arg, json_t **result)
 static int mg_change_member(mg_call *c, json_t *arg, int add, json_t **result)
 {
     json_t *v[2];
-    int err = mg_args(arg, f_member, 2, v);
+    int err = chat__store_args(arg, f_member, 2, v);
     if (err) {
         return err;
     }
@@ -880,7 +846,7 @@ static int mg_find_all(mg_call *c, const char *coll_name, const bson_t *filter, 
 static int op_rooms_for_user(mg_call *c, json_t *arg, json_t **result)
 {
     json_t *v[1];
-    int err = mg_args(arg, f_user_id, 1, v);
+    int err = chat__store_args(arg, f_user_id, 1, v);
     if (err) {
         return err;
     }
@@ -937,13 +903,13 @@ static int mg_message_by_client_key(mg_call *c, json_t *sender, const char *key,
 
 static int op_message_insert(mg_call *c, json_t *arg, json_t **result)
 {
-    json_t *v[MG_MAX_FIELDS];
+    json_t *v[CHAT_STORE_FIELDS_MAX];
     json_t *msg = NULL;
     bson_t doc = BSON_INITIALIZER;
     char *key = NULL;
     size_t keylen = 0;
     int duplicate = 0;
-    int err = mg_args(arg, f_message, NFIELDS(f_message), v);
+    int err = chat__store_args(arg, f_message, NFIELDS(f_message), v);
 
     if (err) {
         goto done;
@@ -1013,7 +979,7 @@ static int op_messages_page(mg_call *c, json_t *arg, json_t **result)
     json_t *v[3];
     json_t *msgs = NULL;
     json_t *pos = NULL;
-    int err = mg_args(arg, f_page, 3, v);
+    int err = chat__store_args(arg, f_page, 3, v);
     bson_t filter = BSON_INITIALIZER;
     bson_t opts = BSON_INITIALIZER;
 

@@ -23,7 +23,6 @@
 #define SQ_BUSY_TIMEOUT_MS 5000
 #define SQ_PAGE_DEFAULT 50
 #define SQ_PAGE_MAX 1000
-#define SQ_MAX_FIELDS 12
 
 /* Mirrors the seed's MongoDB collections and indexes. Emails and usernames are unique
  * case-insensitively (NOCASE folds ASCII only). JSON members are stored as JSON text. */
@@ -287,72 +286,38 @@ static int sq_bind(sq_store *st, sqlite3_stmt *stmt, json_t *const *vals, int n)
     return rc == SQLITE_OK ? 0 : sq_error(st, rc, sqlite3_sql(stmt));
 }
 
-/* ---- arguments: each op's fields, checked and in bind order ---- */
-
-enum {
-    F_STR = 1u << JSON_STRING,
-    F_INT = 1u << JSON_INTEGER,
-    F_OBJ = 1u << JSON_OBJECT,
-    F_ARR = 1u << JSON_ARRAY,
-    F_OPT = 1u << 16, /* may be missing or null: binds NULL */
-};
-
-typedef struct sq_field {
-    const char *key;
-    unsigned types;
-} sq_field;
+/* ---- arguments: each op's fields, in bind order (checked by chat__store_args) ---- */
 
 #define NFIELDS(f) ((int)(sizeof(f) / sizeof((f)[0])))
 
-/* Fills vals from arg in the order of fields; CHAT_EINVAL on a missing or mistyped one. */
-static int sq_args(json_t *arg, const sq_field *fields, int n, json_t **vals)
-{
-    if (!json_is_object(arg) || n > SQ_MAX_FIELDS) {
-        return CHAT_EINVAL;
-    }
-    for (int i = 0; i < n; i++) {
-        json_t *v = json_object_get(arg, fields[i].key);
-        if (!v || json_is_null(v)) {
-            if (!(fields[i].types & F_OPT)) {
-                return CHAT_EINVAL;
-            }
-            v = NULL;
-        } else if (!(fields[i].types & (1u << json_typeof(v)))) {
-            return CHAT_EINVAL;
-        }
-        vals[i] = v;
-    }
-    return 0;
-}
-
-static const sq_field f_id[] = {{"id", F_STR}};
-static const sq_field f_login[] = {{"login", F_STR}};
-static const sq_field f_user_id[] = {{"userId", F_STR}};
-static const sq_field f_member[] = {{"roomId", F_STR}, {"userId", F_STR}};
-static const sq_field f_user_create[] = {
-    {"id", F_STR},       {"email", F_STR},           {"username", F_STR},
-    {"passwordHash", F_STR}, {"status", F_STR | F_OPT}, {"avatar", F_STR | F_OPT},
-    {"createdAt", F_INT},
+static const chat_store_field f_id[] = {{"id", CHAT_F_STR}};
+static const chat_store_field f_login[] = {{"login", CHAT_F_STR}};
+static const chat_store_field f_user_id[] = {{"userId", CHAT_F_STR}};
+static const chat_store_field f_member[] = {{"roomId", CHAT_F_STR}, {"userId", CHAT_F_STR}};
+static const chat_store_field f_user_create[] = {
+    {"id", CHAT_F_STR},       {"email", CHAT_F_STR},           {"username", CHAT_F_STR},
+    {"passwordHash", CHAT_F_STR}, {"status", CHAT_F_STR | CHAT_F_OPT}, {"avatar", CHAT_F_STR | CHAT_F_OPT},
+    {"createdAt", CHAT_F_INT},
 };
-static const sq_field f_user_seen[] = {
-    {"id", F_STR}, {"lastSeen", F_INT | F_OPT}, {"status", F_STR | F_OPT}};
-static const sq_field f_room_create[] = {
-    {"id", F_STR},    {"name", F_STR | F_OPT},     {"type", F_STR},
-    {"admin", F_STR | F_OPT}, {"settings", F_OBJ | F_OPT}, {"createdAt", F_INT},
+static const chat_store_field f_user_seen[] = {
+    {"id", CHAT_F_STR}, {"lastSeen", CHAT_F_INT | CHAT_F_OPT}, {"status", CHAT_F_STR | CHAT_F_OPT}};
+static const chat_store_field f_room_create[] = {
+    {"id", CHAT_F_STR},    {"name", CHAT_F_STR | CHAT_F_OPT},     {"type", CHAT_F_STR},
+    {"admin", CHAT_F_STR | CHAT_F_OPT}, {"settings", CHAT_F_OBJ | CHAT_F_OPT}, {"createdAt", CHAT_F_INT},
 };
-static const sq_field f_message[] = {
-    {"id", F_STR},
-    {"roomId", F_STR},
-    {"senderId", F_STR},
-    {"content", F_STR},
-    {"attachments", F_ARR | F_OPT},
-    {"reactions", F_OBJ | F_OPT},
-    {"clientMsgId", F_STR | F_OPT},
-    {"createdAt", F_INT},
-    {"updatedAt", F_INT | F_OPT},
+static const chat_store_field f_message[] = {
+    {"id", CHAT_F_STR},
+    {"roomId", CHAT_F_STR},
+    {"senderId", CHAT_F_STR},
+    {"content", CHAT_F_STR},
+    {"attachments", CHAT_F_ARR | CHAT_F_OPT},
+    {"reactions", CHAT_F_OBJ | CHAT_F_OPT},
+    {"clientMsgId", CHAT_F_STR | CHAT_F_OPT},
+    {"createdAt", CHAT_F_INT},
+    {"updatedAt", CHAT_F_INT | CHAT_F_OPT},
 };
-static const sq_field f_page[] = {
-    {"roomId", F_STR}, {"before", F_STR | F_OPT}, {"limit", F_INT | F_OPT}};
+static const chat_store_field f_page[] = {
+    {"roomId", CHAT_F_STR}, {"before", CHAT_F_STR | CHAT_F_OPT}, {"limit", CHAT_F_INT | CHAT_F_OPT}};
 
 /* ---- rows: each object's members in column order ---- */
 
@@ -499,8 +464,8 @@ static int sq_get(sq_store *st, int sid, json_t *const *vals, int nvals, const s
 
 static int op_user_create(sq_store *st, json_t *arg, json_t **result)
 {
-    json_t *v[SQ_MAX_FIELDS];
-    int err = sq_args(arg, f_user_create, NFIELDS(f_user_create), v);
+    json_t *v[CHAT_STORE_FIELDS_MAX];
+    int err = chat__store_args(arg, f_user_create, NFIELDS(f_user_create), v);
     if (err) {
         return err;
     }
@@ -518,7 +483,7 @@ static int op_user_create(sq_store *st, json_t *arg, json_t **result)
 static int op_user_by_login(sq_store *st, json_t *arg, json_t **result)
 {
     json_t *v[1];
-    int err = sq_args(arg, f_login, 1, v);
+    int err = chat__store_args(arg, f_login, 1, v);
     if (err) {
         return err;
     }
@@ -528,7 +493,7 @@ static int op_user_by_login(sq_store *st, json_t *arg, json_t **result)
 static int op_user_get(sq_store *st, json_t *arg, json_t **result)
 {
     json_t *v[1];
-    int err = sq_args(arg, f_id, 1, v);
+    int err = chat__store_args(arg, f_id, 1, v);
     if (err) {
         return err;
     }
@@ -538,7 +503,7 @@ static int op_user_get(sq_store *st, json_t *arg, json_t **result)
 static int op_user_set_seen(sq_store *st, json_t *arg, json_t **result)
 {
     json_t *v[3];
-    int err = sq_args(arg, f_user_seen, 3, v);
+    int err = chat__store_args(arg, f_user_seen, 3, v);
     if (err) {
         return err;
     }
@@ -573,8 +538,8 @@ static int sq_add_member(sq_store *st, json_t *room_id, json_t *user_id, int64_t
 
 static int op_room_create(sq_store *st, json_t *arg, json_t **result)
 {
-    json_t *v[SQ_MAX_FIELDS];
-    int err = sq_args(arg, f_room_create, NFIELDS(f_room_create), v);
+    json_t *v[CHAT_STORE_FIELDS_MAX];
+    int err = chat__store_args(arg, f_room_create, NFIELDS(f_room_create), v);
     json_t *members = json_object_get(arg, "participants");
     size_t i;
     json_t *uid;
@@ -612,7 +577,7 @@ static int op_room_create(sq_store *st, json_t *arg, json_t **result)
 static int op_room_get(sq_store *st, json_t *arg, json_t **result)
 {
     json_t *v[1];
-    int err = sq_args(arg, f_id, 1, v);
+    int err = chat__store_args(arg, f_id, 1, v);
     if (err) {
         return err;
     }
@@ -624,7 +589,7 @@ static int sq_change_member(sq_store *st, json_t *arg, int add, json_t **result)
 {
     json_t *v[2];
     json_t *room = NULL;
-    int err = sq_args(arg, f_member, 2, v);
+    int err = chat__store_args(arg, f_member, 2, v);
 
     if (err) {
         goto fail;
@@ -673,7 +638,7 @@ static int op_rooms_for_user(sq_store *st, json_t *arg, json_t **result)
 {
     json_t *v[1];
     json_t *rooms = NULL;
-    int err = sq_args(arg, f_user_id, 1, v);
+    int err = chat__store_args(arg, f_user_id, 1, v);
     int rc;
 
     if (err) {
@@ -712,11 +677,11 @@ fail:
 static int op_message_insert(sq_store *st, json_t *arg, json_t **result)
 {
     enum { M_ID, M_ROOM, M_SENDER, M_CONTENT, M_ATT, M_REACT, M_CLIENT, M_CREATED, M_UPDATED };
-    json_t *v[SQ_MAX_FIELDS];
+    json_t *v[CHAT_STORE_FIELDS_MAX];
     json_t *msg = NULL;
     json_t *out = NULL;
     int duplicate = 0;
-    int err = sq_args(arg, f_message, NFIELDS(f_message), v);
+    int err = chat__store_args(arg, f_message, NFIELDS(f_message), v);
 
     if (err || (err = sq_run(st, SQ_BEGIN))) {
         goto fail;
@@ -766,7 +731,7 @@ static int op_messages_page(sq_store *st, json_t *arg, json_t **result)
     json_t *msgs = NULL;
     json_t *before = NULL; /* the position (created_at, id) of the before message */
     json_t *out = NULL;
-    int err = sq_args(arg, f_page, 3, v);
+    int err = chat__store_args(arg, f_page, 3, v);
     int rc;
     sqlite3_stmt *stmt;
 
