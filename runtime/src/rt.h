@@ -168,6 +168,8 @@ chat_runtime *chat__session_rt(chat_session *s);
 void chat__session_send(chat_session *s, chat_frame *f);
 void chat__session_close(chat_session *s, const char *reason);
 const char *chat__session_peer(chat_session *s);
+/* 20 random base64url characters and a NUL: session and socket ids. */
+void chat__random_id(char out[21]);
 void chat__sessions_close_all(chat_runtime *rt);
 
 /* ---- Socket.IO sockets (sock.c) ---- */

@@ -227,17 +227,22 @@ static void heartbeat_cb(uv_timer_t *t)
 
 /* "<node id>.<20 random characters>": a load balancer can send every request of a session
  * to the node that holds it by looking at the sid alone (deploy/nginx.conf does). */
-static void make_sid(chat_runtime *rt, char out[CHAT_SID_MAX])
+void chat__random_id(char out[21])
 {
     static const char abc[] =
         "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
     uint8_t r[20];
     uv_random(NULL, NULL, r, sizeof r, 0, NULL);
-    int n = snprintf(out, CHAT_SID_MAX, "%s.", rt->node_id);
     for (int i = 0; i < 20; i++) {
-        out[n + i] = abc[r[i] & 63];
+        out[i] = abc[r[i] & 63];
     }
-    out[n + 20] = '\0';
+    out[20] = '\0';
+}
+
+static void make_sid(chat_runtime *rt, char out[CHAT_SID_MAX])
+{
+    int n = snprintf(out, CHAT_SID_MAX, "%s.", rt->node_id);
+    chat__random_id(out + n);
 }
 
 static chat_session *session_new(chat_runtime *rt, int transport, const char *peer)

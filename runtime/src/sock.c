@@ -235,18 +235,6 @@ void chat__sock_refuse(chat_sock *k, const char *message)
     }
 }
 
-static void make_socket_id(char out[24])
-{
-    static const char abc[] =
-        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-    uint8_t r[20];
-    uv_random(NULL, NULL, r, sizeof r, 0, NULL);
-    for (int i = 0; i < 20; i++) {
-        out[i] = abc[r[i] & 63];
-    }
-    out[20] = '\0';
-}
-
 static int on_connect(chat_session *s, sio_packet *p)
 {
     chat_runtime *rt = chat__session_rt(s);
@@ -284,7 +272,7 @@ static int on_connect(chat_session *s, sio_packet *p)
     k->refs = 1; /* the session's */
     snprintf(k->nsp, sizeof k->nsp, "%s", p->nsp);
     do {
-        make_socket_id(k->id);
+        chat__random_id(k->id);
     } while (chat__map_get(&rt->socks, k->id));
     if (chat__map_put(&rt->socks, k->id, k)) {
         free(k);
