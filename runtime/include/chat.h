@@ -1,7 +1,15 @@
 /* chat.h: the one public header of libchatrt, the chatd runtime.
  *
+ * Build against it with `pkg-config --cflags --libs chatrt` or CMake's
+ * `find_package(chatrt)` + `target_link_libraries(app chatrt::chatrt)`; examples/embed.c is
+ * a complete host program.
+ *
  * Threads: every function here is called from the thread that runs the runtime's
- * uv loop unless it says otherwise.
+ * uv loop unless it says otherwise. The chat_config_* functions touch only the config
+ * passed to them and may be called from any thread.
+ *
+ * Ownership: the caller owns what it passes in (the runtime copies what it keeps) and the
+ * library owns what it returns, unless a declaration says otherwise.
  */
 #ifndef CHAT_H
 #define CHAT_H
@@ -75,8 +83,12 @@ typedef struct chat_config {
 CHAT_API int chat_config_init(chat_config *cfg);
 CHAT_API void chat_config_free(chat_config *cfg);
 /* Sets one option by its documented name ("listen", "ping_interval_ms", ...).
- * Returns CHAT_EINVAL for an unknown name or a bad value. */
+ * Returns CHAT_EINVAL for an unknown name or a bad value (chat_config_expect says why). */
 CHAT_API int chat_config_set(chat_config *cfg, const char *name, const char *value);
+/* Writes what option name accepts into buf, for people: "an integer from 4 to 31",
+ * "host:port", "debug, info, warn or error" or "a string". Returns CHAT_EINVAL (and "")
+ * for an unknown name. */
+CHAT_API int chat_config_expect(const char *name, char *buf, size_t len);
 /* Applies every CHAT_<NAME> environment variable that is set. On failure stores the
  * name of the offending variable in *bad (static storage) and returns CHAT_EINVAL. */
 CHAT_API int chat_config_from_env(chat_config *cfg, const char **bad);
@@ -85,16 +97,41 @@ CHAT_API void chat_config_describe(void (*fn)(const char *name, const char *env,
                                               const char *def, const char *help, void *arg),
                                    void *arg);
 
+/* ---- Log ------------------------------------------------------------------------
+ * One JSON object per event, e.g.
+ *   {"ts":1700000000000,"level":"warn","event":"scripts_dir_missing","msg":"...","path":"..."}
+ * By default each goes to stderr as one line. The sink and level are process-wide (the log
+ * is shared by every runtime in the process). */
+typedef enum chat_log_level {
+    CHAT_LOG_DEBUG,
+    CHAT_LOG_INFO,
+    CHAT_LOG_WARN,
+    CHAT_LOG_ERROR
+} chat_log_level;
+
+/* Receives each line that passes the level (json: the object, without a newline, borrowed
+ * for the call). Called from any thread (store workers log too), possibly concurrently:
+ * the sink must be thread-safe and must not call back into the runtime. */
+typedef void (*chat_log_fn)(void *arg, chat_log_level level, const char *event,
+                            const char *json);
+
+/* Sends the log to fn(arg, ...) instead of stderr; fn NULL restores stderr. Set it before
+ * chat_runtime_new, and keep arg alive until the last runtime is closed. */
+CHAT_API void chat_log_set_sink(chat_log_fn fn, void *arg);
+/* The least level logged ("debug", "info", "warn", "error"); the log_level option sets it
+ * too. Returns CHAT_EINVAL for another name. */
+CHAT_API int chat_log_set_level(const char *name);
+
 /* ---- Runtime ---------------------------------------------------------------- */
 typedef struct chat_runtime chat_runtime;
 
-/* Creates a runtime bound to loop (borrowed; NULL makes and owns one). Copies cfg.
- * Opens the store and listens; returns a CHAT_E* code on failure. */
+/* Creates a runtime bound to loop (borrowed: the host runs it and closes it after the
+ * runtime's close callback; NULL makes one the runtime owns). Copies cfg. Opens the store,
+ * loads the scripts and listens; returns a CHAT_E* code on failure (the log says why).
+ * A scripts_dir or lua_dir left at its default ("scripts", "lua") is looked up in the
+ * working directory, then in the installed data directory (<prefix>/share/chatd); a folder
+ * that is missing is logged as a warning naming the path, and the runtime serves without it. */
 CHAT_API int chat_runtime_new(chat_runtime **out, uv_loop_t *loop, const chat_config *cfg);
-/* Runs a Lua file with the real bindings (store, kv, json, jwt, crypto, timers), outside the
- * sandbox and without listening: for specs and tools (`chatd --run file.lua args...`).
- * Returns 0 when the file ran to the end without an error. */
-CHAT_API int chat_run_lua(const chat_config *cfg, const char *path, int argc, char **argv);
 /* The loop the runtime runs on. */
 CHAT_API uv_loop_t *chat_runtime_loop(chat_runtime *rt);
 /* Runs the loop until chat_runtime_stop has finished; for runtimes that own their loop. */
@@ -102,11 +139,21 @@ CHAT_API int chat_runtime_run(chat_runtime *rt);
 /* Reloads the scripts (as on SIGHUP): a new Lua state replaces the old one only if every
  * file loads. On failure err holds "file:line: message" and the old scripts keep serving. */
 CHAT_API int chat_runtime_reload(chat_runtime *rt, char *err, size_t errlen);
-/* Graceful stop: closes listeners and connections, waits for pending store work.
+/* Graceful stop: closes listeners and connections; pending store work still finishes.
  * Safe to call from a signal watcher on the loop. */
 CHAT_API void chat_runtime_stop(chat_runtime *rt);
-/* Frees a stopped runtime (NULL-safe). On a borrowed loop, run the loop after
- * chat_runtime_stop until it has no more work before calling this. */
+
+typedef void (*chat_close_cb)(chat_runtime *rt, void *arg);
+/* Stops the runtime (as chat_runtime_stop) and releases everything it holds on the loop,
+ * libuv style: keep running the loop; cb(rt, arg) runs on the loop once the last of the
+ * runtime's handles has closed and its pending store work has finished. After cb returns rt
+ * is freed; cb may be NULL. From then on the runtime holds nothing on the loop, so a host
+ * whose own handles are closed sees uv_run return and uv_loop_close succeed. Call it once;
+ * do not call chat_runtime_free afterwards. Works on borrowed and owned loops. */
+CHAT_API void chat_runtime_close(chat_runtime *rt, chat_close_cb cb, void *arg);
+/* For a runtime that owns its loop (chat_runtime_new with loop NULL), after
+ * chat_runtime_run has returned: closes it, runs the loop to the end and frees everything,
+ * loop included (NULL-safe). Hosts with their own loop use chat_runtime_close instead. */
 CHAT_API void chat_runtime_free(chat_runtime *rt);
 
 #endif

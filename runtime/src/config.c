@@ -125,7 +125,7 @@ int chat_config_set(chat_config *cfg, const char *name, const char *value)
         if (strcmp(options[i].name, name) == 0) {
             int rc = set_option(cfg, &options[i], value);
             if (rc == 0 && strcmp(name, "log_level") == 0) {
-                rc = chat__log_set_level(value);
+                rc = chat_log_set_level(value);
             }
             if (rc == 0 && strcmp(name, "listen") == 0) {
                 char host[128];
@@ -134,6 +134,30 @@ int chat_config_set(chat_config *cfg, const char *name, const char *value)
             }
             return rc;
         }
+    }
+    return CHAT_EINVAL;
+}
+
+int chat_config_expect(const char *name, char *buf, size_t len)
+{
+    if (len) {
+        buf[0] = '\0';
+    }
+    for (size_t i = 0; i < NOPTIONS; i++) {
+        const option_def *o = &options[i];
+        if (strcmp(o->name, name) != 0) {
+            continue;
+        }
+        if (o->type == OPT_INT) {
+            snprintf(buf, len, "an integer from %d to %d", o->min, o->max);
+        } else if (strcmp(name, "listen") == 0) {
+            snprintf(buf, len, "host:port, e.g. 127.0.0.1:8080 or [::1]:8080");
+        } else if (strcmp(name, "log_level") == 0) {
+            snprintf(buf, len, "debug, info, warn or error");
+        } else {
+            snprintf(buf, len, "a string");
+        }
+        return 0;
     }
     return CHAT_EINVAL;
 }

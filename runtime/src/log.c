@@ -1,5 +1,6 @@
 #include "log.h"
 
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -7,13 +8,36 @@
 
 #include "chat.h"
 
-static int min_level = CHAT_LOG_INFO;
+static atomic_int min_level = CHAT_LOG_INFO;
 static const char *const level_names[] = {"debug", "info", "warn", "error"};
 
-int chat__log_set_level(const char *name)
+/* The sink and its argument change together, under the lock, so a line logged from a store
+ * worker while the host sets the sink goes wholly to the old sink or wholly to the new one. */
+static uv_once_t sink_once = UV_ONCE_INIT;
+static uv_mutex_t sink_lock;
+static chat_log_fn sink_fn;
+static void *sink_arg;
+
+static void sink_init(void)
+{
+    if (uv_mutex_init(&sink_lock)) {
+        abort();
+    }
+}
+
+void chat_log_set_sink(chat_log_fn fn, void *arg)
+{
+    uv_once(&sink_once, sink_init);
+    uv_mutex_lock(&sink_lock);
+    sink_fn = fn;
+    sink_arg = arg;
+    uv_mutex_unlock(&sink_lock);
+}
+
+int chat_log_set_level(const char *name)
 {
     for (int i = 0; i < 4; i++) {
-        if (strcmp(name, level_names[i]) == 0) {
+        if (name && strcmp(name, level_names[i]) == 0) {
             min_level = i;
             return 0;
         }
@@ -25,7 +49,7 @@ int chat__log_enabled(int level) { return level >= min_level; }
 
 void chat__log(int level, const char *event, const char *msg, json_t *fields)
 {
-    if (level < min_level) {
+    if (level < min_level || level < 0 || level > CHAT_LOG_ERROR) {
         json_decref(fields);
         return;
     }
@@ -39,9 +63,17 @@ void chat__log(int level, const char *event, const char *msg, json_t *fields)
     json_decref(fields);
     char *text = line ? json_dumps(line, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
     json_decref(line);
-    if (text) {
+    if (!text) {
+        return;
+    }
+    uv_once(&sink_once, sink_init);
+    uv_mutex_lock(&sink_lock);
+    if (sink_fn) {
+        sink_fn(sink_arg, (chat_log_level)level, event, text);
+    } else {
         /* one fprintf per line: stdio locks the stream, so lines never interleave */
         fprintf(stderr, "%s\n", text);
-        free(text);
     }
+    uv_mutex_unlock(&sink_lock);
+    free(text);
 }

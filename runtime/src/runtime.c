@@ -1,6 +1,8 @@
 /* runtime.c: the runtime's lifecycle: configuration, secrets, store, kv, bus, listener. */
+#include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <libgen.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,6 +12,13 @@
 #include "log.h"
 #include "rt.h"
 #include "script.h"
+#include "tool.h"
+
+#ifndef CHAT_DATADIR /* set by CMake: <prefix>/share/chatd and the same relative to lib, bin */
+#define CHAT_DATADIR "/usr/local/share/chatd"
+#define CHAT_DATADIR_FROM_LIB "../share/chatd"
+#define CHAT_DATADIR_FROM_BIN "../share/chatd"
+#endif
 
 #define JWT_SECRET_MIN 32
 
@@ -135,6 +144,94 @@ static void make_dummy_hash(chat_runtime *rt)
     rt->dummy_hash[n + 53] = '\0';
 }
 
+static int is_dir(const char *path)
+{
+    struct stat st;
+    return path && stat(path, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+/* The installed data directory: next to the library (libchatrt.so at <prefix>/lib), next to
+ * the program (chatd or a host linking libchatrt.a, at <prefix>/bin), then the configured
+ * prefix. The first that holds sub wins; the result goes to out ("" when none does). */
+static void find_installed(const char *sub, char *out, size_t outlen)
+{
+    char bases[3][2048] = {{0}};
+    Dl_info info;
+    char real[4096];
+    if (dladdr((void *)chat_runtime_new, &info) && info.dli_fname && strstr(info.dli_fname, ".so") &&
+        realpath(info.dli_fname, real)) {
+        snprintf(bases[0], sizeof bases[0], "%s/%s", dirname(real), CHAT_DATADIR_FROM_LIB);
+    }
+    ssize_t n = readlink("/proc/self/exe", real, sizeof real - 1);
+    if (n > 0) {
+        real[n] = '\0';
+        snprintf(bases[1], sizeof bases[1], "%s/%s", dirname(real), CHAT_DATADIR_FROM_BIN);
+    }
+    snprintf(bases[2], sizeof bases[2], "%s", CHAT_DATADIR);
+    out[0] = '\0';
+    for (int i = 0; i < 3; i++) {
+        char path[2048 + 64];
+        if (bases[i][0] && strlen(sub) < 64 &&
+            (size_t)snprintf(path, sizeof path, "%s/%s", bases[i], sub) < outlen &&
+            is_dir(path)) {
+            const char *found = realpath(path, real) ? real : path;
+            size_t len = strlen(found);
+            if (len < outlen) {
+                memcpy(out, found, len + 1);
+                return;
+            }
+        }
+    }
+}
+
+/* A folder option left at its default (relative to the working directory, as in the source
+ * tree) falls back to the installed copy; one that is still missing is a warning that names
+ * it, since the runtime then serves without the policies or library it holds. */
+static int resolve_dir(chat_runtime *rt, char **field, const char *def, const char *sub,
+                       const char *event, const char *what)
+{
+    if (!*field || !**field || is_dir(*field)) {
+        return 0;
+    }
+    if (strcmp(*field, def) == 0) {
+        char found[4096];
+        find_installed(sub, found, sizeof found);
+        if (found[0]) {
+            char *copy = strdup(found);
+            if (!copy) {
+                return CHAT_ENOMEM;
+            }
+            free(*field);
+            *field = copy;
+            return 0;
+        }
+    }
+    if (!event) {
+        return 0; /* its owner says so when it starts (static.c) */
+    }
+    char installed[4096];
+    snprintf(installed, sizeof installed, "%s/%s", CHAT_DATADIR, sub);
+    chat__log(CHAT_LOG_WARN, event, what,
+              json_pack("{s:s,s:s}", "path", *field, "installed", installed));
+    (void)rt;
+    return 0;
+}
+
+static int resolve_dirs(chat_runtime *rt)
+{
+    int rc;
+    if ((rc = resolve_dir(rt, &rt->cfg.lua_dir, "lua", "lua", "lua_dir_missing",
+                          "the Lua library folder is missing: scripts that require chat.* "
+                          "modules will fail; set CHAT_LUA_DIR")) ||
+        (rc = resolve_dir(rt, &rt->cfg.scripts_dir, "scripts", "scripts", "scripts_dir_missing",
+                          "the scripts folder is missing: chatd runs with no policies or "
+                          "bots; set CHAT_SCRIPTS_DIR")) ||
+        (rc = resolve_dir(rt, &rt->cfg.static_dir, "examples/web", "web", NULL, NULL))) {
+        return rc;
+    }
+    return 0;
+}
+
 /* serve: load the scripts and listen (chatd); 0: only the store, kv and bus (chatd --run). */
 static int runtime_new(chat_runtime **out, uv_loop_t *loop, const chat_config *cfg, int serve)
 {
@@ -159,7 +256,7 @@ static int runtime_new(chat_runtime **out, uv_loop_t *loop, const chat_config *c
         rt->owns_loop = 1;
     }
     if (rt->cfg.log_level) {
-        chat__log_set_level(rt->cfg.log_level);
+        chat_log_set_level(rt->cfg.log_level);
     }
     if ((rc = chat__parse_listen(rt->cfg.listen, rt->listen_host, sizeof rt->listen_host,
                                  &rt->listen_port))) {
@@ -168,6 +265,9 @@ static int runtime_new(chat_runtime **out, uv_loop_t *loop, const chat_config *c
         goto fail;
     }
     if ((rc = set_node_id(rt))) {
+        goto fail;
+    }
+    if ((rc = resolve_dirs(rt))) {
         goto fail;
     }
     make_dummy_hash(rt);
@@ -212,9 +312,10 @@ static int runtime_new(chat_runtime **out, uv_loop_t *loop, const chat_config *c
         goto fail;
     }
     chat__log(CHAT_LOG_INFO, "listening", "chatd is serving",
-              json_pack("{s:s,s:s,s:s,s:s,s:s}", "listen", rt->cfg.listen, "store",
+              json_pack("{s:s,s:s,s:s,s:s,s:s,s:s,s:s}", "listen", rt->cfg.listen, "store",
                         store_be->name, "bus", chat__bus_backend_name(rt->bus), "kv",
-                        chat__kv_backend_name(rt->kv), "data_dir", rt->cfg.data_dir));
+                        chat__kv_backend_name(rt->kv), "data_dir", rt->cfg.data_dir,
+                        "scripts_dir", rt->cfg.scripts_dir, "lua_dir", rt->cfg.lua_dir));
     *out = rt;
     return 0;
 fail:
@@ -227,7 +328,7 @@ int chat_runtime_new(chat_runtime **out, uv_loop_t *loop, const chat_config *cfg
     return runtime_new(out, loop, cfg, 1);
 }
 
-int chat_run_lua(const chat_config *cfg, const char *path, int argc, char **argv)
+int chat__run_lua(const chat_config *cfg, const char *path, int argc, char **argv)
 {
     chat_runtime *rt;
     int rc = runtime_new(&rt, NULL, cfg, 0);
@@ -263,21 +364,20 @@ int chat_runtime_reload(chat_runtime *rt, char *err, size_t errlen)
     return chat__script_reload(rt->script, err, errlen);
 }
 
-void chat_runtime_free(chat_runtime *rt)
+/* What the runtime holds on the loop after the script handles and lws have closed. */
+static void release_backends(chat_runtime *rt)
 {
-    if (!rt) {
-        return;
-    }
-    chat__net_stop(rt);
-    chat__script_free(rt->script);
-    rt->script = NULL;
-    if (rt->owns_loop) {
-        uv_run(rt->loop, UV_RUN_DEFAULT); /* let pending work and closes finish */
-    }
     chat__net_free(rt);
     chat__store_close(rt->store);
+    rt->store = NULL;
     chat__kv_free(rt->kv);
+    rt->kv = NULL;
     chat__bus_free(rt->bus);
+    rt->bus = NULL;
+}
+
+static void free_memory(chat_runtime *rt)
+{
     chat__map_free(&rt->sessions);
     chat__map_free(&rt->users);
     chat__map_free(&rt->rooms);
@@ -289,9 +389,120 @@ void chat_runtime_free(chat_runtime *rt)
     free(rt->jwt_secret);
     chat__static_free(rt);
     chat_config_free(&rt->cfg);
+}
+
+void chat_runtime_free(chat_runtime *rt)
+{
+    if (!rt) {
+        return;
+    }
+    chat__net_stop(rt);
+    chat__script_free(rt->script);
+    rt->script = NULL;
+    if (rt->owns_loop) {
+        uv_run(rt->loop, UV_RUN_DEFAULT); /* let pending work and closes finish */
+    }
+    release_backends(rt);
+    free_memory(rt);
     if (rt->owns_loop) {
         uv_run(rt->loop, UV_RUN_DEFAULT); /* the kv timer's close */
         uv_loop_close(rt->loop);
     }
     free(rt);
+}
+
+/* ---- close with a callback, on a loop the host runs ----
+ * The host's own handles keep its loop alive, so "run the loop until it is empty" (what
+ * chat_runtime_free does on an owned loop) never happens. Instead a timer owned by the closer
+ * looks, once per millisecond, for the moment the runtime's work is done: first sessions,
+ * pending store calls and lws's handles; then, after the backends are released, their closes.
+ * A handle whose close has not completed is still on the loop's handle queue and says
+ * uv_is_closing, so one walk finds them (a host's own closing handles only delay this by an
+ * iteration). Then the closer's timer closes last and its close callback hands over. */
+typedef struct runtime_closer {
+    uv_timer_t timer;
+    chat_runtime *rt;
+    chat_close_cb cb;
+    void *arg;
+    int phase; /* 0: draining sessions, store and lws; 1: backends released */
+} runtime_closer;
+
+static void count_closing(uv_handle_t *h, void *arg)
+{
+    /* our own timer is never closing while it ticks, so it is not counted */
+    *(int *)arg += uv_is_closing(h) ? 1 : 0;
+}
+
+static int closing_handles(uv_loop_t *loop)
+{
+    int n = 0;
+    uv_walk(loop, count_closing, &n);
+    return n;
+}
+
+static void closer_closed(uv_handle_t *h)
+{
+    runtime_closer *c = h->data;
+    chat_runtime *rt = c->rt;
+    if (c->cb) {
+        c->cb(rt, c->arg);
+    }
+    free_memory(rt);
+    free(rt);
+    free(c);
+}
+
+static void closer_tick(uv_timer_t *t)
+{
+    runtime_closer *c = t->data;
+    chat_runtime *rt = c->rt;
+    size_t i = 0;
+    if (closing_handles(rt->loop) > 0) {
+        return;
+    }
+    if (c->phase == 0) {
+        if (chat__map_next(&rt->sessions, &i) || chat__store_pending(rt->store) > 0) {
+            return;
+        }
+        release_backends(rt);
+        c->phase = 1;
+        return; /* their closes complete in this or the next iterations */
+    }
+    uv_timer_stop(t);
+    uv_close((uv_handle_t *)t, closer_closed);
+}
+
+void chat_runtime_close(chat_runtime *rt, chat_close_cb cb, void *arg)
+{
+    if (!rt) {
+        return;
+    }
+    if (rt->owns_loop) {
+        /* nothing else runs this loop: finish here */
+        chat_runtime_stop(rt);
+        if (cb) {
+            chat__net_stop(rt);
+            chat__script_free(rt->script);
+            rt->script = NULL;
+            uv_run(rt->loop, UV_RUN_DEFAULT);
+            cb(rt, arg);
+        }
+        chat_runtime_free(rt);
+        return;
+    }
+    runtime_closer *c = calloc(1, sizeof *c);
+    chat_runtime_stop(rt);
+    chat__script_free(rt->script);
+    rt->script = NULL;
+    if (!c) { /* cannot wait for the closes: at least free what is safe to free */
+        chat__log(CHAT_LOG_ERROR, "close_failed", "out of memory while closing the runtime",
+                  NULL);
+        return;
+    }
+    c->rt = rt;
+    c->cb = cb;
+    c->arg = arg;
+    uv_timer_init(rt->loop, &c->timer);
+    c->timer.data = c;
+    uv_timer_start(&c->timer, closer_tick, 0, 1);
 }
