@@ -3,7 +3,7 @@
 # The one command that installs what is missing and runs every test of chatd:
 #   1. system packages (apt, only the missing ones; as root or through sudo)
 #   2. configure and build with AddressSanitizer + UBSan and -Werror (build-asan/)
-#   3. C unit tests (ctest)
+#   3. C unit tests (ctest), and examples/embed.c built against the installed tree
 #   4. Lua specs: busted inside build-asan/chatd --run, so the specs use the real bindings
 #   5. end-to-end test dependencies (npm ci, only when needed)
 #   6. end-to-end tests against build-asan/chatd (node --test)
@@ -102,8 +102,11 @@ stage_services() {
 stage_ctest() {
     # shellcheck disable=SC1090
     [ -s "$SERVICES_ENV" ] && . "$SERVICES_ENV"
-    note "ctest --output-on-failure (ASAN_OPTIONS=$ASAN_OPTIONS)"
-    ctest --test-dir "$BUILD_DIR" --output-on-failure 2>&1 | tee "$CTEST_LOG"
+    # the services were started above: a C test that finds one absent fails here, it does
+    # not skip (runtime/tests/test.h)
+    note "ctest --output-on-failure (ASAN_OPTIONS=$ASAN_OPTIONS, CHAT_TEST_REQUIRE_SERVICES=1)"
+    CHAT_TEST_REQUIRE_SERVICES=1 ctest --test-dir "$BUILD_DIR" --output-on-failure 2>&1 |
+        tee "$CTEST_LOG"
 }
 
 # ---- 4. Lua specs ----------------------------------------------------------------------

@@ -12,20 +12,9 @@
 #include <string.h>
 #include <uv.h>
 
+#include "test.h"
 #include "chat.h"
 #include "store.h"
-
-static int passed, failed;
-
-#define CHECK(cond)                                                                         \
-    do {                                                                                    \
-        if (cond) {                                                                         \
-            passed++;                                                                       \
-        } else {                                                                            \
-            failed++;                                                                       \
-            fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond);        \
-        }                                                                                   \
-    } while (0)
 
 static uv_loop_t loop;
 /* the backend under test and its target (data dir or URI), set by the test's main */

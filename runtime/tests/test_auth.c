@@ -6,20 +6,9 @@
 #include <string.h>
 #include <uv.h>
 
+#include "test.h"
 #include "auth.h"
 #include "chat.h"
-
-static int passed, failed;
-
-#define CHECK(cond)                                                                         \
-    do {                                                                                    \
-        if (cond) {                                                                         \
-            passed++;                                                                       \
-        } else {                                                                            \
-            failed++;                                                                       \
-            fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond);        \
-        }                                                                                   \
-    } while (0)
 
 static const char secret[] = "test-secret-with-enough-entropy-0123456789abcdef";
 static const char user_id[] = "65a1b2c3d4e5f60718293a4b";

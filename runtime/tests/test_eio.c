@@ -3,21 +3,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "test.h"
 #include "buf.h"
 #include "chat.h"
 #include "eio.h"
-
-static int passed, failed;
-
-#define CHECK(cond)                                                                         \
-    do {                                                                                    \
-        if (cond) {                                                                         \
-            passed++;                                                                       \
-        } else {                                                                            \
-            failed++;                                                                       \
-            fprintf(stderr, "%s:%d: CHECK(%s) failed\n", __FILE__, __LINE__, #cond);        \
-        }                                                                                   \
-    } while (0)
 
 #define U8(s) ((const uint8_t *)(s))
 #define VALID(lit) chat__utf8_valid(U8(lit), sizeof(lit) - 1)
@@ -474,6 +463,5 @@ int main(void)
     test_frames();
     test_payload_decode();
     test_payload_append();
-    printf("test_eio: %d passed, %d failed\n", passed, failed);
-    return failed ? 1 : 0;
+    return TEST_DONE("test_eio");
 }

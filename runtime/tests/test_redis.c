@@ -23,21 +23,10 @@
 #include <unistd.h>
 #include <uv.h>
 
+#include "test.h"
 #include "bus.h"
 #include "chat.h"
 #include "kv.h"
-
-static int passed, failed;
-
-#define CHECK(cond)                                                                                \
-    do {                                                                                           \
-        if (cond) {                                                                                \
-            passed++;                                                                              \
-        } else {                                                                                   \
-            failed++;                                                                              \
-            fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond);               \
-        }                                                                                          \
-    } while (0)
 
 static uv_loop_t loop;
 static char prefix[64]; /* keys and channels of this run */
@@ -765,10 +754,8 @@ int main(void)
 {
     const char *url = getenv("CHAT_TEST_REDIS_URL");
     if (!url || !*url) {
-        fprintf(stderr, "test_redis: CHAT_TEST_REDIS_URL is not set. Start the test servers "
-                        "first: eval \"$(tools/services.sh start)\"\n");
-        printf("test_redis: 0 passed, 1 failed\n");
-        return 1;
+        return test_skip("test_redis", "CHAT_TEST_REDIS_URL is not set; start the test "
+                                       "servers: eval \"$(tools/services.sh start)\"");
     }
     signal(SIGPIPE, SIG_IGN);
     if (uv_loop_init(&loop) != 0) {
@@ -779,13 +766,11 @@ int main(void)
     chat_kv *kv = NULL;
     CHECK(chat__kv_open(&kv, &loop, &chat__kv_redis, url) == 0);
     if (!kv || !run_until(kv_ready, kv, 5000)) {
-        fprintf(stderr,
-                "test_redis: Redis at %s does not answer; start the test servers: "
-                "eval \"$(tools/services.sh start)\"\n",
-                url);
         chat__kv_free(kv);
-        printf("test_redis: %d passed, %d failed\n", passed, failed + 1);
-        return 1;
+        uv_run(&loop, UV_RUN_DEFAULT);
+        uv_loop_close(&loop);
+        return test_skip("test_redis", "Redis at CHAT_TEST_REDIS_URL does not answer; start "
+                                       "the test servers: eval \"$(tools/services.sh start)\"");
     }
     test_kv(kv);
     test_bus(url, kv);
@@ -796,6 +781,5 @@ int main(void)
 
     uv_run(&loop, UV_RUN_DEFAULT); /* the handles' closes */
     CHECK(uv_loop_close(&loop) == 0);
-    printf("test_redis: %d passed, %d failed\n", passed, failed);
-    return failed ? 1 : 0;
+    return TEST_DONE("test_redis");
 }

@@ -3,21 +3,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "test.h"
 #include "buf.h"
 #include "chat.h"
 #include "sio.h"
-
-static int passed, failed;
-
-#define CHECK(cond)                                                                         \
-    do {                                                                                    \
-        if (cond) {                                                                         \
-            passed++;                                                                       \
-        } else {                                                                            \
-            failed++;                                                                       \
-            fprintf(stderr, "%s:%d: CHECK(%s) failed\n", __FILE__, __LINE__, #cond);        \
-        }                                                                                   \
-    } while (0)
 
 static json_t *js(const char *s)
 {
@@ -518,6 +507,5 @@ int main(void)
     test_encode();
     test_round_trip();
     test_count();
-    printf("test_sio: %d passed, %d failed\n", passed, failed);
-    return failed ? 1 : 0;
+    return TEST_DONE("test_sio");
 }

@@ -4,16 +4,10 @@
 // connection or reach other members.
 const assert = require('node:assert/strict');
 const h = require('./helpers');
-const { test, emitAck, assertAckOk, assertAckError, NO_PAYLOAD } = h;
+const { test, emitAck, assertAckOk, assertAckError, NO_PAYLOAD, send } = h;
 
 const MAX_CONTENT = 100;
 const srv = h.useServer({ env: { CHAT_MESSAGE_MAX_BYTES: String(MAX_CONTENT) } });
-
-async function send(socket, roomId, content) {
-    const ack = await emitAck(socket, 'message:send', { roomId, content });
-    assertAckOk(ack, 'message:send');
-    return ack.message;
-}
 
 /** The socket still works, and the other member got nothing but the marker it sends. */
 async function assertStillWorks(sender, receiver, roomId) {

@@ -32,20 +32,6 @@ function nodeOf(socket) {
     return socket.io.engine.id.split('.')[0];
 }
 
-async function waitUntil(what, fn, ms = h.WAIT_MS) {
-    const deadline = Date.now() + ms;
-    for (;;) {
-        const v = await fn();
-        if (v) {
-            return v;
-        }
-        if (Date.now() > deadline) {
-            throw new Error(`timed out after ${ms} ms waiting for ${what}`);
-        }
-        await new Promise((r) => setTimeout(r, 50)); // the poll interval of a bounded wait
-    }
-}
-
 async function startNginx() {
     const prefix = fs.mkdtempSync(path.join(os.tmpdir(), 'chatd-nginx-'));
     for (const d of ['logs', 'tmp']) {
@@ -55,14 +41,14 @@ async function startNginx() {
     const proc = spawn('nginx', ['-p', prefix, '-c', NGINX_CONF, '-e',
         path.join(prefix, 'logs', 'error.log'), '-g', 'daemon off;'], { stdio: 'inherit' });
     const exited = new Promise((r) => proc.on('exit', r));
-    await waitUntil('nginx on 127.0.0.1:8080', async () => {
+    await h.eventually(async () => {
         try {
             const res = await fetch(`${FRONT.url}/healthz`, { signal: AbortSignal.timeout(1000) });
             return res.status === 200;
         } catch {
             return false;
         }
-    });
+    }, 'nginx on 127.0.0.1:8080');
     return { proc, exited, prefix };
 }
 
@@ -222,8 +208,8 @@ describe('three nodes behind nginx on Redis and FerretDB', () => {
         for (let i = 10; i < 20; i++) {
             await send(i);
         }
-        await waitUntil('the victim client to reconnect on another node',
-            () => victimSocket.connected && nodeOf(victimSocket) !== victim, 15000);
+        await h.eventually(() => victimSocket.connected && nodeOf(victimSocket) !== victim,
+            'the victim client to reconnect on another node', 15000);
         const after = await emitAck(sender, 'message:send', { roomId: room.id, content: 'after' });
         assertAckOk(after, 'send after the kill');
         acked.push(after.message.id);
@@ -329,8 +315,8 @@ describe('the store goes down and comes back', () => {
     before(async () => {
         assert.ok(FERRETDB, 'needs FerretDB: eval "$(tools/services.sh start)"');
         await startFerret();
-        await waitUntil('chatd ready on its FerretDB', async () =>
-            (await srv.http('GET', '/readyz')).status === 200, 20000);
+        await h.eventually(async () => (await srv.http('GET', '/readyz')).status === 200,
+            'chatd ready on its FerretDB', 20000);
     });
     after(async () => {
         if (ferret && ferret.exitCode === null) {
@@ -354,8 +340,8 @@ describe('the store goes down and comes back', () => {
         assert.match(ready.body.error.message, /store/);
 
         await startFerret();
-        await waitUntil('chatd ready again', async () =>
-            (await srv.http('GET', '/readyz')).status === 200, 20000);
+        await h.eventually(async () => (await srv.http('GET', '/readyz')).status === 200,
+            'chatd ready again', 20000);
         // the client retries with the same clientMsgId: stored once, delivered once
         const retry = await emitAck(a, 'message:send', { roomId: room.id, content: 'down', clientMsgId: 'down-1' });
         assertAckOk(retry, 'the retry after the store came back');

@@ -757,6 +757,40 @@ async function roomWithMembers(h, transportOpts, n = 2, type = 'group') {
     return { users, sockets, room: ack.room };
 }
 
+/**
+ * Polls an async (or plain) check until it returns a truthy value, which it returns; throws
+ * naming `what` when that does not happen within timeoutMs.
+ */
+async function eventually(check, what, timeoutMs = WAIT_MS) {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+        const v = await check();
+        if (v) {
+            return v;
+        }
+        if (Date.now() > deadline) {
+            throw new Error(`not true within ${timeoutMs} ms: ${what}`);
+        }
+        await new Promise((r) => setTimeout(r, 50)); // poll interval of a bounded wait
+    }
+}
+
+/** message:send; resolves with the ack, whatever it says. */
+function sendAck(socket, roomId, content, clientMsgId) {
+    const payload = { roomId, content };
+    if (clientMsgId !== undefined) {
+        payload.clientMsgId = clientMsgId;
+    }
+    return emitAck(socket, 'message:send', payload);
+}
+
+/** message:send that must succeed; resolves with the stored message. */
+async function send(socket, roomId, content, clientMsgId) {
+    const ack = await sendAck(socket, roomId, content, clientMsgId);
+    assertAckOk(ack, `message:send "${String(content).slice(0, 40)}" to ${roomId}`);
+    return ack.message;
+}
+
 /** `it` with the suite's backstop timeout. */
 function test(name, fn) {
     return nodeTest.it(name, { timeout: TEST_TIMEOUT_MS }, fn);
@@ -794,6 +828,7 @@ module.exports = {
     connectError,
     decodeJwt,
     emitAck,
+    eventually,
     eioGet,
     eioOpen,
     eioPost,
@@ -808,6 +843,8 @@ module.exports = {
     rawWsConnected,
     register,
     roomWithMembers,
+    send,
+    sendAck,
     startServer,
     stopServer,
     tail,

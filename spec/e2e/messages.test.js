@@ -4,7 +4,7 @@
 const assert = require('node:assert/strict');
 const crypto = require('node:crypto');
 const h = require('./helpers');
-const { test, emitAck, assertAckOk, assertAckError } = h;
+const { test, emitAck, assertAckOk, assertAckError, send } = h;
 
 const srv = h.useServer();
 
@@ -36,16 +36,6 @@ function essence(m) {
         id: m.id, roomId: m.roomId, senderId: m.senderId, content: m.content,
         clientMsgId: m.clientMsgId, createdAt: m.createdAt,
     };
-}
-
-async function send(socket, roomId, content, clientMsgId) {
-    const payload = { roomId, content };
-    if (clientMsgId !== undefined) {
-        payload.clientMsgId = clientMsgId;
-    }
-    const ack = await emitAck(socket, 'message:send', payload);
-    assertAckOk(ack, 'message:send');
-    return ack.message;
 }
 
 const cid = () => crypto.randomUUID();

@@ -9,7 +9,7 @@ const os = require('node:os');
 const path = require('node:path');
 const { describe } = require('node:test');
 const h = require('./helpers');
-const { test, emitAck, assertAckOk, assertAckError } = h;
+const { test, emitAck, assertAckOk, assertAckError, eventually, send, sendAck } = h;
 
 const SCRIPTS = path.join(__dirname, '..', '..', 'scripts');
 const POLICY_ENV = {
@@ -39,36 +39,10 @@ async function roomOf(server, n, settings = {}, { members = true } = {}) {
     return { users, sockets, room: ack.room };
 }
 
-function send(socket, roomId, content) {
-    return emitAck(socket, 'message:send', { roomId, content });
-}
-
-async function sendOk(socket, roomId, content) {
-    const ack = await send(socket, roomId, content);
-    assertAckOk(ack, `message:send "${content}"`);
-    return ack.message;
-}
-
 async function history(server, token, roomId) {
     const res = await h.http(server, 'GET', `/messages?roomId=${roomId}&limit=100`, undefined, token);
     assert.equal(res.status, 200, res.text);
     return res.body.messages.reverse();
-}
-
-/** Polls an async check until it returns a truthy value, within a bounded time. */
-async function eventually(check, what, timeoutMs = h.WAIT_MS) {
-    const deadline = Date.now() + timeoutMs;
-    let last;
-    for (;;) {
-        last = await check();
-        if (last) {
-            return last;
-        }
-        if (Date.now() > deadline) {
-            throw new Error(`not true within ${timeoutMs} ms: ${what}`);
-        }
-        await new Promise((r) => setTimeout(r, 50)); // poll interval of a bounded wait
-    }
 }
 
 describe('room rules (scripts/rooms.lua)', () => {
@@ -100,10 +74,10 @@ describe('room rules (scripts/rooms.lua)', () => {
 
     test('in a read-only room members cannot post; the admin can, and everyone gets it', async () => {
         const { sockets: [admin, member], room } = await roomOf(srv, 2, { readOnly: true });
-        const ack = await send(member, room.id, 'may I?');
+        const ack = await sendAck(member, room.id, 'may I?');
         assertAckError(ack, 'forbidden');
         assert.match(ack.error.message, /read-only/);
-        const m = await sendOk(admin, room.id, 'announcement');
+        const m = await send(admin, room.id, 'announcement');
         await h.waitFor(member, 'message:new', (x) => x.id === m.id);
     });
 });
@@ -111,7 +85,7 @@ describe('room rules (scripts/rooms.lua)', () => {
 describe('moderation (scripts/moderation.lua)', () => {
     test('blocked words are masked in what is stored and delivered', async () => {
         const { users: [a], sockets: [as, bs], room } = await roomOf(srv, 2);
-        const m = await sendOk(as, room.id, 'darn, this heck of a bug');
+        const m = await send(as, room.id, 'darn, this heck of a bug');
         assert.equal(m.content, 'd***, this h*** of a bug');
         const got = await h.waitFor(bs, 'message:new', (x) => x.id === m.id);
         assert.equal(got.content, 'd***, this h*** of a bug');
@@ -121,21 +95,21 @@ describe('moderation (scripts/moderation.lua)', () => {
 
     test('/mute @name 10m: the room sees a notice, the muted user is refused and told for how long', async () => {
         const { users: [, b], sockets: [as, bs, cs], room } = await roomOf(srv, 3);
-        const notice = await sendOk(as, room.id, `/mute @${b.username} 10m`);
+        const notice = await send(as, room.id, `/mute @${b.username} 10m`);
         assert.equal(notice.content, `${b.username} was muted for 10 min`);
         await h.waitFor(cs, 'message:new', (x) => x.id === notice.id);
         await h.waitFor(bs, 'notify', (n) => n.type === 'muted' && n.roomId === room.id && n.seconds === 600);
-        const refused = await send(bs, room.id, 'but I have something to say');
+        const refused = await sendAck(bs, room.id, 'but I have something to say');
         assertAckError(refused, 'forbidden');
         assert.equal(refused.error.message, 'you are muted in this room; you can post again in 10 min');
-        await sendOk(cs, room.id, 'the others still talk');
-        await sendOk(as, room.id, `/unmute @${b.username}`);
-        await sendOk(bs, room.id, 'thank you');
+        await send(cs, room.id, 'the others still talk');
+        await send(as, room.id, `/unmute @${b.username}`);
+        await send(bs, room.id, 'thank you');
     });
 
     test('only the room admin may use the commands', async () => {
         const { users: [a], sockets: [, bs], room } = await roomOf(srv, 2);
-        const ack = await send(bs, room.id, `/kick @${a.username}`);
+        const ack = await sendAck(bs, room.id, `/kick @${a.username}`);
         assertAckError(ack, 'forbidden');
         assert.equal(ack.error.message, "only the room's admin can use /kick");
     });
@@ -143,32 +117,32 @@ describe('moderation (scripts/moderation.lua)', () => {
     test('/kick removes the user from the room on every device; they may join again', async () => {
         const { users: [, b], sockets: [as, bs, cs], room } = await roomOf(srv, 3);
         const b2 = await srv.connect(b.token);
-        const notice = await sendOk(as, room.id, `/kick @${b.username}`);
+        const notice = await send(as, room.id, `/kick @${b.username}`);
         assert.equal(notice.content, `${b.username} was removed from the room`);
         for (const s of [bs, b2]) {
             await h.waitFor(s, 'notify', (n) => n.type === 'kicked' && n.roomId === room.id);
         }
         await h.waitFor(cs, 'room:member_left', (x) => x.userId === b.user.id);
-        const ack = await send(bs, room.id, 'still here?');
+        const ack = await sendAck(bs, room.id, 'still here?');
         assertAckError(ack, 'forbidden');
         assertAckOk(await emitAck(b2, 'room:join', { roomId: room.id }), 'join again after a kick');
     });
 
     test('/ban @name 1h removes the user and refuses them, saying when they may return; /unban lifts it', async () => {
         const { users: [, b], sockets: [as, bs], room } = await roomOf(srv, 2);
-        const notice = await sendOk(as, room.id, `/ban @${b.username} 1h`);
+        const notice = await send(as, room.id, `/ban @${b.username} 1h`);
         assert.equal(notice.content, `${b.username} was banned for 1 h`);
         await h.waitFor(bs, 'notify', (n) => n.type === 'kicked' && n.roomId === room.id);
         const ack = await emitAck(bs, 'room:join', { roomId: room.id });
         assertAckError(ack, 'forbidden');
         assert.match(ack.error.message, /^you are banned from this room; you can join again in (1 h|60 min)$/);
-        await sendOk(as, room.id, `/unban @${b.username}`);
+        await send(as, room.id, `/unban @${b.username}`);
         assertAckOk(await emitAck(bs, 'room:join', { roomId: room.id }), 'join after the unban');
     });
 
     test('a ban with a short duration ends by itself', async () => {
         const { users: [, b], sockets: [as, bs], room } = await roomOf(srv, 2);
-        await sendOk(as, room.id, `/ban @${b.username} 1s`);
+        await send(as, room.id, `/ban @${b.username} 1s`);
         await h.waitFor(bs, 'notify', (n) => n.type === 'kicked');
         assertAckError(await emitAck(bs, 'room:join', { roomId: room.id }), 'forbidden');
         await eventually(async () => (await emitAck(bs, 'room:join', { roomId: room.id })).ok,
@@ -177,23 +151,23 @@ describe('moderation (scripts/moderation.lua)', () => {
 
     test('a command with a bad duration or an unknown user is refused with how to write it', async () => {
         const { users: [, b], sockets: [as], room } = await roomOf(srv, 2);
-        const bad = await send(as, room.id, `/mute @${b.username} forever`);
+        const bad = await sendAck(as, room.id, `/mute @${b.username} forever`);
         assertAckError(bad, 'invalid_payload');
         assert.match(bad.error.message, /30s, 10m, 2h or 1d/);
-        const unknown = await send(as, room.id, `/ban @${h.uniqueName('ghost')}`);
+        const unknown = await sendAck(as, room.id, `/ban @${h.uniqueName('ghost')}`);
         assertAckError(unknown, 'invalid_payload');
         assert.match(unknown.error.message, /usage: \/ban @username/);
     });
 
     test('flood control: the same text again and again is refused', async () => {
         const { sockets: [as, bs], room } = await roomOf(srv, 2);
-        await sendOk(as, room.id, 'BUY NOW');
-        await sendOk(as, room.id, 'BUY NOW');
-        const ack = await send(as, room.id, 'BUY NOW');
+        await send(as, room.id, 'BUY NOW');
+        await send(as, room.id, 'BUY NOW');
+        const ack = await sendAck(as, room.id, 'BUY NOW');
         assertAckError(ack, 'policy_rejected');
         assert.match(ack.error.message, /same message/);
-        await sendOk(as, room.id, 'sorry, something new');
-        await sendOk(bs, room.id, 'BUY NOW'); // counted per user
+        await send(as, room.id, 'sorry, something new');
+        await send(bs, room.id, 'BUY NOW'); // counted per user
     });
 });
 
@@ -201,27 +175,27 @@ describe('rate limits (scripts/ratelimit.lua)', () => {
     test('per user: past CHAT_RATELIMIT_USER messages in a window, rate_limited with "retry in N s"', async () => {
         const { sockets: [as, bs], room } = await roomOf(srv, 2);
         for (let i = 1; i <= 8; i++) {
-            await sendOk(as, room.id, `message ${i}`);
+            await send(as, room.id, `message ${i}`);
         }
-        const ack = await send(as, room.id, 'one too many');
+        const ack = await sendAck(as, room.id, 'one too many');
         assertAckError(ack, 'rate_limited');
         const m = ack.error.message.match(/^8 messages per 3600 s; retry in (\d+) s$/);
         assert.ok(m, ack.error.message);
         assert.ok(Number(m[1]) >= 1 && Number(m[1]) <= 3600, ack.error.message);
-        await sendOk(bs, room.id, 'others are not limited'); // another user, same IP
+        await send(bs, room.id, 'others are not limited'); // another user, same IP
     });
 
     test('slow mode: one message per slowMode seconds per user, then the next goes through', async () => {
         const { sockets: [as, bs], room } = await roomOf(srv, 2, { slowMode: 1 });
-        const first = await sendOk(as, room.id, 'first');
-        const ack = await send(as, room.id, 'second, too soon');
+        const first = await send(as, room.id, 'first');
+        const ack = await sendAck(as, room.id, 'second, too soon');
         assertAckError(ack, 'rate_limited');
         assert.equal(ack.error.message, 'slow mode: one message per 1 s in this room; retry in 1 s');
-        await sendOk(bs, room.id, 'another member is not held up');
+        await send(bs, room.id, 'another member is not held up');
         // every attempt counts against the per-user limit, so wait for the advertised second
         // (measured from the stored first message) instead of retrying in a loop
         await new Promise((r) => setTimeout(r, Math.max(0, first.createdAt + 1000 - Date.now())));
-        await sendOk(as, room.id, 'after a second');
+        await send(as, room.id, 'after a second');
     });
 
     describe('per IP address', () => {
@@ -232,10 +206,10 @@ describe('rate limits (scripts/ratelimit.lua)', () => {
 
         test('all users behind one address share CHAT_RATELIMIT_IP messages per window', async () => {
             const { sockets: [as, bs, cs], room } = await roomOf(ipSrv, 3);
-            await sendOk(as, room.id, 'one');
-            await sendOk(bs, room.id, 'two');
-            await sendOk(cs, room.id, 'three');
-            const ack = await send(as, room.id, 'four');
+            await send(as, room.id, 'one');
+            await send(bs, room.id, 'two');
+            await send(cs, room.id, 'three');
+            const ack = await sendAck(as, room.id, 'four');
             assertAckError(ack, 'rate_limited');
             assert.match(ack.error.message, /^3 messages per 3600 s; retry in \d+ s$/);
         });
@@ -265,7 +239,7 @@ describe('bots (scripts/bots/)', () => {
 
     test('the help bot answers /help in the room', async () => {
         const { users: [a], sockets: [as, bs], room } = await roomOf(srv, 2);
-        const asked = await sendOk(as, room.id, '/help');
+        const asked = await send(as, room.id, '/help');
         const answer = await h.waitFor(bs, 'message:new',
             (m) => m.roomId === room.id && m.id !== asked.id && /^Commands:/.test(m.content));
         assert.match(answer.content, /\/help, \/rules, \/time/);

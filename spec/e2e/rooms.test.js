@@ -3,7 +3,7 @@
 const assert = require('node:assert/strict');
 const { describe } = require('node:test');
 const h = require('./helpers');
-const { test, emitAck, assertAckOk, assertAckError } = h;
+const { test, emitAck, assertAckOk, assertAckError, send } = h;
 
 const srv = h.useServer();
 
@@ -18,12 +18,6 @@ function assertRoom(room, { name, type, admin, members }) {
         `participants are the creator and the listed users: ${where}`);
     assert.ok('settings' in room, `room has settings: ${where}`);
     h.assertTimeMs(room.createdAt, 'room.createdAt');
-}
-
-async function send(socket, roomId, content) {
-    const ack = await emitAck(socket, 'message:send', { roomId, content });
-    assertAckOk(ack, `message:send to ${roomId}`);
-    return ack.message;
 }
 
 h.forEachTransport('room:create', (tr) => {

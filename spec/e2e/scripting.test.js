@@ -12,7 +12,7 @@ const os = require('node:os');
 const path = require('node:path');
 const { describe } = require('node:test');
 const h = require('./helpers');
-const { test, emitAck, assertAckOk, assertAckError } = h;
+const { test, emitAck, assertAckOk, assertAckError, eventually, send } = h;
 
 const REPO = path.join(__dirname, '..', '..');
 const ADMIN_TOKEN = crypto.randomBytes(16).toString('hex');
@@ -42,21 +42,6 @@ async function metric(server, name) {
     return Number(m[1]);
 }
 
-/** Polls an async check until it returns a truthy value, within a bounded time. */
-async function eventually(check, what, timeoutMs = h.WAIT_MS) {
-    const deadline = Date.now() + timeoutMs;
-    for (;;) {
-        const v = await check();
-        if (v) {
-            return v;
-        }
-        if (Date.now() > deadline) {
-            throw new Error(`not true within ${timeoutMs} ms: ${what}`);
-        }
-        await new Promise((r) => setTimeout(r, 50)); // poll interval of a bounded wait
-    }
-}
-
 async function roomOf(srv, n) {
     const users = [];
     const sockets = [];
@@ -69,12 +54,6 @@ async function roomOf(srv, n) {
     });
     assertAckOk(ack, 'room:create');
     return { users, sockets, room: ack.room };
-}
-
-async function sendOk(socket, roomId, content) {
-    const ack = await emitAck(socket, 'message:send', { roomId, content, clientMsgId: crypto.randomUUID() });
-    assertAckOk(ack, `message:send "${content}"`);
-    return ack.message;
 }
 
 function noDisconnects(...sockets) {
@@ -119,14 +98,14 @@ describe('hot reload', () => {
 
     test('an edited file takes effect for connected clients, without a reconnect', async () => {
         const { sockets: [a, b], room } = await roomOf(srv, 2);
-        const before = await sendOk(a, room.id, 'gosh, hello');
+        const before = await send(a, room.id, 'gosh, hello', crypto.randomUUID());
         assert.equal(before.content, 'gosh, hello');
         const text = fs.readFileSync(moderation, 'utf8');
         assert.ok(text.includes('"darn,heck"'), 'moderation.lua has its default word list');
         fs.writeFileSync(moderation, text.replace('"darn,heck"', '"darn,heck,gosh"'));
         let n = 0;
         const masked = await eventually(async () => {
-            const m = await sendOk(a, room.id, `gosh ${++n}`);
+            const m = await send(a, room.id, `gosh ${++n}`, crypto.randomUUID());
             return m.content.startsWith('g***') && m;
         }, 'the edited word list to mask "gosh"');
         await h.waitFor(b, 'message:new', (m) => m.id === masked.id && m.content === `g*** ${n}`);
@@ -141,7 +120,7 @@ describe('hot reload', () => {
         assert.equal(res.status, 200, res.text);
         assert.equal(res.body.ok, true);
         assert.ok(res.body.version > version, `a new version: ${res.text}`);
-        const m = await sendOk(a, room.id, 'version?');
+        const m = await send(a, room.id, 'version?', crypto.randomUUID());
         assert.equal(m.content, 'version? -> v2');
         noDisconnects(a);
     });
@@ -174,7 +153,7 @@ describe('hot reload', () => {
         await h.waitFor(a, 'test:waiting', (w) => w.version === 'old');
         fs.writeFileSync(path.join(dir, 'version.lua'), versionLua('new'));
         assert.equal((await adminReload(srv.server)).status, 200);
-        const fresh = await sendOk(a, room.id, 'version?');
+        const fresh = await send(a, room.id, 'version?', crypto.randomUUID());
         assert.equal(fresh.content, 'version? -> new', 'new messages meet the new version');
         const ack = await pending;
         assertAckOk(ack, 'the message that was in the old handler');
@@ -204,7 +183,7 @@ describe('hot reload', () => {
             assert.ok(await metric(srv.server, 'chatd_scripts_reload_failures_total') > failures,
                 'the failure is counted');
             assert.equal(await metric(srv.server, 'chatd_scripts_version'), version, 'the old version serves');
-            const m = await sendOk(a, room.id, 'darn it');
+            const m = await send(a, room.id, 'darn it', crypto.randomUUID());
             assert.equal(m.content, 'd*** it', 'the old policies still apply');
 
             // a file that parses but fails while it initialises is refused the same way
@@ -335,12 +314,12 @@ describe('runaway scripts', () => {
         test(`${what} fails that one call with internal; everyone else keeps chatting`, async () => {
             const { sockets: [a, b, c], room } = await roomOf(srv, 3);
             const errorsBefore = await metric(srv.server, 'chatd_script_errors_total');
-            const inflight = sendOk(b, room.id, 'while the script runs');
+            const inflight = send(b, room.id, 'while the script runs', crypto.randomUUID());
             const ack = await emitAck(c, event, {}, 20000);
             assertAckError(ack, 'internal');
             const m = await inflight;
             await h.waitFor(a, 'message:new', (x) => x.id === m.id);
-            const after = await sendOk(a, room.id, 'and after it');
+            const after = await send(a, room.id, 'and after it', crypto.randomUUID());
             await h.waitFor(c, 'message:new', (x) => x.id === after.id);
             const pong = await emitAck(c, 'ping', 'again');
             assert.deepEqual(pong, { ok: true, pong: 'again' }, 'the same client is answered next');
@@ -389,7 +368,7 @@ chat.hook("event/ping", function() return { ok = true } end)
         const { sockets: [a, b], room } = await roomOf(srv, 2);
         assertAckError(await emitAck(a, 'hoard', {}, 20000), 'internal');
         srv.assertAlive();
-        const m = await sendOk(b, room.id, 'messages need no script');
+        const m = await send(b, room.id, 'messages need no script', crypto.randomUUID());
         await h.waitFor(a, 'message:new', (x) => x.id === m.id);
         assert.match(srv.server.output, /"event":"scripts_memory_full"/);
         assert.equal((await adminReload(srv.server)).status, 200);
@@ -456,7 +435,7 @@ describe('examples/bots/echo_bot.lua', () => {
 
     test('/echo text: the echo bot posts the text back to the room, stored like any message', async () => {
         const { users: [a], sockets: [as, bs], room } = await roomOf(srv, 2);
-        const asked = await sendOk(as, room.id, '/echo hello there');
+        const asked = await send(as, room.id, '/echo hello there', crypto.randomUUID());
         const echo = await h.waitFor(bs, 'message:new', (m) => m.id !== asked.id && m.content === 'hello there');
         await h.waitFor(as, 'message:new', (m) => m.id === echo.id);
         assert.notEqual(echo.senderId, a.user.id);
@@ -481,7 +460,7 @@ describe('bots never speak as a person', () => {
         h.assertRestError(res, 400, 'invalid_payload');
         const squatter = await srv.register('echo-bot');
         const { users: [a], sockets: [as], room } = await roomOf(srv, 1);
-        await sendOk(as, room.id, '/echo say it as me');
+        await send(as, room.id, '/echo say it as me', crypto.randomUUID());
         await eventually(() => /"error":"conflict"/.test(srv.server.output) &&
             srv.server.output.includes('the echo bot could not answer'), 'the bot to give up');
         const msgs = (await srv.http('GET', `/messages?roomId=${room.id}`, undefined, a.token)).body.messages;

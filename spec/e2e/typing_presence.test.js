@@ -2,7 +2,7 @@
 // Typing indicators and presence.
 const assert = require('node:assert/strict');
 const h = require('./helpers');
-const { test, emitAck, assertAckOk } = h;
+const { test, emitAck, assertAckOk, send } = h;
 
 const srv = h.useServer();
 
@@ -11,12 +11,6 @@ async function restRoom(owner, participants, type = 'group') {
         { name: h.uniqueName('r'), type, participants: participants.map((u) => u.user.id) }, owner.token);
     assert.equal(res.status, 201, res.text);
     return res.body.room;
-}
-
-async function send(socket, roomId, content) {
-    const ack = await emitAck(socket, 'message:send', { roomId, content });
-    assertAckOk(ack, 'message:send');
-    return ack.message;
 }
 
 h.forEachTransport('typing', (tr) => {
