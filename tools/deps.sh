@@ -8,6 +8,28 @@ chat_build_packages=(build-essential cmake ninja-build pkg-config
     libcrypt-dev libssl-dev)
 chat_test_packages=(lua-busted redis-server nginx valgrind curl ca-certificates chromium)
 
+# apt-get as root (or through sudo), waiting up to 10 minutes for another apt (unattended
+# upgrades, a second run of this script) to let go of its locks instead of failing at once.
+# DPkg::Lock::Timeout covers dpkg's lock; apt-get update's lists lock is not covered by it,
+# so a "Could not get lock" failure is retried.
+chat_apt() {
+    local sudo="" out deadline=$((SECONDS + 600))
+    [ "$(id -u)" -eq 0 ] || sudo=sudo
+    while :; do
+        if out=$($sudo apt-get -o DPkg::Lock::Timeout=600 "$@" 2>&1); then
+            [ -z "$out" ] || printf '%s\n' "$out"
+            return 0
+        fi
+        if grep -q 'Could not get lock' <<<"$out" && [ "$SECONDS" -lt "$deadline" ]; then
+            echo "==> another apt holds its lock; waiting for it ($(grep -m1 -o 'held by process.*' <<<"$out" || true))" >&2
+            sleep 5
+            continue
+        fi
+        printf '%s\n' "$out" >&2
+        return 1
+    done
+}
+
 chat_install_deps() {
     local want=("${chat_build_packages[@]}") missing=() p
     if [ "${1:-build}" = test ]; then
@@ -19,9 +41,7 @@ chat_install_deps() {
     done
     [ ${#missing[@]} -eq 0 ] && return 0
     echo "==> installing missing packages: ${missing[*]}"
-    local sudo=""
-    [ "$(id -u)" -eq 0 ] || sudo=sudo
-    $sudo apt-get update -qq || { echo "apt-get update failed" >&2; return 1; }
-    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends \
+    chat_apt update -qq || { echo "apt-get update failed" >&2; return 1; }
+    DEBIAN_FRONTEND=noninteractive chat_apt install -y -qq --no-install-recommends \
         "${missing[@]}" >/dev/null
 }

@@ -34,12 +34,10 @@ function nodeOf(socket) {
 
 async function startNginx() {
     const prefix = fs.mkdtempSync(path.join(os.tmpdir(), 'chatd-nginx-'));
-    for (const d of ['logs', 'tmp']) {
-        fs.mkdirSync(path.join(prefix, d), { mode: 0o777 });
-        fs.chmodSync(path.join(prefix, d), 0o777); // workers may run as another user
-    }
-    const proc = spawn('nginx', ['-p', prefix, '-c', NGINX_CONF, '-e',
-        path.join(prefix, 'logs', 'error.log'), '-g', 'daemon off;'], { stdio: 'inherit' });
+    // nothing else to make: nginx makes its temp folders in the prefix (deploy/nginx.conf)
+    fs.chmodSync(prefix, 0o755); // workers may run as another user
+    const proc = spawn('nginx', ['-p', prefix, '-c', NGINX_CONF, '-e', 'stderr',
+        '-g', 'daemon off;'], { stdio: 'inherit' });
     const exited = new Promise((r) => proc.on('exit', r));
     await h.eventually(async () => {
         try {
