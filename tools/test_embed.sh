@@ -61,7 +61,7 @@ cmake -S "$ROOT/examples" -B "$WORK/build-cmake" -DCMAKE_PREFIX_PATH="$PREFIX" \
 cmake --build "$WORK/build-cmake" >/dev/null
 ok "examples/embed.c builds with find_package(chatrt)"
 
-PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+PORT=$(node -e 'const s = require("net").createServer().listen(0, "127.0.0.1", () => { console.log(s.address().port); s.close(); })')
 mkdir "$WORK/run"
 cd "$WORK/run"
 "$WORK/embed" "127.0.0.1:$PORT" >"$WORK/out" 2>&1 &
