@@ -94,7 +94,7 @@ stage_build() {
 # ---- 2b. the real servers the scale-out tests use ---------------------------------------
 
 stage_services() {
-    note "tools/services.sh start: redis-server 127.0.0.1:16379, FerretDB v1.24.2 (SQLite) 127.0.0.1:27018"
+    note "tools/services.sh start: redis-server 127.0.0.1:${CHAT_TEST_REDIS_PORT:-16379}, FerretDB v1.24.2 (SQLite) 127.0.0.1:${CHAT_TEST_MONGO_PORT:-27018}"
     "$ROOT/tools/services.sh" start >"$SERVICES_ENV"
     cat "$SERVICES_ENV"
 }

@@ -4,8 +4,9 @@
 #   2. build examples/embed.c against that prefix with pkg-config, and with find_package;
 #   3. run the pkg-config build from a directory without lua/ or scripts/ (so the installed
 #      data directory is found), check it serves /healthz while the host's own timer ticks,
-#      then stop it and check the host's loop closed cleanly (uv_loop_close returned 0).
-# usage: tools/test_embed.sh BUILD_DIR     (extra compiler flags: EMBED_CFLAGS)
+#      then stop it with a client session open and check the host's loop closed cleanly
+#      (uv_loop_close returned 0; under ASan, nothing leaked).
+# usage: tools/test_embed.sh BUILD_DIR     (compiler flags for the example: EMBED_CFLAGS)
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 BUILD="$(cd "${1:?usage: tools/test_embed.sh BUILD_DIR}" && pwd)"
@@ -48,6 +49,10 @@ if nm -D --defined-only "$LIBDIR/libchatrt.so" | grep -q ' chat__\| chat_run_lua
     fail "libchatrt.so exports internal symbols"
 fi
 ok "installed header, libraries (SONAME $soname), chatrt.pc, CMake package, data dir"
+# a sanitizer build of the library needs the same sanitizers in the program that loads it
+if [ -z "${EMBED_CFLAGS:-}" ] && objdump -p "$LIBDIR/libchatrt.so" | grep -q 'NEEDED.*libasan'; then
+    EMBED_CFLAGS="-fsanitize=address,undefined -fno-omit-frame-pointer"
+fi
 
 # shellcheck disable=SC2086  # EMBED_CFLAGS and pkg-config output are word lists
 {
@@ -78,6 +83,12 @@ ok "/healthz: $body"
 more_ticks() { [ "$(grep -c '^host: tick' "$WORK/out" || true)" -ge $((ticks_at_healthz + 3)) ]; }
 wait_for "three more ticks of the host's timer" more_ticks
 ok "the host's timer ticks beside the runtime"
+
+# a client session open while the host stops: the close waits for it to end
+open=$(curl -fsS "http://127.0.0.1:$PORT/socket.io/?EIO=4&transport=polling") ||
+    fail "the Engine.IO handshake failed"
+grep -q '"sid"' <<<"$open" || fail "no sid in the handshake: $open"
+ok "an Engine.IO polling session is open"
 
 kill -TERM "$PID"
 rc=0

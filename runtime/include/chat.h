@@ -5,8 +5,8 @@
  * a complete host program.
  *
  * Threads: every function here is called from the thread that runs the runtime's
- * uv loop unless it says otherwise. The chat_config_* functions touch only the config
- * passed to them and may be called from any thread.
+ * uv loop unless it says otherwise (chat_config_* and chat_log_* may be called from any
+ * thread).
  *
  * Ownership: the caller owns what it passes in (the runtime copies what it keeps) and the
  * library owns what it returns, unless a declaration says otherwise.
@@ -55,7 +55,9 @@ CHAT_API const char *chat_errcode(int err);  /* protocol code, e.g. "rate_limite
 CHAT_API int chat_errstatus(int err);        /* REST status, e.g. 429 */
 
 /* ---- Configuration ----------------------------------------------------------
- * Plain data; strings are owned by the config (chat_config_free releases them). */
+ * Plain data; strings are owned by the config (chat_config_free releases them). The
+ * functions touch only the config they are given (setting log_level also sets the
+ * process-wide log level), so any thread may use its own config. */
 typedef struct chat_config {
     char *listen;           /* "host:port", default "127.0.0.1:8080" */
     char *data_dir;         /* default "./data" */
@@ -148,8 +150,10 @@ typedef void (*chat_close_cb)(chat_runtime *rt, void *arg);
  * libuv style: keep running the loop; cb(rt, arg) runs on the loop once the last of the
  * runtime's handles has closed and its pending store work has finished. After cb returns rt
  * is freed; cb may be NULL. From then on the runtime holds nothing on the loop, so a host
- * whose own handles are closed sees uv_run return and uv_loop_close succeed. Call it once;
- * do not call chat_runtime_free afterwards. Works on borrowed and owned loops. */
+ * whose own handles are closed sees uv_run return and uv_loop_close succeed. Call it once,
+ * from the loop's thread; do not call chat_runtime_free afterwards. On a runtime that owns
+ * its loop, call it after chat_runtime_run returned: it runs that loop to the end itself
+ * and calls cb before it returns. */
 CHAT_API void chat_runtime_close(chat_runtime *rt, chat_close_cb cb, void *arg);
 /* For a runtime that owns its loop (chat_runtime_new with loop NULL), after
  * chat_runtime_run has returned: closes it, runs the loop to the end and frees everything,

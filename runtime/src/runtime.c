@@ -391,7 +391,9 @@ static void free_memory(chat_runtime *rt)
     chat_config_free(&rt->cfg);
 }
 
-void chat_runtime_free(chat_runtime *rt)
+/* The old way, and the one for owned loops: run the loop until nothing is left. cb (if any)
+ * runs when everything is closed, just before rt itself is freed. */
+static void runtime_free(chat_runtime *rt, chat_close_cb cb, void *arg)
 {
     if (!rt) {
         return;
@@ -408,8 +410,13 @@ void chat_runtime_free(chat_runtime *rt)
         uv_run(rt->loop, UV_RUN_DEFAULT); /* the kv timer's close */
         uv_loop_close(rt->loop);
     }
+    if (cb) {
+        cb(rt, arg);
+    }
     free(rt);
 }
+
+void chat_runtime_free(chat_runtime *rt) { runtime_free(rt, NULL, NULL); }
 
 /* ---- close with a callback, on a loop the host runs ----
  * The host's own handles keep its loop alive, so "run the loop until it is empty" (what
@@ -478,16 +485,9 @@ void chat_runtime_close(chat_runtime *rt, chat_close_cb cb, void *arg)
         return;
     }
     if (rt->owns_loop) {
-        /* nothing else runs this loop: finish here */
+        /* nothing else runs this loop: finish here, running it to the end */
         chat_runtime_stop(rt);
-        if (cb) {
-            chat__net_stop(rt);
-            chat__script_free(rt->script);
-            rt->script = NULL;
-            uv_run(rt->loop, UV_RUN_DEFAULT);
-            cb(rt, arg);
-        }
-        chat_runtime_free(rt);
+        runtime_free(rt, cb, arg);
         return;
     }
     runtime_closer *c = calloc(1, sizeof *c);
