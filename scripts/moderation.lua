@@ -59,8 +59,8 @@ local commands = {
         return ("%s may join again"):format(target.username)
     end,
     invite = function(room, target)
-        local ok, err = chat.join(room.id, target.id)
-        if not ok then return nil, ("%s could not be added (%s)"):format(target.username, err) end
+        local ok, _, code = chat.join(room.id, target.id)
+        if not ok then return nil, ("%s could not be added (%s)"):format(target.username, code) end
         return ("%s was added to the room"):format(target.username)
     end,
 }

@@ -6,11 +6,11 @@ return function(chat)
 
     -- Removes the user from the room on every device and tells them why.
     function chat.kick(roomId, userId, reason)
-        local ok, err = chat.leave(roomId, userId)
+        local ok, err, code = chat.leave(roomId, userId)
         if ok then
             chat.emit_user(userId, "notify", { type = "kicked", roomId = roomId, reason = reason })
         end
-        return ok, err
+        return ok, err, code
     end
 
     -- A ban or a mute is stored as the time it ends (0: never), with a TTL to match.
@@ -31,8 +31,8 @@ return function(chat)
 
     -- Keeps the user out for `seconds` (forever when nil) and removes them if they are in.
     function chat.ban(roomId, userId, seconds, reason)
-        local ok, err = restrict(ban_key(roomId, userId), seconds)
-        if not ok then return nil, err end
+        local ok, err, code = restrict(ban_key(roomId, userId), seconds)
+        if not ok then return nil, err, code end
         chat.kick(roomId, userId, reason or "banned")
         return true
     end
@@ -77,30 +77,30 @@ return function(chat)
 
     function Bot:account()
         if not self.id then
-            local user, err = chat._ensure_user(self.username)
-            if not user then return nil, err end
+            local user, err, code = chat._ensure_user(self.username)
+            if not user then return nil, err, code end
             self.id = user.id
         end
         return self.id
     end
 
     function Bot:join(roomId)
-        local id, err = self:account()
-        if not id then return nil, err end
+        local id, err, code = self:account()
+        if not id then return nil, err, code end
         return chat.join(roomId, id)
     end
 
     -- Posts in the room, joining it first when the bot is not a member yet.
     function Bot:send(roomId, content)
-        local id, err = self:account()
-        if not id then return nil, err end
-        local message, serr = chat._send_as(id, roomId, content)
-        if not message and serr == "forbidden" then
-            local room, jerr = chat.join(roomId, id)
-            if not room then return nil, jerr end
+        local id, err, code = self:account()
+        if not id then return nil, err, code end
+        local message, serr, scode = chat._send_as(id, roomId, content)
+        if not message and scode == "forbidden" then
+            local room, jerr, jcode = chat.join(roomId, id)
+            if not room then return nil, jerr, jcode end
             return chat._send_as(id, roomId, content)
         end
-        return message, serr
+        return message, serr, scode
     end
 
     function chat.bot(username)

@@ -79,6 +79,10 @@ typedef struct chat_config {
     char *static_dir;       /* the web page's files, served at /; default "examples/web" */
     char *redis_url;        /* redis://[:pw@]host:port/db: bus and kv on Redis; NULL: in-process */
     char *mongo_uri;        /* mongodb://...: store on MongoDB; NULL: SQLite in data_dir */
+    int lua_pattern_steps;  /* matching steps one string.find/match/gmatch/gsub call may take */
+    int lua_timers_max;     /* timers one generation of the scripts may have pending */
+    int lua_kv_mb;          /* in-process kv memory scripts may fill with kv.set, in MiB */
+    int lua_hook_wait_ms;   /* how long a hook may wait for I/O (sleep included) in all */
 } chat_config;
 
 /* Fills every field with its default (strings are copies). */

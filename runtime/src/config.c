@@ -70,6 +70,14 @@ static const option_def options[] = {
     {"mongo_uri", "CHAT_MONGO_URI", STR(mongo_uri), NULL, 0, 0,
      "MongoDB for users, rooms and messages, e.g. mongodb://db1,db2,db3/chatd?replicaSet=rs0; "
      "unset: SQLite in the data dir"},
+    {"lua_pattern_steps", "CHAT_LUA_PATTERN_STEPS", INT(lua_pattern_steps), "10000000", 1000,
+     INT_MAX, "matching steps one string.find/match/gmatch/gsub call of a script may take"},
+    {"lua_timers_max", "CHAT_LUA_TIMERS_MAX", INT(lua_timers_max), "10000", 1, INT_MAX,
+     "timers the scripts may have pending at once"},
+    {"lua_kv_mb", "CHAT_LUA_KV_MB", INT(lua_kv_mb), "64", 1, 65536,
+     "memory the scripts may fill in the in-process kv with chat.kv.set, in MiB"},
+    {"lua_hook_wait_ms", "CHAT_LUA_HOOK_WAIT_MS", INT(lua_hook_wait_ms), "5000", 1, 600000,
+     "how long one hook may wait for I/O (chat.timer.sleep included) before it fails"},
 };
 
 #define NOPTIONS (sizeof options / sizeof options[0])

@@ -2109,6 +2109,7 @@ void chat__rest_metrics(chat_http_req *req, const char *user_id)
         rt->rooms.len, (unsigned long long)rt->stats.messages_stored,
         (unsigned long long)rt->stats.frames_out, (unsigned long long)rt->stats.bad_packets,
         chat__store_pending(rt->store), version, reloads, failures, errors);
+    rc = rc ? rc : chat__script_metrics(rt->script, &b);
     if (rc) {
         chat__http_respond_error(req, CHAT_ENOMEM, NULL);
     } else {

@@ -24,9 +24,15 @@ typedef struct local_kv {
     uv_loop_t *loop;
     chat_map map;
     uv_timer_t sweep; /* drops expired keys nobody reads again */
+    size_t bytes;     /* keys and values held, for the scripts' bound (CHAT_LUA_KV_MB) */
 } local_kv;
 
 static int64_t now_ms(local_kv *kv) { return (int64_t)uv_now(kv->loop); }
+
+static size_t entry_bytes(const kv_entry *e)
+{
+    return sizeof *e + strlen(e->key) + 1 + (e->value ? strlen(e->value) + 1 : 0);
+}
 
 static void entry_free(kv_entry *e)
 {
@@ -36,13 +42,29 @@ static void entry_free(kv_entry *e)
     }
 }
 
+/* Drops e from the map and the byte count. */
+static void entry_drop(local_kv *kv, kv_entry *e)
+{
+    kv->bytes -= entry_bytes(e);
+    chat__map_del(&kv->map, e->key);
+    entry_free(e);
+}
+
+/* Replaces e's value (taking copy), keeping the byte count. */
+static void entry_set_value(local_kv *kv, kv_entry *e, char *copy)
+{
+    kv->bytes -= entry_bytes(e);
+    free(e->value);
+    e->value = copy;
+    kv->bytes += entry_bytes(e);
+}
+
 /* Returns the live entry, dropping it first if it expired. */
 static kv_entry *lookup(local_kv *kv, const char *key)
 {
     kv_entry *e = chat__map_get(&kv->map, key);
     if (e && e->expires_ms && e->expires_ms <= now_ms(kv)) {
-        chat__map_del(&kv->map, key);
-        entry_free(e);
+        entry_drop(kv, e);
         return NULL;
     }
     return e;
@@ -64,6 +86,7 @@ static kv_entry *lookup_or_create(local_kv *kv, const char *key)
         free(e);
         return NULL;
     }
+    kv->bytes += entry_bytes(e);
     return e;
 }
 
@@ -89,8 +112,7 @@ static void sweep_cb(uv_timer_t *t)
         }
     }
     for (size_t i = 0; i < n; i++) {
-        chat__map_del(&kv->map, dead[i]->key);
-        entry_free(dead[i]);
+        entry_drop(kv, dead[i]);
     }
     free(dead);
 }
@@ -145,8 +167,7 @@ static int local_set(void *impl, const char *key, const char *value, int64_t ttl
         }
         return CHAT_ENOMEM;
     }
-    free(e->value);
-    e->value = copy;
+    entry_set_value(kv, e, copy);
     set_ttl(kv, e, ttl_ms);
     if (cb) {
         cb(0, value, 0, arg);
@@ -182,8 +203,7 @@ static int local_incr(void *impl, const char *key, int64_t by, int64_t ttl_ms, c
         }
         return CHAT_ENOMEM;
     }
-    free(e->value);
-    e->value = copy;
+    entry_set_value(kv, e, copy);
     if (fresh) {
         set_ttl(kv, e, ttl_ms);
     }
@@ -210,17 +230,18 @@ static int local_del(void *impl, const char *key, chat_kv_cb cb, void *arg)
 {
     local_kv *kv = impl;
     kv_entry *e = lookup(kv, key);
+    int existed = e != NULL;
     if (e) {
-        chat__map_del(&kv->map, key);
-        entry_free(e);
+        entry_drop(kv, e);
     }
     if (cb) {
-        cb(0, NULL, e ? 1 : 0, arg);
+        cb(0, NULL, existed, arg);
     }
     return 0;
 }
 
 static size_t local_count(void *impl) { return ((local_kv *)impl)->map.len; }
+static size_t local_bytes(void *impl) { return ((local_kv *)impl)->bytes; }
 
 const chat_kv_backend chat__kv_local = {
     .name = "local",
@@ -232,6 +253,7 @@ const chat_kv_backend chat__kv_local = {
     .expire = local_expire,
     .del = local_del,
     .count = local_count,
+    .bytes = local_bytes,
 };
 
 /* ---- the interface ---- */
@@ -298,6 +320,7 @@ int chat__kv_del(chat_kv *kv, const char *key, chat_kv_cb cb, void *arg)
 }
 
 size_t chat__kv_count(const chat_kv *kv) { return kv->be->count ? kv->be->count(kv->impl) : 0; }
+size_t chat__kv_bytes(const chat_kv *kv) { return kv->be->bytes ? kv->be->bytes(kv->impl) : 0; }
 
 int chat__kv_ready(const chat_kv *kv)
 {

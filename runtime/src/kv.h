@@ -32,6 +32,7 @@ typedef struct chat_kv_backend {
     int (*expire)(void *impl, const char *key, int64_t ttl_ms, chat_kv_cb cb, void *arg);
     int (*del)(void *impl, const char *key, chat_kv_cb cb, void *arg);
     size_t (*count)(void *impl);
+    size_t (*bytes)(void *impl); /* memory held for keys and values; NULL: not known (Redis) */
     int (*ready)(void *impl);
 } chat_kv_backend;
 
@@ -57,6 +58,8 @@ int chat__kv_expire(chat_kv *kv, const char *key, int64_t ttl_ms, chat_kv_cb cb,
 int chat__kv_del(chat_kv *kv, const char *key, chat_kv_cb cb, void *arg);
 /* Keys held in process (in-process backend); 0 for Redis. */
 size_t chat__kv_count(const chat_kv *kv);
+/* Bytes of keys and values the in-process kv holds; 0 for Redis (its maxmemory bounds it). */
+size_t chat__kv_bytes(const chat_kv *kv);
 /* 0 when the backend answers (always for in-process), else CHAT_EUNAVAIL. */
 int chat__kv_ready(const chat_kv *kv);
 /* "local" or "redis". */

@@ -171,9 +171,7 @@ static void action_done(int status, json_t *result, void *arg)
     chat_pending *p = arg;
     lua_State *T = chat__script_pending_thread(p);
     if (status) {
-        lua_pushnil(T);
-        lua_pushstring(T, chat_errcode(status));
-        chat__script_pending_done(p, 2);
+        chat__script_pending_done(p, chat__lua_fail(T, status, NULL));
     } else if (!result) {
         lua_pushboolean(T, 1);
         chat__script_pending_done(p, 1);
@@ -266,11 +264,36 @@ static int chat_dispatch(lua_State *L)
     return 1;
 }
 
+/* Settings that are secrets: a script gets none of them (a policy could log or send them). */
+static int is_secret(const char *name)
+{
+    static const char *const secrets[] = {"jwt_secret", "admin_token", "redis_url", "mongo_uri",
+                                          NULL};
+    char lower[64];
+    size_t i = 0;
+    for (; name[i] && i < sizeof lower - 1; i++) {
+        char c = name[i];
+        lower[i] = (char)(c >= 'A' && c <= 'Z' ? c + 32 : c);
+    }
+    lower[i] = '\0';
+    for (const char *const *s = secrets; *s; s++) {
+        if (strcmp(lower, *s) == 0) {
+            return 1;
+        }
+    }
+    return strstr(lower, "secret") || strstr(lower, "password");
+}
+
 /* chat.setting(name, default): the operator's CHAT_<NAME> environment variable, as a number
- * when the default is one. */
+ * when the default is one. Secret settings (the JWT secret, the admin token, URLs that carry
+ * passwords) are refused. */
 static int chat_setting(lua_State *L)
 {
     const char *name = luaL_checkstring(L, 1);
+    if (is_secret(name)) {
+        return luaL_argerror(L, 1, lua_pushfstring(L, "'%s' is a secret setting; scripts cannot "
+                                                      "read it", name));
+    }
     char env[128];
     size_t i = 0;
     memcpy(env, "CHAT_", 5);

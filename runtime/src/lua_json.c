@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "eio.h"
+#include "chat.h"
 #include "script.h"
 
 #define DEPTH_MAX 64
@@ -315,10 +316,9 @@ static int json_decode(lua_State *L)
     json_error_t jerr;
     *box = json_loadb(text, len, JSON_DECODE_ANY | JSON_ALLOW_NUL, &jerr);
     if (!*box) {
-        luaL_pushfail(L);
-        lua_pushfstring(L, "invalid JSON at line %d, column %d: %s", jerr.line, jerr.column,
-                        jerr.text);
-        return 2;
+        return chat__lua_fail(L, CHAT_EINVAL,
+                              lua_pushfstring(L, "invalid JSON at line %d, column %d: %s",
+                                              jerr.line, jerr.column, jerr.text));
     }
     chat__json_to_lua(L, *box);
     json_decref(*box);

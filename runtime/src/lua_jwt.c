@@ -32,9 +32,7 @@ static int jwt_verify(lua_State *L)
     uv_gettimeofday(&tv);
     char sub[25];
     if (chat__jwt_verify(rt->jwt_secret, token, tv.tv_sec, sub)) {
-        luaL_pushfail(L);
-        lua_pushliteral(L, "unauthorized");
-        return 2;
+        return chat__lua_fail(L, CHAT_EUNAUTHORIZED, "the token is invalid or expired");
     }
     lua_pushstring(L, sub);
     return 1;

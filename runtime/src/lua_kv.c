@@ -1,17 +1,15 @@
 /* lua_kv.c: chat.kv.get/set/incr/expire/del: counters and values with TTLs, on the runtime's
  * kv (in-process, or Redis when configured). Each call waits for its answer; failures return
- * nil plus the error code. TTLs are in milliseconds. */
+ * nil, a message and the error code. TTLs are in milliseconds. What scripts may fill in the
+ * in-process kv is bounded (CHAT_LUA_KV_MB): it lives outside the Lua heap and its cap. */
 #include <lauxlib.h>
+#include <string.h>
 
+#include "kv.h"
 #include "rt.h"
 #include "script.h"
 
-static int push_error(lua_State *T, int status)
-{
-    lua_pushnil(T);
-    lua_pushstring(T, chat_errcode(status));
-    return 2;
-}
+static int push_error(lua_State *T, int status) { return chat__lua_fail(T, status, NULL); }
 
 static void get_done(int status, const char *value, int64_t number, void *arg)
 {
@@ -69,8 +67,15 @@ static int kv_set(lua_State *L)
     const char *key = luaL_checkstring(L, 1);
     const char *value = luaL_checkstring(L, 2);
     lua_Integer ttl = luaL_optinteger(L, 3, 0);
+    chat_runtime *rt = chat__script_rt(L);
+    size_t max = (size_t)rt->cfg.lua_kv_mb * 1024 * 1024;
+    if (chat__kv_bytes(rt->kv) + strlen(key) + strlen(value) > max) {
+        chat__script_count_refusal(L, "kv");
+        return chat__lua_fail(L, CHAT_ETOOBIG,
+                              "the kv is full (CHAT_LUA_KV_MB); delete keys or give them a TTL");
+    }
     chat_pending *p = chat__script_pending_new(L);
-    chat__kv_set(chat__script_rt(L)->kv, key, value, ttl, bool_done, p);
+    chat__kv_set(rt->kv, key, value, ttl, bool_done, p);
     return chat__script_await(L, p);
 }
 

@@ -1,4 +1,4 @@
-/* lua_redis.c: chat.redis(command, args...) -> reply | nil, err: raw Redis commands for
+/* lua_redis.c: chat.redis(command, args...) -> reply | nil, message, code: raw Redis commands for
  * scripts when CHAT_REDIS_URL is set (kv_redis.c refuses commands that would block or take
  * over the shared connection). Replies: strings, integers, arrays as tables, nil. */
 #include <lauxlib.h>
@@ -15,13 +15,9 @@ static void reply_done(int status, json_t *reply, void *arg)
     chat_pending *p = arg;
     lua_State *T = chat__script_pending_thread(p);
     if (status) {
-        lua_pushnil(T);
-        if (json_is_string(reply)) {
-            lua_pushlstring(T, json_string_value(reply), json_string_length(reply));
-        } else {
-            lua_pushstring(T, chat_errcode(status));
-        }
-        chat__script_pending_done(p, 2);
+        /* Redis's own error text, when it sent one, is the message */
+        chat__script_pending_done(
+            p, chat__lua_fail(T, status, json_is_string(reply) ? json_string_value(reply) : NULL));
     } else {
         chat__json_to_lua(T, reply);
         chat__script_pending_done(p, 1);
@@ -42,12 +38,11 @@ static int chat_redis(lua_State *L)
     int rc = chat__kv_redis_command(chat__script_rt(L)->kv, argc, argv, lens, reply_done, p);
     if (rc) {
         /* not started: answer now (CHAT_EINVAL here means Redis is not configured) */
-        lua_pushnil(L);
-        lua_pushstring(L, rc == CHAT_EINVAL    ? "Redis is not configured (set CHAT_REDIS_URL)"
-                          : rc == CHAT_EFORBIDDEN ? "that command is not allowed from scripts"
-                                                  : chat_errcode(rc));
         chat__script_pending_cancel(p);
-        return 2;
+        return chat__lua_fail(L, rc == CHAT_EINVAL ? CHAT_EUNAVAIL : rc,
+                              rc == CHAT_EINVAL       ? "Redis is not configured (set CHAT_REDIS_URL)"
+                              : rc == CHAT_EFORBIDDEN ? "that command is not allowed from scripts"
+                                                      : NULL);
     }
     return chat__script_await(L, p);
 }

@@ -1,5 +1,5 @@
 /* lua_store.c: chat.store: read queries on the store (rooms, users, history). Each waits for
- * its answer; a missing object is nil, a failure nil plus the error code. */
+ * its answer; a missing object is nil, a failure nil, a message and the error code. */
 #include <lauxlib.h>
 
 #include "rt.h"
@@ -16,9 +16,7 @@ static void query_done(int status, json_t *result, void *arg)
         lua_pushnil(T);
         chat__script_pending_done(p, 1);
     } else if (status) {
-        lua_pushnil(T);
-        lua_pushstring(T, chat_errcode(status));
-        chat__script_pending_done(p, 2);
+        chat__script_pending_done(p, chat__lua_fail(T, status, NULL));
     } else {
         chat__json_to_lua(T, result);
         chat__script_pending_done(p, 1);

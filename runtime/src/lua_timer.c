@@ -1,9 +1,13 @@
 /* lua_timer.c: chat.timer.after(ms, fn) and chat.timer.every(ms, fn), each returning a
  * handle with :cancel(). fn runs in its own coroutine (it may wait for I/O). Timers belong to
- * the scripts' generation: a reload stops them and the new scripts start their own. */
+ * the scripts' generation: a reload stops them and the new scripts start their own. A timer
+ * always runs on a later pass of the loop than the code that started it, so a chain of
+ * timers that start timers leaves room for I/O between two links; the number of pending
+ * timers is bounded (CHAT_LUA_TIMERS_MAX). */
 #include <lauxlib.h>
 #include <stdlib.h>
 
+#include "rt.h"
 #include "script.h"
 
 typedef struct lua_timer {
@@ -39,6 +43,11 @@ static int start(lua_State *L, int repeat)
     luaL_checktype(L, 2, LUA_TFUNCTION);
     luaL_argcheck(L, ms >= 0 && ms <= 7 * 86400 * 1000, 1, "0 ms to 7 days");
     luaL_argcheck(L, !repeat || ms >= 10, 1, "every: at least 10 ms");
+    if (ms == 0) {
+        /* libuv runs a timer due now in the pass that started it: a function that starts
+         * after(0) again would never give the loop back. 1 ms puts it on a later pass. */
+        ms = 1;
+    }
     lua_timer *t = calloc(1, sizeof *t);
     if (!t) {
         return luaL_error(L, "out of memory");
@@ -51,9 +60,15 @@ static int start(lua_State *L, int repeat)
     t->fn_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     uv_timer_init(chat__script_loop(L), &t->handle);
     uv_unref((uv_handle_t *)&t->handle); /* a script's schedule does not keep chatd running */
-    if (chat__script_track_timer(L, &t->handle)) {
+    int rc = chat__script_track_timer(L, &t->handle);
+    if (rc) {
         luaL_unref(L, LUA_REGISTRYINDEX, t->fn_ref);
         uv_close((uv_handle_t *)&t->handle, timer_free);
+        if (rc == CHAT_ETOOBIG) {
+            return luaL_error(L, "too many timers pending (CHAT_LUA_TIMERS_MAX = %d); cancel "
+                                 "some or start fewer",
+                              chat__script_rt(L)->cfg.lua_timers_max);
+        }
         return luaL_error(L, "out of memory");
     }
     /* the loop's clock is as old as this loop iteration: a script may have run for a while */
@@ -92,11 +107,26 @@ static void sleep_done(uv_timer_t *h)
     chat__script_pending_done(p, 0);
 }
 
-/* chat.timer.sleep(ms): waits without blocking anything else. */
+/* The sleeping coroutine was abandoned: the timer stops and sleep_done never runs. */
+static void sleep_cancel(void *arg)
+{
+    sleep_req *r = arg;
+    uv_close((uv_handle_t *)&r->handle, sleep_closed);
+}
+
+/* chat.timer.sleep(ms): waits without blocking anything else. A hook, which a client waits
+ * on, may wait CHAT_LUA_HOOK_WAIT_MS in all: a longer sleep fails at once. */
 static int timer_sleep(lua_State *L)
 {
     lua_Integer ms = luaL_checkinteger(L, 1);
     luaL_argcheck(L, ms >= 0 && ms <= 3600 * 1000, 1, "0 ms to 1 hour");
+    long left = chat__script_wait_left(L);
+    if (left >= 0 && ms > left) {
+        return luaL_error(L, "chat.timer.sleep(%d): a hook may wait %d ms in all "
+                             "(CHAT_LUA_HOOK_WAIT_MS) and has %d ms left; use chat.timer.after "
+                             "for later work",
+                          (int)ms, chat__script_rt(L)->cfg.lua_hook_wait_ms, (int)left);
+    }
     chat_pending *p = chat__script_pending_new(L); /* raises where nothing may wait */
     sleep_req *r = calloc(1, sizeof *r);
     if (!r) {
@@ -104,6 +134,8 @@ static int timer_sleep(lua_State *L)
         return luaL_error(L, "out of memory");
     }
     r->pending = p;
+    chat__script_pending_on_cancel(p, sleep_cancel, r);
+    chat__script_pending_no_deadline(p);
     uv_timer_init(chat__script_loop(L), &r->handle);
     uv_update_time(chat__script_loop(L));
     uv_timer_start(&r->handle, sleep_done, (uint64_t)ms, 0);

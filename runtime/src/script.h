@@ -21,6 +21,14 @@ int chat__script_reload(chat_script *sc, char *err, size_t errlen);
 /* The loaded state's generation (1, 2, ...) and counters for /metrics. */
 void chat__script_stats(chat_script *sc, int *version, unsigned long *reloads,
                         unsigned long *reload_failures, unsigned long *errors);
+/* The Lua host's bounds as /metrics lines (appended to b; 0 or CHAT_ENOMEM). */
+typedef struct chat_buf chat_buf;
+int chat__script_metrics(chat_script *sc, chat_buf *b);
+/* Counts a refusal for /metrics: what is "timers", "kv", "patterns". */
+void chat__script_count_refusal(lua_State *L, const char *what);
+/* Bindings report an expected failure as `nil, message, code` (code from the error table):
+ * pushes the three values, returns 3. message NULL: the table's sentence. */
+int chat__lua_fail(lua_State *L, int err, const char *message);
 
 /* 1 when at least one handler is hooked on name: callers skip the Lua round trip otherwise. */
 int chat__script_has(chat_script *sc, const char *hook);
@@ -55,6 +63,16 @@ const char *chat__script_wait_error(lua_State *L);
 chat_pending *chat__script_pending_new(lua_State *L);
 /* The operation never started: frees p. */
 void chat__script_pending_cancel(chat_pending *p);
+/* The cleanup of a pending operation: called when its coroutine is abandoned (its deadline
+ * passed, a reload dropped it, the server stops) to stop the operation, after which its
+ * completion must never come. Operations that cannot be stopped register none: their
+ * completion still comes and its results are dropped. */
+typedef void (*chat_pending_cancel_cb)(void *arg);
+void chat__script_pending_on_cancel(chat_pending *p, chat_pending_cancel_cb cb, void *arg);
+/* A timer or bot function's sleep: its own timer bounds it, no I/O deadline applies. */
+void chat__script_pending_no_deadline(chat_pending *p);
+/* Milliseconds the running hook may still wait for I/O; -1: no limit (timers, chatd --run). */
+long chat__script_wait_left(lua_State *L);
 lua_State *chat__script_pending_thread(chat_pending *p); /* where to push results */
 void chat__script_pending_done(chat_pending *p, int nresults);
 int chat__script_await(lua_State *L, chat_pending *p);
@@ -68,7 +86,7 @@ int chat__script_track_timer(lua_State *L, uv_timer_t *t);
 void chat__script_untrack_timer(lua_State *L, uv_timer_t *t);
 int chat__script_timer_alive(lua_State *L, uv_timer_t *t);
 int chat__lua_timer_cancel(lua_State *L);
-/* Maps a protocol error code ("rate_limited") to CHAT_E*, 0 if unknown. */
+/* Maps a protocol error code ("rate_limited") to CHAT_E*, 0 if unknown (from CHAT_ERRNO_MAP). */
 int chat__script_reject_code(const char *code);
 void chat__lua_push_array_mt(lua_State *L);
 /* chat.binary values (lua_json.c). */

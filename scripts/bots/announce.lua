@@ -15,9 +15,9 @@ end
 
 function announce.post()
     for _, id in ipairs(announce.rooms) do
-        local ok, err = announce.bot:send(id, announce.text)
+        local ok, err, code = announce.bot:send(id, announce.text)
         if not ok then
-            chat.log.warn("the announcement could not be posted", { room = id, error = err })
+            chat.log.warn("the announcement could not be posted", { room = id, error = err, code = code })
         end
     end
 end

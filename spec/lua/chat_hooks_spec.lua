@@ -126,3 +126,27 @@ describe("chat.setting, chat.now, chat.null", function()
         assert.equal(chat.json.null, chat.null)
     end)
 end)
+
+describe("chat.setting and secrets", function()
+    it("refuses secret settings: the JWT secret, the admin token, URLs with passwords", function()
+        for _, name in ipairs({ "jwt_secret", "JWT_SECRET", "admin_token", "redis_url", "mongo_uri",
+            "smtp_password", "my_api_secret" }) do
+            local ok, err = pcall(chat.setting, name, "x")
+            assert.is_false(ok, name)
+            assert.matches("secret setting", err)
+        end
+    end)
+end)
+
+describe("expected failures", function()
+    it("are nil, a message and the error table's code, in every binding", function()
+        local v, msg, code = chat.json.decode("{")
+        assert.is_nil(v)
+        assert.matches("invalid JSON", msg)
+        assert.equal("invalid_payload", code)
+        v, msg, code = chat.jwt.verify("not a token")
+        assert.is_nil(v)
+        assert.is_string(msg)
+        assert.equal("unauthorized", code)
+    end)
+end)

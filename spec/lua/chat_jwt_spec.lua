@@ -65,7 +65,7 @@ describe("chat.jwt", function()
         bad[#bad + 1] = h .. "." .. b64url(chat.json.encode({ sub = support.id(), exp = os.time() + 60 })) .. "." .. s
         bad[#bad + 1] = "not a token"
         for _, t in ipairs(bad) do
-            local id, err = chat.jwt.verify(t)
+            local id, _, err = chat.jwt.verify(t)
             assert.is_nil(id, t)
             assert.equal("unauthorized", err)
         end
