@@ -137,6 +137,9 @@ static int timer_sleep(lua_State *L)
     chat__script_pending_on_cancel(p, sleep_cancel, r);
     chat__script_pending_no_deadline(p);
     uv_timer_init(chat__script_loop(L), &r->handle);
+    if (!chat__script_pending_sync(p)) {
+        uv_unref((uv_handle_t *)&r->handle); /* a sleeping script does not keep chatd up */
+    }
     uv_update_time(chat__script_loop(L));
     uv_timer_start(&r->handle, sleep_done, (uint64_t)ms, 0);
     lua_settop(L, 0);

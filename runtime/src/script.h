@@ -69,6 +69,9 @@ void chat__script_pending_cancel(chat_pending *p);
  * completion still comes and its results are dropped. */
 typedef void (*chat_pending_cancel_cb)(void *arg);
 void chat__script_pending_on_cancel(chat_pending *p, chat_pending_cancel_cb cb, void *arg);
+/* 1: chatd --run's top level waits by running the loop, so its timers must keep it alive;
+ * 0: a coroutine waits, and what it waits on must not keep chatd from stopping. */
+int chat__script_pending_sync(const chat_pending *p);
 /* A timer or bot function's sleep: its own timer bounds it, no I/O deadline applies. */
 void chat__script_pending_no_deadline(chat_pending *p);
 /* Milliseconds the running hook may still wait for I/O; -1: no limit (timers, chatd --run). */

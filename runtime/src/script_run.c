@@ -465,6 +465,8 @@ void chat__script_pending_no_deadline(chat_pending *p)
 
 void chat__script_pending_cancel(chat_pending *p) { pending_free(p); }
 
+int chat__script_pending_sync(const chat_pending *p) { return p->run == NULL; }
+
 /* From here to chat__script_pending_done the host pushes results: never capped (a failure
  * here would be outside any protected call). An expired operation's results go to the main
  * thread and are dropped. */

@@ -210,6 +210,48 @@ static void remove_fields(lua_State *L, const char *table, const char *const *na
 
 int luaopen_chat(lua_State *L);
 
+/* ---- xpcall ----
+ * The budget's kill is raised from inside the count hook, and Lua calls an xpcall message
+ * handler before it unwinds, with hooks still off: a handler that loops would run forever.
+ * Once the budget is spent the handler is skipped and the error object passed on. */
+
+static int budget_spent(lua_State *L)
+{
+    script_state *st = chat__script_state_of(L);
+    return st->current ? st->current->budget < 0 : st->loading && st->load_budget < 0;
+}
+
+static int msgh_guard(lua_State *L)
+{
+    if (budget_spent(L)) {
+        return 1; /* the error object, untouched */
+    }
+    lua_pushvalue(L, lua_upvalueindex(1));
+    lua_insert(L, 1);
+    lua_call(L, lua_gettop(L) - 1, 1);
+    return 1;
+}
+
+static int xpcall_k(lua_State *L, int status, lua_KContext ctx)
+{
+    (void)status;
+    (void)ctx;
+    return lua_gettop(L);
+}
+
+static int safe_xpcall(lua_State *L)
+{
+    int n = lua_gettop(L);
+    luaL_checktype(L, 2, LUA_TFUNCTION);
+    lua_pushvalue(L, 2);
+    lua_pushcclosure(L, msgh_guard, 1);
+    lua_replace(L, 2);
+    lua_pushvalue(L, lua_upvalueindex(1)); /* the original xpcall */
+    lua_insert(L, 1);
+    lua_callk(L, n, LUA_MULTRET, 0, xpcall_k); /* f may wait for I/O: yieldable */
+    return lua_gettop(L);
+}
+
 /* ---- print goes to the log ---- */
 
 /* print(...): one log line (event "script") with the values as tostring shows them, tab
@@ -378,6 +420,7 @@ static void protect_shared(lua_State *L)
     lua_setfield(L, LUA_REGISTRYINDEX, readonly_key);
 
     wrap_global(L, "rawset", safe_rawset);
+    wrap_global(L, "xpcall", safe_xpcall);
     wrap_global(L, "require", safe_require);
     lua_pushcfunction(L, log_print);
     lua_setglobal(L, "print");
