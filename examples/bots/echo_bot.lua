@@ -12,9 +12,9 @@ local bot = chat.bot("echo-bot")
 chat.hook("message/after", function(ev)
     local text = ev.message.content:match("^/echo%s+(.+)$")
     if text and not chat.is_bot(ev.user.id) then
-        local ok, err = bot:send(ev.room.id, text) -- joins the room first if it must
+        local ok, err, code = bot:send(ev.room.id, text) -- joins the room first if it must
         if not ok then
-            chat.log.warn("the echo bot could not answer", { room = ev.room.id, error = err })
+            chat.log.warn("the echo bot could not answer", { room = ev.room.id, error = code, message = err })
         end
     end
 end)
