@@ -115,6 +115,11 @@ int chat__bus_publish(chat_bus *bus, const char *channel, const char *data, size
     return bus->be->publish ? bus->be->publish(bus->impl, channel, data, len) : 0;
 }
 
+int chat__bus_publish_remote(chat_bus *bus, const char *channel, const char *data, size_t len)
+{
+    return bus->be->publish ? bus->be->publish(bus->impl, channel, data, len) : 0;
+}
+
 void chat__bus_deliver(chat_bus *bus, const char *channel, const char *data, size_t len)
 {
     if (chat__map_get(&bus->subs, channel)) {

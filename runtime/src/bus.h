@@ -50,6 +50,10 @@ void chat__bus_unsubscribe(chat_bus *bus, const char *channel);
  * the backend is down. 0, or CHAT_EUNAVAIL when other nodes could not be reached (local
  * delivery happened all the same), or CHAT_ENOMEM. */
 int chat__bus_publish(chat_bus *bus, const char *channel, const char *data, size_t len);
+/* For the other nodes only: this node's subscribers are not called (the domain delivers
+ * locally itself, before publishing). The in-process backend has nothing to do. Same
+ * results as chat__bus_publish. */
+int chat__bus_publish_remote(chat_bus *bus, const char *channel, const char *data, size_t len);
 /* 0 when other nodes are reachable (always for the in-process bus), else CHAT_EUNAVAIL. */
 int chat__bus_ready(const chat_bus *bus);
 /* "local" or "redis". */

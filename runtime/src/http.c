@@ -6,9 +6,6 @@
 #include "auth.h"
 #include "log.h"
 #include "rt.h"
-#include "script.h"
-
-#include <openssl/crypto.h>
 
 void chat__http_req_ref(chat_http_req *req) { req->refs++; }
 
@@ -93,57 +90,20 @@ const char *chat__http_query(const chat_http_req *req, const char *name, char *b
     return NULL;
 }
 
-/* POST /admin/reload with Authorization: Bearer <CHAT_ADMIN_TOKEN>: reloads the scripts and
- * answers with the error (file:line: message) when they did not load. */
-static void admin_reload(chat_http_req *req, const char *user_id)
+int chat__http_routes_add(chat_runtime *rt, const chat_http_route *routes, size_t n)
 {
-    (void)user_id;
-    const char *token = req->rt->cfg.admin_token;
-    const char *h = req->authorization;
-    if (!token || !token[0]) {
-        chat__http_respond_error(req, CHAT_ENOTFOUND,
-                                 "the admin API is off; set CHAT_ADMIN_TOKEN to enable it");
-        return;
+    for (size_t i = 0; i < n; i++) {
+        if (chat__vec_push(&rt->http_routes, (void *)&routes[i])) {
+            return CHAT_ENOMEM;
+        }
     }
-    size_t n = strlen(token);
-    if (!h || strncasecmp(h, "Bearer ", 7) != 0 || strlen(h + 7) != n ||
-        CRYPTO_memcmp(h + 7, token, n) != 0) {
-        chat__http_respond_error(req, CHAT_EUNAUTHORIZED,
-                                 "send Authorization: Bearer <CHAT_ADMIN_TOKEN>");
-        return;
-    }
-    char err[1024];
-    if (chat_runtime_reload(req->rt, err, sizeof err)) {
-        chat__http_respond_error(req, CHAT_EINVAL, err);
-        return;
-    }
-    int version;
-    unsigned long reloads, failures, errors;
-    chat__script_stats(req->rt->script, &version, &reloads, &failures, &errors);
-    chat__http_respond_json(req, 200, json_pack("{s:b,s:i}", "ok", 1, "version", version));
+    return 0;
 }
 
-typedef void (*route_fn)(chat_http_req *req, const char *user_id);
-
-typedef struct route {
-    int method;
-    const char *path;
-    int auth; /* 1: needs a valid bearer token */
-    route_fn fn;
-} route;
-
-static const route routes[] = {
-    {CHAT_HTTP_POST, "/auth/register", 0, chat__rest_register},
-    {CHAT_HTTP_POST, "/auth/login", 0, chat__rest_login},
-    {CHAT_HTTP_GET, "/me", 1, chat__rest_me},
-    {CHAT_HTTP_GET, "/rooms", 1, chat__rest_rooms_list},
-    {CHAT_HTTP_POST, "/rooms", 1, chat__rest_rooms_create},
-    {CHAT_HTTP_GET, "/messages", 1, chat__rest_messages},
-    {CHAT_HTTP_GET, "/healthz", 0, chat__rest_healthz},
-    {CHAT_HTTP_GET, "/readyz", 0, chat__rest_readyz},
-    {CHAT_HTTP_GET, "/metrics", 0, chat__rest_metrics},
-    {CHAT_HTTP_POST, "/admin/reload", 0, admin_reload},
-};
+void chat__http_set_fallback(chat_runtime *rt, int (*fn)(chat_http_req *req))
+{
+    rt->http_fallback = fn;
+}
 
 static int bearer_user(chat_http_req *req, char user_id[25])
 {
@@ -158,19 +118,16 @@ static int bearer_user(chat_http_req *req, char user_id[25])
 
 void chat__http_dispatch(chat_http_req *req)
 {
-    if (strcmp(req->path, "/socket.io/") == 0 || strcmp(req->path, "/socket.io") == 0) {
-        chat__eio_http(req);
-        return;
-    }
     int path_known = 0;
-    for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++) {
-        const route *r = &routes[i];
+    const chat_vec *routes = &req->rt->http_routes;
+    for (uint32_t i = 0; i < routes->len; i++) {
+        const chat_http_route *r = routes->items[i];
         if (strcmp(r->path, req->path) != 0) {
             continue;
         }
         path_known = 1;
         int method = req->method == CHAT_HTTP_HEAD ? CHAT_HTTP_GET : req->method;
-        if (r->method != method) {
+        if (r->method != method && r->method != CHAT_HTTP_ANY) {
             continue;
         }
         char user_id[25];
@@ -186,7 +143,7 @@ void chat__http_dispatch(chat_http_req *req)
         chat__http_respond_error(req, CHAT_EINVAL, "method not allowed on this path");
         return;
     }
-    if (chat__static_serve(req) == 0) {
+    if (req->rt->http_fallback && req->rt->http_fallback(req) == 0) {
         return;
     }
     chat__http_respond_error(req, CHAT_ENOTFOUND, "no such path");

@@ -133,13 +133,16 @@ static json_t *arg_json(lua_State *L, int idx)
     return v;
 }
 
+/* The domain's actions, registered at start: scripts act on the chat through them. */
+static const chat_actions *actions(lua_State *L) { return chat__script_rt(L)->actions; }
+
 /* chat.emit_room(roomId, event, data): to every member socket of the room, on every node. */
 static int chat_emit_room(lua_State *L)
 {
     const char *room = luaL_checkstring(L, 1);
     const char *event = luaL_checkstring(L, 2);
     json_t *data = arg_json(L, 3);
-    chat__domain_emit_room(chat__script_rt(L), room, event, data);
+    actions(L)->emit_room(chat__script_rt(L), room, event, data);
     json_decref(data);
     return 0;
 }
@@ -150,7 +153,7 @@ static int chat_emit_user(lua_State *L)
     const char *user = luaL_checkstring(L, 1);
     const char *event = luaL_checkstring(L, 2);
     json_t *data = arg_json(L, 3);
-    lua_pushboolean(L, chat__domain_emit_user(chat__script_rt(L), user, event, data));
+    lua_pushboolean(L, actions(L)->emit_user(chat__script_rt(L), user, event, data));
     json_decref(data);
     return 1;
 }
@@ -161,7 +164,7 @@ static int chat_emit_socket(lua_State *L)
     const char *sock = luaL_checkstring(L, 1);
     const char *event = luaL_checkstring(L, 2);
     json_t *data = arg_json(L, 3);
-    lua_pushboolean(L, chat__domain_emit_socket(chat__script_rt(L), sock, event, data));
+    lua_pushboolean(L, actions(L)->emit_socket(chat__script_rt(L), sock, event, data));
     json_decref(data);
     return 1;
 }
@@ -193,7 +196,7 @@ static int chat_join(lua_State *L)
     const char *room = luaL_checkstring(L, 1);
     const char *user = luaL_checkstring(L, 2);
     chat_pending *p = chat__script_pending_new(L);
-    chat__domain_join(chat__script_rt(L), room, user, action_done, p);
+    actions(L)->join(chat__script_rt(L), room, user, action_done, p);
     return chat__script_await(L, p);
 }
 
@@ -203,7 +206,7 @@ static int chat_leave(lua_State *L)
     const char *room = luaL_checkstring(L, 1);
     const char *user = luaL_checkstring(L, 2);
     chat_pending *p = chat__script_pending_new(L);
-    chat__domain_leave(chat__script_rt(L), room, user, action_done, p);
+    actions(L)->leave(chat__script_rt(L), room, user, action_done, p);
     return chat__script_await(L, p);
 }
 
@@ -212,7 +215,7 @@ static int chat_ensure_user(lua_State *L)
 {
     const char *name = luaL_checkstring(L, 1);
     chat_pending *p = chat__script_pending_new(L);
-    chat__domain_ensure_user(chat__script_rt(L), name, action_done, p);
+    actions(L)->ensure_user(chat__script_rt(L), name, action_done, p);
     return chat__script_await(L, p);
 }
 
@@ -223,7 +226,7 @@ static int chat_send_as(lua_State *L)
     const char *room = luaL_checkstring(L, 2);
     const char *content = luaL_checkstring(L, 3);
     chat_pending *p = chat__script_pending_new(L);
-    chat__domain_send_as(chat__script_rt(L), user, room, content, action_done, p);
+    actions(L)->send_as(chat__script_rt(L), user, room, content, action_done, p);
     return chat__script_await(L, p);
 }
 
@@ -239,7 +242,7 @@ static int chat_create_room(lua_State *L)
     }
     json_t *payload = arg_json(L, 2);
     chat_pending *p = chat__script_pending_new(L);
-    chat__domain_create_room(chat__script_rt(L), admin, payload, action_done, p);
+    actions(L)->create_room(chat__script_rt(L), admin, payload, action_done, p);
     json_decref(payload);
     return chat__script_await(L, p);
 }

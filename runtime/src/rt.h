@@ -11,6 +11,7 @@
 #include "buf.h"
 #include "bus.h"
 #include "chat.h"
+#include "frame.h"
 #include "kv.h"
 #include "map.h"
 #include "sio.h"
@@ -25,24 +26,6 @@ typedef struct chat_http_req chat_http_req;
 typedef struct chat_user_state chat_user_state;
 typedef struct chat_room_state chat_room_state;
 
-
-/* ---- frames: one encoded Engine.IO packet, shared by every socket it goes to ---- */
-typedef struct chat_frame {
-    uint32_t refs;
-    uint32_t len;   /* payload bytes */
-    uint8_t binary; /* websocket binary message (no type prefix) */
-    uint8_t data[]; /* LWS_PRE bytes of headroom, then the payload */
-} chat_frame;
-
-/* Copies payload. NULL on out-of-memory. */
-chat_frame *chat__frame_new(const void *payload, size_t len, int binary);
-static inline uint8_t *chat__frame_payload(chat_frame *f) { return f->data + LWS_PRE; }
-static inline chat_frame *chat__frame_ref(chat_frame *f)
-{
-    f->refs++;
-    return f;
-}
-void chat__frame_unref(chat_frame *f);
 
 /* ---- the runtime ---- */
 typedef struct chat_stats {
@@ -82,6 +65,12 @@ struct chat_runtime {
     chat_buf pubbuf;  /* reused encode buffer for bus messages */
     char dummy_hash[64]; /* checked on logins for unknown users: same cost as a real check */
     char *static_root;   /* static_dir made absolute; NULL: serve no files */
+    /* the seams: what each layer registered with the one below at start */
+    const struct chat_session_handler *session_handler; /* sock.c, for session.c */
+    const struct chat_sock_handler *sock_handler;       /* the domain, for sock.c */
+    const struct chat_actions *actions;                 /* the domain, for scripts */
+    chat_vec http_routes;                /* const chat_http_route*, by their owners */
+    int (*http_fallback)(chat_http_req *req); /* static files: CHAT_ENOTFOUND if not its */
 };
 
 /* ---- HTTP requests (http.c) ---- */
@@ -122,6 +111,21 @@ void chat__http_req_ref(chat_http_req *req);
 void chat__http_req_unref(chat_http_req *req);
 void chat__http_dispatch(chat_http_req *req);
 
+/* The route table: each owner adds its routes at start (REST from rest.c, /socket.io/ from
+ * session.c, the operator's endpoints from ops.c). */
+#define CHAT_HTTP_ANY (-1)
+typedef void (*chat_http_route_fn)(chat_http_req *req, const char *user_id);
+typedef struct chat_http_route {
+    int method; /* CHAT_HTTP_GET.. (HEAD is served as GET), or CHAT_HTTP_ANY */
+    const char *path;
+    int auth; /* 1: needs a valid bearer token, whose user id fn gets */
+    chat_http_route_fn fn;
+} chat_http_route;
+/* Borrows routes (a static table). 0 or CHAT_ENOMEM. */
+int chat__http_routes_add(chat_runtime *rt, const chat_http_route *routes, size_t n);
+/* For paths no route names: fn answers, or returns CHAT_ENOTFOUND for a 404. */
+void chat__http_set_fallback(chat_runtime *rt, int (*fn)(chat_http_req *req));
+
 /* ---- Engine.IO sessions (session.c) ---- */
 void chat__eio_http(chat_http_req *req); /* /socket.io/ over HTTP */
 /* Per websocket connection, kept in the lws per-session data. */
@@ -152,16 +156,19 @@ void chat__http_closed(chat_http_req *req); /* a held poll's client went away */
 /* A held poll may write: fill its response from the session's queue. */
 void chat__eio_poll_writeable(chat_http_req *req);
 
-/* The Socket.IO state of one Engine.IO session (owned by sock.c, stored in the session). */
-#define SIO_MAX_ATTACHMENTS 16
-#define SIO_MAX_NAMESPACES 8
-typedef struct chat_sio_state {
-    chat_sock *socks[SIO_MAX_NAMESPACES]; /* one per connected namespace */
-    sio_packet pending;       /* a binary packet waiting for its attachments */
-    chat_buf att[SIO_MAX_ATTACHMENTS];
-    size_t att_have;
-} chat_sio_state;
-chat_sio_state *chat__session_sio(chat_session *s);
+/* The socket layer's handler, registered at start (chat__session_start). */
+typedef struct chat_session_handler {
+    /* An Engine.IO message (text or binary). -1: the packet is invalid and the session is
+     * closed (the protocol's answer to a parse error). */
+    int (*on_message)(chat_session *s, const uint8_t *data, size_t len, int binary);
+    /* The session is closing: let go of it (its upper state too). */
+    void (*on_close)(chat_session *s, const char *reason);
+} chat_session_handler;
+/* Registers h and the /socket.io/ routes. */
+int chat__session_start(chat_runtime *rt, const chat_session_handler *h);
+/* The socket layer's state for this session (NULL until it sets one). */
+void *chat__session_upper(chat_session *s);
+void chat__session_set_upper(chat_session *s, void *upper);
 chat_runtime *chat__session_rt(chat_session *s);
 
 /* Queue a packet to the session's client. Adds its own reference to f. */
@@ -187,10 +194,22 @@ struct chat_sock {
     uint32_t mark;
 };
 
-/* Engine.IO message (text or binary) from a session. Returns -1 when the packet is
- * invalid: the session must be closed (the protocol's answer to a parse error). */
-int chat__sock_on_message(chat_session *s, const uint8_t *data, size_t len, int binary);
-void chat__sock_session_closed(chat_session *s, const char *reason);
+/* The domain's handler, registered at start (chat__sock_start). */
+typedef struct chat_sock_handler {
+    /* Whether nsp (not "/") is open; *anonymous: tokens are optional there. */
+    int (*namespace_open)(chat_runtime *rt, const char *nsp, int *anonymous);
+    /* The socket passed authentication (user_id NULL: anonymous); takes auth. Answer with
+     * chat__sock_connected or chat__sock_refuse. */
+    void (*on_connect)(chat_sock *k, const char *user_id, json_t *auth);
+    /* A client event; args is the whole argument array (borrowed), args[0] the name. */
+    void (*on_event)(chat_sock *k, const char *event, json_t *args, int64_t ack_id);
+    void (*on_disconnect)(chat_sock *k, const char *reason);
+} chat_sock_handler;
+/* Registers h, and the socket layer with the sessions. */
+int chat__sock_start(chat_runtime *rt, const chat_sock_handler *h);
+/* Queues a frame encoded once for many sockets; adds its own reference. */
+void chat__sock_send_frame(chat_sock *k, chat_frame *f);
+const char *chat__sock_peer(chat_sock *k); /* "" once disconnected */
 /* Called by the domain once the socket's user and rooms are loaded: answers CONNECT. */
 void chat__sock_connected(chat_sock *k);
 /* Refuses the CONNECT with CONNECT_ERROR {message} and forgets the socket. */
@@ -211,59 +230,26 @@ void chat__sock_ack(chat_sock *k, int64_t ack_id, json_t *arg);
 void chat__sock_fail(chat_sock *k, const char *event, int64_t ack_id, int err,
                      const char *message);
 
-/* ---- the chat domain (domain.c) ---- */
-struct chat_user_state {
-    char id[25];
-    chat_vec socks;  /* local connected sockets */
-    chat_vec rooms;  /* chat_room_state* the user belongs to (with local subscribers) */
-};
-
-struct chat_room_state {
-    char id[25];
-    char channel[48]; /* "room:<id>:messages" */
-    chat_vec socks;   /* local sockets subscribed */
-    int users;        /* local users holding it in their rooms */
-    json_t *room;     /* the room as last loaded or changed here, for policy hooks */
-};
-
-/* The socket finished authentication (user_id NULL: anonymous, on a namespace that allows
- * it): run the connect hooks, load the user's rooms ("/"), then answer CONNECT. */
-void chat__domain_connect(chat_sock *k, const char *user_id, json_t *auth);
-void chat__domain_disconnect(chat_sock *k, const char *reason);
-/* A client event; data is the whole argument array (borrowed) and data[0] the name. */
-void chat__domain_event(chat_sock *k, const char *event, json_t *args, int64_t ack_id);
-/* A message from the bus. */
-void chat__domain_bus_message(const char *channel, const char *data, size_t len, void *arg);
-
-/* Actions for scripts (no policy hooks run for them). cb gets the room, user or message. */
-void chat__domain_emit_room(chat_runtime *rt, const char *room_id, const char *event,
-                            json_t *payload);
-int chat__domain_emit_user(chat_runtime *rt, const char *user_id, const char *event,
-                           json_t *payload);
-int chat__domain_emit_socket(chat_runtime *rt, const char *sock_id, const char *event,
-                             json_t *payload);
-void chat__domain_join(chat_runtime *rt, const char *room_id, const char *user_id,
-                       chat_store_cb cb, void *arg);
-void chat__domain_leave(chat_runtime *rt, const char *room_id, const char *user_id,
+/* ---- what scripts may do to the chat (the domain registers it at start; lua_chat.c
+ * calls it). No policy hooks run for these; cb gets the room, user or message. ---- */
+typedef struct chat_actions {
+    void (*emit_room)(chat_runtime *rt, const char *room_id, const char *event,
+                      json_t *payload);
+    /* 1 when sent (user) or when the socket is connected here (socket) */
+    int (*emit_user)(chat_runtime *rt, const char *user_id, const char *event, json_t *payload);
+    int (*emit_socket)(chat_runtime *rt, const char *sock_id, const char *event,
+                       json_t *payload);
+    void (*join)(chat_runtime *rt, const char *room_id, const char *user_id, chat_store_cb cb,
+                 void *arg);
+    void (*leave)(chat_runtime *rt, const char *room_id, const char *user_id, chat_store_cb cb,
+                  void *arg);
+    void (*ensure_user)(chat_runtime *rt, const char *username, chat_store_cb cb, void *arg);
+    void (*send_as)(chat_runtime *rt, const char *user_id, const char *room_id,
+                    const char *content, chat_store_cb cb, void *arg);
+    /* borrows payload ({name, type, participants, settings}, as room:create) */
+    void (*create_room)(chat_runtime *rt, const char *user_id, json_t *payload,
                         chat_store_cb cb, void *arg);
-void chat__domain_ensure_user(chat_runtime *rt, const char *username, chat_store_cb cb,
-                              void *arg);
-void chat__domain_send_as(chat_runtime *rt, const char *user_id, const char *room_id,
-                          const char *content, chat_store_cb cb, void *arg);
-/* Borrows payload ({name, type, participants, settings}, as room:create). */
-void chat__domain_create_room(chat_runtime *rt, const char *user_id, json_t *payload,
-                              chat_store_cb cb, void *arg);
-
-/* REST handlers: the request is authenticated when user_id is non-NULL. */
-void chat__rest_register(chat_http_req *req, const char *user_id);
-void chat__rest_login(chat_http_req *req, const char *user_id);
-void chat__rest_me(chat_http_req *req, const char *user_id);
-void chat__rest_rooms_list(chat_http_req *req, const char *user_id);
-void chat__rest_rooms_create(chat_http_req *req, const char *user_id);
-void chat__rest_messages(chat_http_req *req, const char *user_id);
-void chat__rest_healthz(chat_http_req *req, const char *user_id);
-void chat__rest_readyz(chat_http_req *req, const char *user_id);
-void chat__rest_metrics(chat_http_req *req, const char *user_id);
+} chat_actions;
 
 /* static.c: the web page's files. start: checks the directory (a missing one is logged
  * once, and nothing is served). serve: 0 when it answers the request (now or from the
@@ -271,6 +257,9 @@ void chat__rest_metrics(chat_http_req *req, const char *user_id);
 int chat__static_start(chat_runtime *rt);
 void chat__static_free(chat_runtime *rt);
 int chat__static_serve(chat_http_req *req);
+
+/* ops.c: registers the operator's endpoints: /healthz, /readyz, /metrics, /admin/reload. */
+int chat__ops_start(chat_runtime *rt);
 
 /* net.c */
 int chat__net_start(chat_runtime *rt);

@@ -9,6 +9,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "domain.h"
 #include "log.h"
 #include "rt.h"
 #include "script.h"
@@ -296,8 +297,11 @@ static int runtime_new(chat_runtime **out, uv_loop_t *loop, const chat_config *c
     if ((rc = redis ? chat__kv_open(&rt->kv, rt->loop, &chat__kv_redis, redis)
                     : chat__kv_new(&rt->kv, rt->loop)) ||
         (rc = chat__bus_open(&rt->bus, rt->loop, redis ? &chat__bus_redis : &chat__bus_local,
-                             redis, chat__domain_bus_message, rt)) ||
+                             redis, chat__fanout_receive, rt)) ||
         (rc = chat__bus_subscribe(rt->bus, "presence:updates"))) {
+        goto fail;
+    }
+    if ((rc = chat__domain_start(rt))) { /* scripts act through it, with --run too */
         goto fail;
     }
     if (!serve) {
@@ -308,7 +312,8 @@ static int runtime_new(chat_runtime **out, uv_loop_t *loop, const chat_config *c
     if ((rc = chat__script_new(&rt->script, rt, err, sizeof err))) {
         goto fail; /* logged with the file and line */
     }
-    if ((rc = chat__static_start(rt)) || (rc = chat__net_start(rt))) {
+    /* each layer registers with the one below: domain -> sockets -> sessions -> routes */
+    if ((rc = chat__ops_start(rt)) || (rc = chat__static_start(rt)) || (rc = chat__net_start(rt))) {
         goto fail;
     }
     chat__log(CHAT_LOG_INFO, "listening", "chatd is serving",
@@ -382,6 +387,7 @@ static void free_memory(chat_runtime *rt)
     chat__map_free(&rt->users);
     chat__map_free(&rt->rooms);
     chat__map_free(&rt->socks);
+    chat__vec_free(&rt->http_routes);
     chat__frame_unref(rt->ping_frame);
     chat__frame_unref(rt->noop_frame);
     chat__buf_free(&rt->scratch);

@@ -30,10 +30,11 @@ struct chat_session {
     uint32_t qhead, qlen, qcap;
     uv_timer_t timer;
     char peer[64];
-    chat_sio_state sio;
+    void *upper; /* the socket layer's state for this session (chat__session_set_upper) */
 };
 
-chat_sio_state *chat__session_sio(chat_session *s) { return &s->sio; }
+void *chat__session_upper(chat_session *s) { return s->upper; }
+void chat__session_set_upper(chat_session *s, void *upper) { s->upper = upper; }
 chat_runtime *chat__session_rt(chat_session *s) { return s->rt; }
 
 /* Engine.IO's error answers over HTTP: 400 {"code":N,"message":"..."} */
@@ -56,26 +57,6 @@ static void eio_error(chat_http_req *req, int code)
 {
     json_t *body = json_pack("{s:i,s:s}", "code", code, "message", eio_err_msg[code]);
     chat__http_respond_json(req, 400, body);
-}
-
-chat_frame *chat__frame_new(const void *payload, size_t len, int binary)
-{
-    chat_frame *f = malloc(sizeof *f + LWS_PRE + len);
-    if (!f) {
-        return NULL;
-    }
-    f->refs = 1;
-    f->len = (uint32_t)len;
-    f->binary = (uint8_t)binary;
-    memcpy(f->data + LWS_PRE, payload, len);
-    return f;
-}
-
-void chat__frame_unref(chat_frame *f)
-{
-    if (f && --f->refs == 0) {
-        free(f);
-    }
 }
 
 /* ---- lifetime ---- */
@@ -299,7 +280,7 @@ void chat__session_close(chat_session *s, const char *reason)
     uv_timer_stop(&s->timer);
     chat__map_del(&s->rt->sessions, s->sid);
     s->refs++; /* keep s alive while the layers above let go */
-    chat__sock_session_closed(s, reason);
+    s->rt->session_handler->on_close(s, reason);
     while (s->qlen) {
         chat__frame_unref(queue_pop(s));
     }
@@ -347,7 +328,7 @@ static int on_packet(chat_session *s, const eio_packet *p)
         return 0;
     }
     case EIO_MESSAGE:
-        if (chat__sock_on_message(s, p->data, p->len, p->binary)) {
+        if (s->rt->session_handler->on_message(s, p->data, p->len, p->binary)) {
             s->rt->stats.bad_packets++;
             chat__session_close(s, "parse error");
             return -1;
@@ -659,4 +640,23 @@ void chat__ws_closed(chat_ws_conn *c)
         s->probe = NULL;
     }
     session_unref(s);
+}
+
+/* ---- the seam to the socket layer: its handler and the /socket.io/ route ---- */
+
+static void eio_route(chat_http_req *req, const char *user_id)
+{
+    (void)user_id;
+    chat__eio_http(req);
+}
+
+static const chat_http_route eio_routes[] = {
+    {CHAT_HTTP_ANY, "/socket.io/", 0, eio_route},
+    {CHAT_HTTP_ANY, "/socket.io", 0, eio_route},
+};
+
+int chat__session_start(chat_runtime *rt, const chat_session_handler *h)
+{
+    rt->session_handler = h;
+    return chat__http_routes_add(rt, eio_routes, sizeof eio_routes / sizeof eio_routes[0]);
 }

@@ -8,7 +8,28 @@
 #include "eio.h"
 #include "log.h"
 #include "rt.h"
-#include "script.h"
+
+/* The Socket.IO state of one Engine.IO session, kept in the session for this layer. */
+#define SIO_MAX_ATTACHMENTS 16
+#define SIO_MAX_NAMESPACES 8
+typedef struct sio_state {
+    chat_sock *socks[SIO_MAX_NAMESPACES]; /* one per connected namespace */
+    sio_packet pending;                   /* a binary packet waiting for its attachments */
+    chat_buf att[SIO_MAX_ATTACHMENTS];
+    size_t att_have;
+} sio_state;
+
+/* NULL on out-of-memory: made on the session's first message, freed when it closes. */
+static sio_state *session_state(chat_session *s)
+{
+    sio_state *st = chat__session_upper(s);
+    if (!st && (st = calloc(1, sizeof *st))) {
+        chat__session_set_upper(s, st);
+    }
+    return st;
+}
+
+static const chat_sock_handler *upper(chat_runtime *rt) { return rt->sock_handler; }
 
 void chat__sock_ref(chat_sock *k) { k->refs++; }
 
@@ -156,7 +177,7 @@ done:
 }
 
 /* Gives received attachments to scripts: each placeholder becomes {"$binary": base64}. */
-static json_t *inline_binary(json_t *v, chat_sio_state *st)
+static json_t *inline_binary(json_t *v, sio_state *st)
 {
     if (json_is_object(v) && json_is_true(json_object_get(v, "_placeholder"))) {
         json_int_t num = json_integer_value(json_object_get(v, "num"));
@@ -198,7 +219,7 @@ void chat__sock_connected(chat_sock *k)
     json_decref(data);
 }
 
-static chat_sock **sock_slot(chat_sio_state *st, const char *nsp, int create)
+static chat_sock **sock_slot(sio_state *st, const char *nsp, int create)
 {
     chat_sock **free_slot = NULL;
     for (int i = 0; i < SIO_MAX_NAMESPACES; i++) {
@@ -217,7 +238,7 @@ static void detach_sock(chat_session *s, chat_sock **slot, const char *reason)
     chat_sock *k = *slot;
     *slot = NULL;
     chat__map_del(&k->rt->socks, k->id);
-    chat__domain_disconnect(k, reason);
+    upper(k->rt)->on_disconnect(k, reason);
     k->session = NULL;
     chat__sock_unref(k);
 }
@@ -228,7 +249,8 @@ void chat__sock_refuse(chat_sock *k, const char *message)
     if (!s) {
         return;
     }
-    chat_sock **slot = sock_slot(chat__session_sio(s), k->nsp, 0);
+    sio_state *st = chat__session_upper(s);
+    chat_sock **slot = st ? sock_slot(st, k->nsp, 0) : NULL;
     send_connect_error(s, k->nsp, message);
     if (slot) {
         detach_sock(s, slot, "refused");
@@ -238,9 +260,9 @@ void chat__sock_refuse(chat_sock *k, const char *message)
 static int on_connect(chat_session *s, sio_packet *p)
 {
     chat_runtime *rt = chat__session_rt(s);
-    chat_sio_state *st = chat__session_sio(s);
+    sio_state *st = chat__session_upper(s);
     int anonymous = 0;
-    if (strcmp(p->nsp, "/") != 0 && !chat__script_namespace(rt->script, p->nsp, &anonymous)) {
+    if (strcmp(p->nsp, "/") != 0 && !upper(rt)->namespace_open(rt, p->nsp, &anonymous)) {
         send_connect_error(s, p->nsp, "Invalid namespace");
         return 0;
     }
@@ -281,11 +303,11 @@ static int on_connect(chat_session *s, sio_packet *p)
     *slot = k;
     json_t *auth = p->data ? json_deep_copy(p->data) : json_object();
     json_object_del(auth, "token"); /* scripts see the rest of the auth payload, not this */
-    chat__domain_connect(k, user_id[0] ? user_id : NULL, auth);
+    upper(rt)->on_connect(k, user_id[0] ? user_id : NULL, auth);
     return 0;
 }
 
-static void clear_pending(chat_sio_state *st)
+static void clear_pending(sio_state *st)
 {
     chat__sio_packet_clear(&st->pending);
     for (size_t i = 0; i < SIO_MAX_ATTACHMENTS; i++) {
@@ -297,7 +319,7 @@ static void clear_pending(chat_sio_state *st)
 
 static int dispatch(chat_session *s, sio_packet *p)
 {
-    chat_sio_state *st = chat__session_sio(s);
+    sio_state *st = chat__session_upper(s);
     switch (p->type) {
     case SIO_CONNECT:
         return on_connect(s, p);
@@ -320,7 +342,7 @@ static int dispatch(chat_session *s, sio_packet *p)
             json_decref(inline_binary(p->data, st)); /* handlers get the bytes themselves */
         }
         chat__sock_ref(k);
-        chat__domain_event(k, name, p->data, p->ack_id);
+        upper(k->rt)->on_event(k, name, p->data, p->ack_id);
         chat__sock_unref(k);
         return 0;
     }
@@ -332,9 +354,12 @@ static int dispatch(chat_session *s, sio_packet *p)
     }
 }
 
-int chat__sock_on_message(chat_session *s, const uint8_t *data, size_t len, int binary)
+static int on_message(chat_session *s, const uint8_t *data, size_t len, int binary)
 {
-    chat_sio_state *st = chat__session_sio(s);
+    sio_state *st = session_state(s);
+    if (!st) {
+        return -1;
+    }
     if (binary) {
         if (st->att_have >= st->pending.nattachments) {
             return -1; /* an attachment nobody announced */
@@ -370,13 +395,39 @@ int chat__sock_on_message(chat_session *s, const uint8_t *data, size_t len, int 
     return rc;
 }
 
-void chat__sock_session_closed(chat_session *s, const char *reason)
+static void on_close(chat_session *s, const char *reason)
 {
-    chat_sio_state *st = chat__session_sio(s);
+    sio_state *st = chat__session_upper(s);
+    if (!st) {
+        return;
+    }
     for (int i = 0; i < SIO_MAX_NAMESPACES; i++) {
         if (st->socks[i]) {
             detach_sock(s, &st->socks[i], reason);
         }
     }
     clear_pending(st);
+    chat__session_set_upper(s, NULL);
+    free(st);
+}
+
+/* Frames the domain encoded once for many sockets (room fan-out). Adds its own reference. */
+void chat__sock_send_frame(chat_sock *k, chat_frame *f)
+{
+    if (k->session && f) {
+        chat__session_send(k->session, f);
+    }
+}
+
+const char *chat__sock_peer(chat_sock *k)
+{
+    return k->session ? chat__session_peer(k->session) : "";
+}
+
+static const chat_session_handler session_handler = {on_message, on_close};
+
+int chat__sock_start(chat_runtime *rt, const chat_sock_handler *h)
+{
+    rt->sock_handler = h;
+    return chat__session_start(rt, &session_handler);
 }

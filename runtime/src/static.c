@@ -80,6 +80,7 @@ typedef struct static_job {
 
 int chat__static_start(chat_runtime *rt)
 {
+    chat__http_set_fallback(rt, chat__static_serve);
     const char *dir = rt->cfg.static_dir;
     struct stat st;
     if (!dir || !*dir) {
