@@ -16,13 +16,15 @@ static int has_binary(const json_t *v)
         if (json_object_size(v) == 1 && json_is_string(json_object_get(v, "$binary"))) {
             return 1;
         }
-        json_object_foreach((json_t *)v, k, x) {
+        json_object_foreach((json_t *)v, k, x)
+        {
             if (has_binary(x)) {
                 return 1;
             }
         }
     } else if (json_is_array(v)) {
-        json_array_foreach(v, i, x) {
+        json_array_foreach(v, i, x)
+        {
             if (has_binary(x)) {
                 return 1;
             }
@@ -31,8 +33,7 @@ static int has_binary(const json_t *v)
     return 0;
 }
 
-static void emit_room(chat_runtime *rt, const char *room_id, const char *event,
-                            json_t *payload)
+static void emit_room(chat_runtime *rt, const char *room_id, const char *event, json_t *payload)
 {
     if (!chat__is_object_id(room_id)) {
         return;
@@ -44,19 +45,17 @@ static void emit_room(chat_runtime *rt, const char *room_id, const char *event,
     chat__fanout_room_binary(rt, room_id, event, payload);
 }
 
-static int emit_user(chat_runtime *rt, const char *user_id, const char *event,
-                           json_t *payload)
+static int emit_user(chat_runtime *rt, const char *user_id, const char *event, json_t *payload)
 {
     if (!chat__is_object_id(user_id)) {
         return 0;
     }
     chat__notify_user(rt, user_id,
-                json_pack("{s:s,s:s,s:O}", "op", "emit", "event", event, "data", payload));
+                      json_pack("{s:s,s:s,s:O}", "op", "emit", "event", event, "data", payload));
     return 1;
 }
 
-static int emit_socket(chat_runtime *rt, const char *sock_id, const char *event,
-                             json_t *payload)
+static int emit_socket(chat_runtime *rt, const char *sock_id, const char *event, json_t *payload)
 {
     chat_sock *k = chat__map_get(&rt->socks, sock_id);
     if (!k || !k->connected) {
@@ -67,7 +66,7 @@ static int emit_socket(chat_runtime *rt, const char *sock_id, const char *event,
 }
 
 static chat_call *script_room_call(chat_runtime *rt, const char *room_id, const char *user_id,
-                                     chat_store_cb cb, void *arg)
+                                   chat_store_cb cb, void *arg)
 {
     if (!chat__is_object_id(room_id) || !chat__is_object_id(user_id)) {
         cb(CHAT_EINVAL, NULL, arg);
@@ -80,8 +79,8 @@ static chat_call *script_room_call(chat_runtime *rt, const char *room_id, const 
     return c;
 }
 
-static void join(chat_runtime *rt, const char *room_id, const char *user_id,
-                       chat_store_cb cb, void *arg)
+static void join(chat_runtime *rt, const char *room_id, const char *user_id, chat_store_cb cb,
+                 void *arg)
 {
     chat_call *c = script_room_call(rt, room_id, user_id, cb, arg);
     if (c) {
@@ -89,8 +88,8 @@ static void join(chat_runtime *rt, const char *room_id, const char *user_id,
     }
 }
 
-static void leave(chat_runtime *rt, const char *room_id, const char *user_id,
-                        chat_store_cb cb, void *arg)
+static void leave(chat_runtime *rt, const char *room_id, const char *user_id, chat_store_cb cb,
+                  void *arg)
 {
     chat_call *c = script_room_call(rt, room_id, user_id, cb, arg);
     if (c) {
@@ -98,8 +97,8 @@ static void leave(chat_runtime *rt, const char *room_id, const char *user_id,
     }
 }
 
-static void send_as(chat_runtime *rt, const char *user_id, const char *room_id,
-                          const char *content, chat_store_cb cb, void *arg)
+static void send_as(chat_runtime *rt, const char *user_id, const char *room_id, const char *content,
+                    chat_store_cb cb, void *arg)
 {
     chat_call *c = script_room_call(rt, room_id, user_id, cb, arg);
     if (!c) {
@@ -115,8 +114,8 @@ static void send_as(chat_runtime *rt, const char *user_id, const char *room_id,
 }
 
 /* A room made by a script: the same validation as room:create, with user_id as its admin. */
-static void create_room(chat_runtime *rt, const char *user_id, json_t *payload,
-                              chat_store_cb cb, void *arg)
+static void create_room(chat_runtime *rt, const char *user_id, json_t *payload, chat_store_cb cb,
+                        void *arg)
 {
     if (!chat__is_object_id(user_id)) {
         cb(CHAT_EINVAL, NULL, arg);
@@ -129,7 +128,6 @@ static void create_room(chat_runtime *rt, const char *user_id, json_t *payload,
 }
 
 static void bot_created(int status, json_t *user, void *arg);
-
 
 static void bot_looked_up(int status, json_t *user, void *arg)
 {
@@ -154,8 +152,8 @@ static void bot_looked_up(int status, json_t *user, void *arg)
     chat__objectid(id);
     const char *name = json_string_value(json_object_get(c->input, "username"));
     json_t *bot = json_pack("{s:s,s:s,s:s,s:s,s:I}", "id", id, "email",
-                            json_string_value(json_object_get(c->input, "email")), "username",
-                            name, "passwordHash", "!", "createdAt", (json_int_t)chat__now_ms());
+                            json_string_value(json_object_get(c->input, "email")), "username", name,
+                            "passwordHash", "!", "createdAt", (json_int_t)chat__now_ms());
     chat__call_store(c, CHAT_STORE_USER_CREATE, bot, bot_created);
 }
 
@@ -170,12 +168,11 @@ static void bot_created(int status, json_t *user, void *arg)
     /* look it up again: on a conflict another node (or call) created it first */
     c->second_lookup = 1;
     chat__call_store(c, CHAT_STORE_USER_BY_LOGIN,
-               json_pack("{s:O}", "login", json_object_get(c->input, "username")),
-               bot_looked_up);
+                     json_pack("{s:O}", "login", json_object_get(c->input, "username")),
+                     bot_looked_up);
 }
 
-static void ensure_user(chat_runtime *rt, const char *username, chat_store_cb cb,
-                              void *arg)
+static void ensure_user(chat_runtime *rt, const char *username, chat_store_cb cb, void *arg)
 {
     if (!chat__valid_username(username)) {
         cb(CHAT_EINVAL, NULL, arg);
@@ -185,10 +182,9 @@ static void ensure_user(chat_runtime *rt, const char *username, chat_store_cb cb
     if (!c) {
         return;
     }
-    c->input = json_pack("{s:s,s:s+}", "username", username, "email", username,
-                         BOT_EMAIL_DOMAIN);
+    c->input = json_pack("{s:s,s:s+}", "username", username, "email", username, BOT_EMAIL_DOMAIN);
     chat__call_store(c, CHAT_STORE_USER_BY_LOGIN, json_pack("{s:s}", "login", username),
-               bot_looked_up);
+                     bot_looked_up);
 }
 
 const chat_actions chat__domain_actions = {

@@ -46,7 +46,7 @@ chat_call *chat__call_from_req(chat_http_req *req, const char *user_id, int ok_s
 }
 
 chat_call *chat__call_from_script(chat_runtime *rt, const char *user_id, chat_store_cb cb,
-                                     void *arg)
+                                  void *arg)
 {
     chat_call *c = call_new(rt, user_id);
     if (!c) {
@@ -137,7 +137,7 @@ json_t *chat__user_json(const char *id, const char *username)
         return json_null();
     }
     return username && username[0] ? json_pack("{s:s,s:s}", "id", id, "username", username)
-                                    : json_pack("{s:s}", "id", id);
+                                   : json_pack("{s:s}", "id", id);
 }
 
 json_t *chat__call_user_json(chat_call *c)
@@ -220,7 +220,8 @@ int chat__json_has_string(json_t *arr, const char *s)
 {
     size_t i;
     json_t *v;
-    json_array_foreach(arr, i, v) {
+    json_array_foreach(arr, i, v)
+    {
         if (json_is_string(v) && strcmp(json_string_value(v), s) == 0) {
             return 1;
         }

@@ -38,7 +38,8 @@ static void catchup_page(int status, json_t *page, void *arg)
     int found = 0;
     size_t i;
     json_t *m;
-    json_array_foreach(json_object_get(page, "messages"), i, m) {
+    json_array_foreach(json_object_get(page, "messages"), i, m)
+    {
         if (strcmp(json_string_value(json_object_get(m, "id")), cu->after) == 0) {
             found = 1;
             break;
@@ -46,11 +47,10 @@ static void catchup_page(int status, json_t *page, void *arg)
         json_array_append(cu->missed, m);
     }
     const char *next = json_string_value(json_object_get(page, "nextBefore"));
-    if (!status && !found && next && cu->k->session &&
-        json_array_size(cu->missed) < CATCHUP_MAX &&
+    if (!status && !found && next && cu->k->session && json_array_size(cu->missed) < CATCHUP_MAX &&
         chat__store_call(cu->k->rt->store, CHAT_STORE_MESSAGES_PAGE,
-                         json_pack("{s:s,s:s,s:i}", "roomId", cu->room_id, "before", next,
-                                   "limit", CATCHUP_PAGE),
+                         json_pack("{s:s,s:s,s:i}", "roomId", cu->room_id, "before", next, "limit",
+                                   CATCHUP_PAGE),
                          catchup_page, cu) == 0) {
         json_decref(page);
         return;
@@ -68,9 +68,11 @@ static void catch_up(chat_sock *k, json_t *since)
 {
     const char *room_id;
     json_t *after;
-    json_object_foreach(since, room_id, after) {
+    json_object_foreach(since, room_id, after)
+    {
         const char *after_id = json_string_value(after);
-        if (!chat__is_object_id(room_id) || !chat__is_object_id(after_id) || !chat__members_room(k, room_id)) {
+        if (!chat__is_object_id(room_id) || !chat__is_object_id(after_id) ||
+            !chat__members_room(k, room_id)) {
             continue; /* only rooms the user is in */
         }
         catchup *cu = calloc(1, sizeof *cu);
@@ -82,10 +84,10 @@ static void catch_up(chat_sock *k, json_t *since)
         chat__sock_ref(k);
         memcpy(cu->room_id, room_id, 25);
         memcpy(cu->after, after_id, 25);
-        if (chat__store_call(k->rt->store, CHAT_STORE_MESSAGES_PAGE,
-                             json_pack("{s:s,s:n,s:i}", "roomId", room_id, "before", "limit",
-                                       CATCHUP_PAGE),
-                             catchup_page, cu)) {
+        if (chat__store_call(
+                k->rt->store, CHAT_STORE_MESSAGES_PAGE,
+                json_pack("{s:s,s:n,s:i}", "roomId", room_id, "before", "limit", CATCHUP_PAGE),
+                catchup_page, cu)) {
             chat__sock_unref(k);
             json_decref(cu->missed);
             free(cu);
@@ -167,7 +169,7 @@ static void connect_user_loaded(int status, json_t *user, void *arg)
     chat_sock *k = cc->k;
     if (!k->session || status) {
         if (k->session) {
-            chat__sock_refuse(k, status == CHAT_ENOTFOUND ? "unauthorized"
+            chat__sock_refuse(k, status == CHAT_ENOTFOUND  ? "unauthorized"
                                  : status == CHAT_EUNAVAIL ? "unavailable"
                                                            : "internal");
         }
@@ -211,9 +213,9 @@ void chat__domain_disconnect(chat_sock *k, const char *reason)
     chat_runtime *rt = k->rt;
     if (k->connected) {
         chat__notify_hook(rt, "disconnect",
-                    json_pack("{s:o,s:o,s:s}", "socket", chat__socket_json(k), "user",
-                              chat__user_json(k->user_id, k->username), "reason",
-                              reason ? reason : "transport close"));
+                          json_pack("{s:o,s:o,s:s}", "socket", chat__socket_json(k), "user",
+                                    chat__user_json(k->user_id, k->username), "reason",
+                                    reason ? reason : "transport close"));
     }
     chat_user_state *u = chat__members_detach(k);
     if (u) { /* its last socket on this node */

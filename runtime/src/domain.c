@@ -15,9 +15,9 @@ typedef struct event_handler {
 } event_handler;
 
 static const event_handler event_handlers[] = {
-    {"room:join", chat__on_room_join},         {"room:leave", chat__on_room_leave},
-    {"room:create", chat__on_room_create},     {"message:send", chat__on_message_send},
-    {"typing:start", chat__on_typing_start},   {"typing:stop", chat__on_typing_stop},
+    {"room:join", chat__on_room_join},       {"room:leave", chat__on_room_leave},
+    {"room:create", chat__on_room_create},   {"message:send", chat__on_message_send},
+    {"typing:start", chat__on_typing_start}, {"typing:stop", chat__on_typing_stop},
 };
 
 static void custom_event_answered(chat_call *c, json_t *ev)
@@ -38,8 +38,8 @@ static void custom_event_answered(chat_call *c, json_t *ev)
 void chat__domain_event(chat_sock *k, const char *event, json_t *args, int64_t ack_id)
 {
     const event_handler *h = NULL;
-    for (size_t i = 0; strcmp(k->nsp, "/") == 0 && i < sizeof event_handlers / sizeof event_handlers[0];
-         i++) {
+    for (size_t i = 0;
+         strcmp(k->nsp, "/") == 0 && i < sizeof event_handlers / sizeof event_handlers[0]; i++) {
         if (strcmp(event_handlers[i].name, event) == 0) {
             h = &event_handlers[i];
             break;
@@ -77,7 +77,6 @@ void chat__domain_event(chat_sock *k, const char *event, json_t *args, int64_t a
                            event, "args", rest);
     chat__call_hook(c, hook, ev, custom_event_answered);
 }
-
 
 static int namespace_open(chat_runtime *rt, const char *nsp, int *anonymous)
 {

@@ -34,19 +34,19 @@ typedef void (*chat_hook_step)(chat_call *c, json_t *ev);
 struct chat_call {
     chat_runtime *rt;
     char user_id[25];
-    chat_sock *k;         /* the socket door (referenced), or NULL */
+    chat_sock *k; /* the socket door (referenced), or NULL */
     int64_t ack_id;
-    char event[64];       /* the event name, for `error` answers */
-    chat_http_req *req;   /* the REST door (referenced), or NULL */
-    chat_store_cb done;   /* the script door: called with the result, or NULL */
+    char event[64];     /* the event name, for `error` answers */
+    chat_http_req *req; /* the REST door (referenced), or NULL */
+    chat_store_cb done; /* the script door: called with the result, or NULL */
     void *done_arg;
-    int ok_status;        /* REST status on success */
+    int ok_status; /* REST status on success */
     char room_id[25];
-    json_t *input;        /* the validated payload (owned) */
-    json_t *room;         /* the room as loaded (owned) */
-    chat_call_step next;  /* what runs once membership is confirmed */
+    json_t *input;             /* the validated payload (owned) */
+    json_t *room;              /* the room as loaded (owned) */
+    chat_call_step next;       /* what runs once membership is confirmed */
     chat_hook_step after_hook; /* what runs once the policy hooks allowed */
-    int second_lookup;    /* ensure_user: the lookup after creating */
+    int second_lookup;         /* ensure_user: the lookup after creating */
 };
 
 /* NULL on out-of-memory (from_script has then called cb with CHAT_ENOMEM). */
@@ -104,8 +104,8 @@ void chat__with_room(chat_call *c, chat_call_step next);
 /* ---- fan-out (fanout.c) ---- */
 /* Every socket in room_id, on every node, except "-" none, "s:<socket id>" or
  * "u:<user id>", receives the event. Borrows payload. */
-void chat__fanout_room(chat_runtime *rt, const char *room_id, const char *except,
-                       const char *event, json_t *payload);
+void chat__fanout_room(chat_runtime *rt, const char *room_id, const char *except, const char *event,
+                       json_t *payload);
 /* The same for a list of rooms ("id,id,..."), published on channel (presence). */
 void chat__fanout_rooms(chat_runtime *rt, const char *channel, const char *rooms_csv,
                         const char *except, const char *event, json_t *payload);

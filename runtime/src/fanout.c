@@ -89,8 +89,8 @@ void chat__fanout_rooms(chat_runtime *rt, const char *channel, const char *rooms
     chat__bus_publish_remote(rt->bus, channel, (const char *)b->data, b->len);
 }
 
-void chat__fanout_room(chat_runtime *rt, const char *room_id, const char *except,
-                       const char *event, json_t *payload)
+void chat__fanout_room(chat_runtime *rt, const char *room_id, const char *except, const char *event,
+                       json_t *payload)
 {
     char channel[48];
     snprintf(channel, sizeof channel, "room:%s:messages", room_id);
@@ -158,8 +158,7 @@ void chat__fanout_receive(const char *channel, const char *data, size_t len, voi
     chat_runtime *rt = arg;
     if (strncmp(channel, "user:", 5) == 0) {
         char user_id[25];
-        if (strlen(channel) < 5 + 24 ||
-            sscanf(channel, "user:%24[0-9a-f]:notify", user_id) != 1) {
+        if (strlen(channel) < 5 + 24 || sscanf(channel, "user:%24[0-9a-f]:notify", user_id) != 1) {
             return;
         }
         chat_user_state *u = chat__map_get(&rt->users, user_id);

@@ -16,7 +16,10 @@ typedef struct chat_frame {
 
 /* Copies payload. NULL on out-of-memory. */
 chat_frame *chat__frame_new(const void *payload, size_t len, int binary);
-static inline uint8_t *chat__frame_payload(chat_frame *f) { return f->data + LWS_PRE; }
+static inline uint8_t *chat__frame_payload(chat_frame *f)
+{
+    return f->data + LWS_PRE;
+}
 static inline chat_frame *chat__frame_ref(chat_frame *f)
 {
     f->refs++;

@@ -124,7 +124,8 @@ int chat__members_attach(chat_sock *k, json_t *rooms, int *first)
     }
     size_t i;
     json_t *room;
-    json_array_foreach(rooms, i, room) {
+    json_array_foreach(rooms, i, room)
+    {
         chat__members_join(rt, u, json_string_value(json_object_get(room, "id")));
         chat__members_cache_room(rt, room);
     }
@@ -212,7 +213,8 @@ void chat__require_member(chat_call *c, chat_call_step next)
         next(c);
         return;
     }
-    chat__call_store(c, CHAT_STORE_ROOM_GET, json_pack("{s:s}", "id", c->room_id), member_room_loaded);
+    chat__call_store(c, CHAT_STORE_ROOM_GET, json_pack("{s:s}", "id", c->room_id),
+                     member_room_loaded);
 }
 
 static void room_loaded_for_policy(int status, json_t *room, void *arg)
@@ -237,7 +239,5 @@ void chat__with_room(chat_call *c, chat_call_step next)
         return;
     }
     chat__call_store(c, CHAT_STORE_ROOM_GET, json_pack("{s:s}", "id", c->room_id),
-               room_loaded_for_policy);
+                     room_loaded_for_policy);
 }
-
-

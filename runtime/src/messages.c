@@ -17,10 +17,11 @@ static void message_stored(int status, json_t *result, void *arg)
     chat_call *c = arg;
     if (status) {
         json_decref(result);
-        chat__call_fail(c, status, status == CHAT_EUNAVAIL
-                                 ? "the message was not stored: the store is unavailable; "
-                                   "retry with the same clientMsgId"
-                                 : NULL);
+        chat__call_fail(c, status,
+                        status == CHAT_EUNAVAIL
+                            ? "the message was not stored: the store is unavailable; "
+                              "retry with the same clientMsgId"
+                            : NULL);
         return;
     }
     json_t *message = json_object_get(result, "message");
@@ -34,17 +35,17 @@ static void message_stored(int status, json_t *result, void *arg)
         chat__fanout_room(c->rt, c->room_id, except, "message:new", message);
     }
     if (c->k) {
-        json_t *ack = json_pack("{s:O,s:O,s:O}", "clientMsgId",
-                                json_object_get(message, "clientMsgId"), "id",
-                                json_object_get(message, "id"), "createdAt",
-                                json_object_get(message, "createdAt"));
+        json_t *ack = json_pack(
+            "{s:O,s:O,s:O}", "clientMsgId", json_object_get(message, "clientMsgId"), "id",
+            json_object_get(message, "id"), "createdAt", json_object_get(message, "createdAt"));
         chat__sock_emit(c->k, "message:ack", ack);
         json_decref(ack);
     }
     if (!json_is_true(json_object_get(result, "duplicate"))) {
         chat__notify_hook(c->rt, "message/after",
-                    json_pack("{s:o,s:o,s:{s:s},s:O}", "socket", chat__socket_json(c->k), "user",
-                              chat__call_user_json(c), "room", "id", c->room_id, "message", message));
+                          json_pack("{s:o,s:o,s:{s:s},s:O}", "socket", chat__socket_json(c->k),
+                                    "user", chat__call_user_json(c), "room", "id", c->room_id,
+                                    "message", message));
     }
     chat__call_done(c, json_pack("{s:O}", "message", message));
     json_decref(result);
@@ -57,11 +58,11 @@ void chat__message_send_member(chat_call *c)
     chat__objectid(id);
     int64_t now = chat__now_ms();
     json_t *client_id = json_object_get(in, "clientMsgId");
-    json_t *msg = json_pack("{s:s,s:s,s:s,s:O,s:[],s:{},s:O,s:I,s:I}", "id", id, "roomId",
-                            c->room_id, "senderId", c->user_id, "content",
-                            json_object_get(in, "content"), "attachments", "reactions",
-                            "clientMsgId", client_id ? client_id : json_null(), "createdAt",
-                            (json_int_t)now, "updatedAt", (json_int_t)now);
+    json_t *msg =
+        json_pack("{s:s,s:s,s:s,s:O,s:[],s:{},s:O,s:I,s:I}", "id", id, "roomId", c->room_id,
+                  "senderId", c->user_id, "content", json_object_get(in, "content"), "attachments",
+                  "reactions", "clientMsgId", client_id ? client_id : json_null(), "createdAt",
+                  (json_int_t)now, "updatedAt", (json_int_t)now);
     if (!msg) {
         chat__call_fail(c, CHAT_ENOMEM, NULL);
         return;
@@ -103,11 +104,12 @@ int chat__take_message(chat_call *c, json_t *payload)
     }
     size_t i;
     json_t *a;
-    json_array_foreach(attachments, i, a) {
+    json_array_foreach(attachments, i, a)
+    {
         if (!json_is_object(a) || json_object_get(a, "$binary")) {
             chat__call_fail(c, CHAT_EINVAL,
-                      "attachments must be JSON objects (upload binary files elsewhere and "
-                      "send their URLs)");
+                            "attachments must be JSON objects (upload binary files elsewhere and "
+                            "send their URLs)");
             return -1;
         }
     }
@@ -172,8 +174,8 @@ static void typing_allowed(chat_call *c, json_t *ev)
 {
     char except[32];
     snprintf(except, sizeof except, "u:%s", c->user_id);
-    json_t *note = json_pack("{s:s,s:s,s:O}", "roomId", c->room_id, "userId", c->user_id,
-                             "typing", json_object_get(ev, "typing"));
+    json_t *note = json_pack("{s:s,s:s,s:O}", "roomId", c->room_id, "userId", c->user_id, "typing",
+                             json_object_get(ev, "typing"));
     chat__fanout_room(c->rt, c->room_id, except, "typing", note);
     json_decref(note);
     chat__call_done(c, NULL);
@@ -186,9 +188,14 @@ static void typing_member(chat_call *c, int typing)
     chat__call_hook(c, "typing", ev, typing_allowed);
 }
 
-static void typing_start_member(chat_call *c) { typing_member(c, 1); }
-static void typing_stop_member(chat_call *c) { typing_member(c, 0); }
-
+static void typing_start_member(chat_call *c)
+{
+    typing_member(c, 1);
+}
+static void typing_stop_member(chat_call *c)
+{
+    typing_member(c, 0);
+}
 
 void chat__on_typing_start(chat_call *c, json_t *payload)
 {
@@ -204,14 +211,13 @@ void chat__on_typing_stop(chat_call *c, json_t *payload)
     }
 }
 
-
 static void page_loaded(int status, json_t *page, void *arg)
 {
     chat_call *c = arg;
     if (status) {
         json_decref(page);
         chat__call_fail(c, status,
-                  status == CHAT_ENOTFOUND ? "before is not a message of this room" : NULL);
+                        status == CHAT_ENOTFOUND ? "before is not a message of this room" : NULL);
         return;
     }
     chat__call_done(c, page);
@@ -282,8 +288,8 @@ static void recent_cached(int status, const char *value, int64_t number, void *a
     }
     json_decref(copy);
     chat__call_store(c, CHAT_STORE_MESSAGES_PAGE,
-               json_pack("{s:s,s:n,s:i}", "roomId", c->room_id, "before", "limit", RECENT_N),
-               recent_loaded);
+                     json_pack("{s:s,s:n,s:i}", "roomId", c->room_id, "before", "limit", RECENT_N),
+                     recent_loaded);
 }
 
 static void recent_version(int status, const char *value, int64_t number, void *arg)
@@ -311,5 +317,3 @@ void chat__messages_page(chat_call *c)
     }
     chat__call_store(c, CHAT_STORE_MESSAGES_PAGE, json_incref(c->input), page_loaded);
 }
-
-

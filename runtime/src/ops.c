@@ -35,19 +35,18 @@ static void ready_checked(int status, json_t *result, void *arg)
     json_t *summary = json_object();
     chat_buf failed = CHAT_BUF_INIT;
     for (size_t i = 0; i < sizeof checks / sizeof checks[0]; i++) {
-        json_object_set_new(summary, checks[i].name,
-                            json_string(checks[i].status ? "down" : "ok"));
+        json_object_set_new(summary, checks[i].name, json_string(checks[i].status ? "down" : "ok"));
         if (checks[i].status) {
             chat__buf_appendf(&failed, "%s%s (%s): %s", failed.len ? "; " : "", checks[i].name,
-                              i == 0 ? "store" : i == 1 ? chat__bus_backend_name(rt->bus)
-                                                        : chat__kv_backend_name(rt->kv),
+                              i == 0   ? "store"
+                              : i == 1 ? chat__bus_backend_name(rt->bus)
+                                       : chat__kv_backend_name(rt->kv),
                               chat_strerror(checks[i].status));
         }
     }
     if (failed.len && !chat__buf_terminate(&failed)) {
-        json_t *body = json_pack("{s:b,s:{s:s,s:s},s:o}", "ok", 0, "error", "code",
-                                 "unavailable", "message", (const char *)failed.data, "checks",
-                                 summary);
+        json_t *body = json_pack("{s:b,s:{s:s,s:s},s:o}", "ok", 0, "error", "code", "unavailable",
+                                 "message", (const char *)failed.data, "checks", summary);
         chat__http_respond_json(req, 503, body);
     } else {
         chat__http_respond_json(req, 200, json_pack("{s:b,s:o}", "ok", 1, "checks", summary));

@@ -26,11 +26,11 @@ static void publish_presence(chat_runtime *rt, chat_user_state *u, const char *s
     }
     char except[32];
     snprintf(except, sizeof except, "u:%s", u->id);
-    json_t *payload = json_pack("{s:s,s:s,s:I}", "userId", u->id, "status", status,
-                                "lastSeen", (json_int_t)last_seen);
+    json_t *payload = json_pack("{s:s,s:s,s:I}", "userId", u->id, "status", status, "lastSeen",
+                                (json_int_t)last_seen);
     if (payload && csv.len) {
         chat__fanout_rooms(rt, PRESENCE_CHANNEL, (const char *)csv.data, except, "presence:update",
-                payload);
+                           payload);
     }
     json_decref(payload);
     chat__buf_free(&csv);
@@ -71,13 +71,13 @@ static void presence_counted(int status, const char *value, int64_t number, void
                                         "lastSeen", (json_int_t)now);
             chat__buf_terminate(&p->rooms);
             chat__fanout_rooms(p->rt, PRESENCE_CHANNEL, (const char *)p->rooms.data, except,
-                    "presence:update", payload);
+                               "presence:update", payload);
             json_decref(payload);
         }
-        chat__store_call(p->rt->store, CHAT_STORE_USER_SET_SEEN,
-                         json_pack("{s:s,s:I,s:s}", "id", p->user_id, "lastSeen",
-                                   (json_int_t)now, "status", st),
-                         store_ignore, NULL);
+        chat__store_call(
+            p->rt->store, CHAT_STORE_USER_SET_SEEN,
+            json_pack("{s:s,s:I,s:s}", "id", p->user_id, "lastSeen", (json_int_t)now, "status", st),
+            store_ignore, NULL);
     }
     chat__buf_free(&p->rooms);
     free(p);
@@ -102,5 +102,3 @@ void chat__presence_change(chat_runtime *rt, chat_user_state *u, int online)
     snprintf(key, sizeof key, "user:%s:online", u->id);
     chat__kv_incr(rt->kv, key, online ? 1 : -1, 0, presence_counted, p);
 }
-
-

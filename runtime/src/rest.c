@@ -15,17 +15,15 @@
 static json_t *body_object(chat_http_req *req)
 {
     json_error_t err;
-    json_t *v = req->body.len ? json_loadb((const char *)req->body.data, req->body.len, 0, &err)
-                              : NULL;
+    json_t *v =
+        req->body.len ? json_loadb((const char *)req->body.data, req->body.len, 0, &err) : NULL;
     if (!json_is_object(v)) {
         json_decref(v);
-        chat__http_respond_error(req, CHAT_EINVAL,
-                                 "the body must be a JSON object in UTF-8");
+        chat__http_respond_error(req, CHAT_EINVAL, "the body must be a JSON object in UTF-8");
         return NULL;
     }
     return v;
 }
-
 
 static int valid_email(const char *s)
 {
@@ -48,8 +46,7 @@ static void answer_with_token(chat_call *c, json_t *user)
     uv_timeval64_t tv;
     uv_gettimeofday(&tv);
     const char *id = json_string_value(json_object_get(user, "id"));
-    if (!id || chat__jwt_sign(c->rt->jwt_secret, id, tv.tv_sec, c->rt->cfg.token_ttl_s,
-                              &token)) {
+    if (!id || chat__jwt_sign(c->rt->jwt_secret, id, tv.tv_sec, c->rt->cfg.token_ttl_s, &token)) {
         json_decref(user);
         chat__call_fail(c, CHAT_EINTERNAL, "could not sign a token");
         return;
@@ -90,10 +87,10 @@ static void password_hashed(int status, const char *hash, void *arg)
     char id[25];
     chat__objectid(id);
     json_t *in = c->input;
-    json_t *user = json_pack("{s:s,s:O,s:O,s:s,s:I}", "id", id, "email",
-                             json_object_get(in, "email"), "username",
-                             json_object_get(in, "username"), "passwordHash", hash, "createdAt",
-                             (json_int_t)chat__now_ms());
+    json_t *user =
+        json_pack("{s:s,s:O,s:O,s:s,s:I}", "id", id, "email", json_object_get(in, "email"),
+                  "username", json_object_get(in, "username"), "passwordHash", hash, "createdAt",
+                  (json_int_t)chat__now_ms());
     chat__call_store(c, CHAT_STORE_USER_CREATE, user, registered);
 }
 
@@ -162,15 +159,15 @@ static void login_user_loaded(int status, json_t *user, void *arg)
     /* an unknown login is checked against a dummy hash of the same cost, so it takes as
      * long as a wrong password: no user enumeration by timing */
     const char *dummy_hash = c->rt->dummy_hash;
-    const char *hash = status ? dummy_hash
-                              : json_string_value(json_object_get(user, "passwordHash"));
+    const char *hash =
+        status ? dummy_hash : json_string_value(json_object_get(user, "passwordHash"));
     c->room = status ? NULL : user;
     if (status) {
         json_decref(user);
     }
     const char *password = json_string_value(json_object_get(c->input, "password"));
-    if (chat__password_verify_async(c->rt->loop, password, hash ? hash : dummy_hash,
-                                    login_checked, c)) {
+    if (chat__password_verify_async(c->rt->loop, password, hash ? hash : dummy_hash, login_checked,
+                                    c)) {
         chat__call_fail(c, CHAT_EINTERNAL, "could not check the password");
     }
 }
@@ -184,9 +181,8 @@ static void rest_login(chat_http_req *req, const char *user_id)
     }
     json_t *login = json_object_get(body, "login");
     json_t *password = json_object_get(body, "password");
-    if (!json_is_string(login) || !json_string_length(login) ||
-        json_string_length(login) > 254 || !json_is_string(password) ||
-        json_string_length(password) > 256) {
+    if (!json_is_string(login) || !json_string_length(login) || json_string_length(login) > 254 ||
+        !json_is_string(password) || json_string_length(password) > 256) {
         json_decref(body);
         chat__http_respond_error(req, CHAT_EINVAL,
                                  "send {\"login\": email or username, \"password\": string}");
@@ -200,7 +196,7 @@ static void rest_login(chat_http_req *req, const char *user_id)
     }
     c->input = body;
     chat__call_store(c, CHAT_STORE_USER_BY_LOGIN, json_pack("{s:O}", "login", login),
-               login_user_loaded);
+                     login_user_loaded);
 }
 
 static void me_loaded(int status, json_t *user, void *arg)
@@ -209,7 +205,7 @@ static void me_loaded(int status, json_t *user, void *arg)
     if (status) {
         json_decref(user);
         chat__call_fail(c, status == CHAT_ENOTFOUND ? CHAT_EUNAUTHORIZED : status,
-                  status == CHAT_ENOTFOUND ? "this account no longer exists" : NULL);
+                        status == CHAT_ENOTFOUND ? "this account no longer exists" : NULL);
         return;
     }
     chat__call_done(c, json_pack("{s:o}", "user", chat__public_user(user, 1)));
@@ -240,7 +236,7 @@ static void rest_rooms_list(chat_http_req *req, const char *user_id)
     chat_call *c = chat__call_from_req(req, user_id, 200);
     if (c) {
         chat__call_store(c, CHAT_STORE_ROOMS_FOR_USER, json_pack("{s:s}", "userId", user_id),
-                   rooms_loaded);
+                         rooms_loaded);
     }
 }
 
@@ -256,7 +252,6 @@ static void rest_rooms_create(chat_http_req *req, const char *user_id)
     }
     json_decref(body);
 }
-
 
 static void rest_messages(chat_http_req *req, const char *user_id)
 {

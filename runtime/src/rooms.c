@@ -20,13 +20,15 @@ static void room_created(int status, json_t *room, void *arg)
     }
     size_t i;
     json_t *p;
-    json_array_foreach(json_object_get(room, "participants"), i, p) {
+    json_array_foreach(json_object_get(room, "participants"), i, p)
+    {
         chat_user_state *u = chat__map_get(&c->rt->users, json_string_value(p));
         if (u) {
             chat__members_join(c->rt, u, json_string_value(json_object_get(room, "id")));
         }
-        chat__notify_user(c->rt, json_string_value(p),
-                    json_pack("{s:s,s:O}", "op", "joined", "roomId", json_object_get(room, "id")));
+        chat__notify_user(
+            c->rt, json_string_value(p),
+            json_pack("{s:s,s:O}", "op", "joined", "roomId", json_object_get(room, "id")));
     }
     chat__members_cache_room(c->rt, room);
     chat__call_done(c, json_pack("{s:o}", "room", room));
@@ -69,7 +71,8 @@ void chat__room_create(chat_call *c, json_t *payload)
     json_array_append_new(members, json_string(c->user_id));
     size_t i;
     json_t *p;
-    json_array_foreach(participants, i, p) {
+    json_array_foreach(participants, i, p)
+    {
         const char *id = json_string_value(p);
         if (!chat__is_object_id(id)) {
             json_decref(members);
@@ -117,7 +120,8 @@ static void room_member_added(int status, json_t *room, void *arg)
         chat__members_join(c->rt, u, c->room_id);
     }
     chat__members_cache_room(c->rt, room);
-    chat__notify_user(c->rt, c->user_id, json_pack("{s:s,s:s}", "op", "joined", "roomId", c->room_id));
+    chat__notify_user(c->rt, c->user_id,
+                      json_pack("{s:s,s:s}", "op", "joined", "roomId", c->room_id));
     char except[32];
     snprintf(except, sizeof except, "u:%s", c->user_id);
     json_t *note = json_pack("{s:s,s:s}", "roomId", c->room_id, "userId", c->user_id);
@@ -125,8 +129,8 @@ static void room_member_added(int status, json_t *room, void *arg)
     json_decref(note);
     if (!c->done) { /* joins made by scripts do not call the scripts back */
         chat__notify_hook(c->rt, "room/joined",
-                    json_pack("{s:o,s:o,s:O}", "socket", chat__socket_json(c->k), "user",
-                              chat__call_user_json(c), "room", room));
+                          json_pack("{s:o,s:o,s:O}", "socket", chat__socket_json(c->k), "user",
+                                    chat__call_user_json(c), "room", room));
     }
     chat__call_done(c, json_pack("{s:o}", "room", room));
 }
@@ -187,13 +191,14 @@ static void room_member_removed(int status, json_t *room, void *arg)
     if (u) {
         chat__members_leave(c->rt, u, c->room_id);
     }
-    chat__notify_user(c->rt, c->user_id, json_pack("{s:s,s:s}", "op", "left", "roomId", c->room_id));
+    chat__notify_user(c->rt, c->user_id,
+                      json_pack("{s:s,s:s}", "op", "left", "roomId", c->room_id));
     json_t *note = json_pack("{s:s,s:s}", "roomId", c->room_id, "userId", c->user_id);
     chat__fanout_room(c->rt, c->room_id, "-", "room:member_left", note);
     json_decref(note);
     chat__notify_hook(c->rt, "room/leave",
-                json_pack("{s:o,s:o,s:{s:s}}", "socket", chat__socket_json(c->k), "user",
-                          chat__call_user_json(c), "room", "id", c->room_id));
+                      json_pack("{s:o,s:o,s:{s:s}}", "socket", chat__socket_json(c->k), "user",
+                                chat__call_user_json(c), "room", "id", c->room_id));
     chat__call_done(c, NULL);
 }
 
@@ -204,12 +209,11 @@ void chat__room_remove_member(chat_call *c)
                      room_member_removed);
 }
 
-
 void chat__on_room_join(chat_call *c, json_t *payload)
 {
     if (chat__take_room_id(c, payload) == 0) {
         chat__call_store(c, CHAT_STORE_ROOM_GET, json_pack("{s:s}", "id", c->room_id),
-                   join_room_loaded);
+                         join_room_loaded);
     }
 }
 
@@ -220,6 +224,7 @@ void chat__on_room_leave(chat_call *c, json_t *payload)
     }
 }
 
-void chat__on_room_create(chat_call *c, json_t *payload) { chat__room_create(c, payload); }
-
-
+void chat__on_room_create(chat_call *c, json_t *payload)
+{
+    chat__room_create(c, payload);
+}

@@ -504,8 +504,29 @@ static void test_bus(const char *url, chat_kv *kv)
     chat__bus_publish(a.bus, ch2, "still here", 10);
     CHECK(wait_got(&b, 1, 3000) && strcmp(b.last, "still here") == 0);
 
+    /* publish_remote (what the domain uses: it delivers on its own node itself): the other
+     * nodes get it, this node's subscribers do not */
+    CHECK(chat__bus_subscribe(a.bus, ch2) == 0);
+    CHECK(wait_numsub(kv, ch2, 2));
+    int a_before = a.got;
+    b.got = 0;
+    CHECK(chat__bus_publish_remote(a.bus, ch2, "remote only", 11) == 0);
+    CHECK(a.got == a_before);
+    CHECK(wait_got(&b, 1, 3000) && strcmp(b.last, "remote only") == 0);
+    run_for(100);
+    CHECK(a.got == a_before && b.got == 1);
+
     chat__bus_free(a.bus);
     chat__bus_free(b.bus);
+
+    /* the in-process bus: one node is every node, so publish_remote has nobody to tell */
+    node l;
+    memset(&l, 0, sizeof l);
+    CHECK(chat__bus_new(&l.bus, &loop, on_bus, &l) == 0);
+    CHECK(chat__bus_subscribe(l.bus, ch) == 0);
+    CHECK(chat__bus_publish_remote(l.bus, ch, "x", 1) == 0 && l.got == 0);
+    CHECK(chat__bus_publish(l.bus, ch, "y", 1) == 0 && l.got == 1);
+    chat__bus_free(l.bus);
     run_for(50);
 }
 

@@ -1,0 +1,118 @@
+'use strict';
+// The runtime's layers call downward only (docs/ARCHITECTURE.md): transport (net, http,
+// session) -> sockets (sock) -> the chat domain. A lower layer reaches a higher one only
+// through a handler struct or route it was given at start, so no runtime/src/*.c file may
+// call (through a chat_/chat__ function) a file that calls it back, directly or round a
+// loop. This reads the sources: no server is started.
+//
+// Left out on purpose: luaopen_* calls. script.c opens the Lua bindings and the bindings
+// call script.c's coroutine helpers; that pair is one component (the Lua host), being split
+// on its own.
+const assert = require('node:assert/strict');
+const fs = require('node:fs');
+const path = require('node:path');
+const { test } = require('node:test');
+
+const SRC = path.resolve(__dirname, '..', '..', 'runtime', 'src');
+
+function strip(text) {
+    return text
+        .replace(/\/\*[\s\S]*?\*\//g, '')
+        .replace(/\/\/.*$/gm, '')
+        .replace(/"(\\.|[^"\\\n])*"/g, '""');
+}
+
+// file -> { other file -> [functions of it that file calls] }
+function callGraph() {
+    const files = fs.readdirSync(SRC).filter((f) => f.endsWith('.c'));
+    const text = {};
+    const owner = {}; // function -> file defining it (not static)
+    for (const f of files) {
+        const name = f.slice(0, -2);
+        text[name] = strip(fs.readFileSync(path.join(SRC, f), 'utf8'));
+        const def = /^([A-Za-z_][\w *]*?)\b(chat_{1,2}\w+)\s*\([^;{]*\)\s*\{/gm;
+        for (let m; (m = def.exec(text[name]));) {
+            if (!m[1].startsWith('static') && !(m[2] in owner)) {
+                owner[m[2]] = name;
+            }
+        }
+        const table = /^const\s+\w+\s+(chat__\w+)\s*=/gm; // exported handler tables
+        for (let m; (m = table.exec(text[name]));) {
+            owner[m[1]] ??= name;
+        }
+    }
+    const edges = {};
+    for (const [name, t] of Object.entries(text)) {
+        for (const fn of new Set(t.match(/\bchat_{1,2}\w+\b/g) || [])) {
+            const to = owner[fn];
+            if (to && to !== name) {
+                ((edges[name] ??= {})[to] ??= []).push(fn);
+            }
+        }
+    }
+    return edges;
+}
+
+// Strongly connected components with more than one file (Tarjan).
+function loops(edges) {
+    const index = new Map(), low = new Map(), stack = [], on = new Set(), found = [];
+    let n = 0;
+    const visit = (v) => {
+        index.set(v, n);
+        low.set(v, n++);
+        stack.push(v);
+        on.add(v);
+        for (const w of Object.keys(edges[v] || {})) {
+            if (!index.has(w)) {
+                visit(w);
+                low.set(v, Math.min(low.get(v), low.get(w)));
+            } else if (on.has(w)) {
+                low.set(v, Math.min(low.get(v), index.get(w)));
+            }
+        }
+        if (low.get(v) === index.get(v)) {
+            const comp = [];
+            let w;
+            do {
+                w = stack.pop();
+                on.delete(w);
+                comp.push(w);
+            } while (w !== v);
+            if (comp.length > 1) {
+                found.push(comp.sort());
+            }
+        }
+    };
+    for (const v of Object.keys(edges)) {
+        if (!index.has(v)) {
+            visit(v);
+        }
+    }
+    return found;
+}
+
+test('no two runtime/src files call each other, directly or round a loop', () => {
+    const edges = callGraph();
+    const described = loops(edges).map((comp) =>
+        comp
+            .flatMap((a) =>
+                comp
+                    .filter((b) => edges[a]?.[b])
+                    .map((b) => `${a}.c -> ${b}.c: ${edges[a][b].join(', ')}`))
+            .join('\n'));
+    assert.deepEqual(described, [], `import loops:\n${described.join('\n\n')}`);
+});
+
+test('the lower layers name nothing above them', () => {
+    const edges = callGraph();
+    const above = {
+        net: ['sock', 'domain', 'connect', 'fanout', 'rest', 'ops', 'runtime', 'static'],
+        http: ['session', 'sock', 'domain', 'rest', 'ops', 'runtime', 'static', 'script'],
+        session: ['sock', 'domain', 'connect', 'fanout', 'runtime', 'script'],
+        sock: ['domain', 'connect', 'call', 'fanout', 'members', 'runtime', 'script'],
+    };
+    for (const [lower, higher] of Object.entries(above)) {
+        const named = Object.keys(edges[lower] || {}).filter((f) => higher.includes(f));
+        assert.deepEqual(named, [], `${lower}.c calls ${named.join(', ')}`);
+    }
+});
