@@ -127,7 +127,7 @@ json_t *chat__socket_json(chat_sock *k)
     if (!k) {
         return json_null();
     }
-    const char *peer = k->session ? chat__session_peer(k->session) : "";
+    const char *peer = chat__sock_peer(k);
     return json_pack("{s:s,s:s,s:s}", "id", k->id, "namespace", k->nsp, "ip", peer);
 }
 

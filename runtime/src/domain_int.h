@@ -8,10 +8,14 @@
 #include <stdio.h>
 
 #include "domain.h"
+#include "http.h"
 #include "rt.h"
 #include "script.h"
+#include "sock.h"
 
 /* ---- local state (members.c) ---- */
+typedef struct chat_room_state chat_room_state;
+
 struct chat_user_state {
     char id[25];
     chat_vec socks; /* local connected sockets */

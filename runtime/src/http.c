@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "auth.h"
+#include "http.h"
 #include "log.h"
 #include "rt.h"
 

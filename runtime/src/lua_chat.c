@@ -7,6 +7,7 @@
 
 #include "rt.h"
 #include "script.h"
+#include "sio.h"
 
 int luaopen_chat_kv(lua_State *L);
 int luaopen_chat_store(lua_State *L);

@@ -7,8 +7,10 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "http.h"
 #include "log.h"
 #include "rt.h"
+#include "session.h"
 
 /* lws gives each connection one block of this; it survives the HTTP -> WS upgrade. */
 typedef struct net_pss {

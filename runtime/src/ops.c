@@ -7,6 +7,7 @@
 
 #include <openssl/crypto.h>
 
+#include "http.h"
 #include "log.h"
 #include "rt.h"
 #include "script.h"

@@ -10,9 +10,11 @@
 #include <unistd.h>
 
 #include "domain.h"
+#include "frame.h"
 #include "log.h"
 #include "rt.h"
 #include "script.h"
+#include "session.h"
 #include "tool.h"
 
 #ifndef CHAT_DATADIR /* set by CMake: <prefix>/share/chatd and the same relative to lib, bin */

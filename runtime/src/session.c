@@ -5,8 +5,11 @@
 #include <string.h>
 
 #include "eio.h"
+#include "frame.h"
+#include "http.h"
 #include "log.h"
 #include "rt.h"
+#include "session.h"
 
 enum { TRANSPORT_POLLING, TRANSPORT_WEBSOCKET };
 

@@ -6,8 +6,11 @@
 
 #include "auth.h"
 #include "eio.h"
+#include "frame.h"
 #include "log.h"
 #include "rt.h"
+#include "session.h"
+#include "sock.h"
 
 /* The Socket.IO state of one Engine.IO session, kept in the session for this layer. */
 #define SIO_MAX_ATTACHMENTS 16

@@ -1,0 +1,70 @@
+/* session.h: Engine.IO v4 sessions (session.c) over both transports, the websocket
+ * connection state net.c keeps per connection, and the handler the socket layer registers.
+ * Loop thread only. */
+#ifndef CHAT_SESSION_H
+#define CHAT_SESSION_H
+
+#include <libwebsockets.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "buf.h"
+#include "chat.h"
+#include "frame.h"
+#include "http.h"
+
+#define CHAT_SID_MAX 48 /* "<node id>.<20 random>" */
+
+void chat__eio_http(chat_http_req *req); /* /socket.io/ over HTTP */
+/* Per websocket connection, kept in the lws per-session data. */
+typedef struct chat_ws_conn {
+    chat_runtime *rt;
+    chat_session *session;
+    struct lws *wsi;
+    chat_buf rx;
+    int rx_binary;
+    int rx_too_large;
+    int probe;        /* upgrading an existing polling session */
+    int probe_reply;  /* "3probe" to send */
+    int closing;      /* close on next writeable */
+    int close_status; /* websocket close code */
+    char sid[CHAT_SID_MAX];
+    int bad_request; /* set at filter time: refuse once established */
+    char peer[64];   /* the client's address, read with the upgrade request's headers */
+} chat_ws_conn;
+void chat__ws_established(chat_ws_conn *c);
+/* The client address of a request: the TCP peer, or X-Forwarded-For's last entry when the
+ * runtime trusts its proxy. */
+void chat__peer_address(chat_runtime *rt, struct lws *wsi, char *out, size_t len);
+void chat__ws_receive(chat_ws_conn *c, const void *in, size_t len, int first, int final,
+                      int binary);
+int chat__ws_writeable(chat_ws_conn *c); /* -1: close the connection */
+void chat__ws_closed(chat_ws_conn *c);
+void chat__http_closed(chat_http_req *req); /* a held poll's client went away */
+/* A held poll may write: fill its response from the session's queue. */
+void chat__eio_poll_writeable(chat_http_req *req);
+
+/* The socket layer's handler, registered at start (chat__session_start). */
+typedef struct chat_session_handler {
+    /* An Engine.IO message (text or binary). -1: the packet is invalid and the session is
+     * closed (the protocol's answer to a parse error). */
+    int (*on_message)(chat_session *s, const uint8_t *data, size_t len, int binary);
+    /* The session is closing: let go of it (its upper state too). */
+    void (*on_close)(chat_session *s, const char *reason);
+} chat_session_handler;
+/* Registers h and the /socket.io/ routes. */
+int chat__session_start(chat_runtime *rt, const chat_session_handler *h);
+/* The socket layer's state for this session (NULL until it sets one). */
+void *chat__session_upper(chat_session *s);
+void chat__session_set_upper(chat_session *s, void *upper);
+chat_runtime *chat__session_rt(chat_session *s);
+
+/* Queue a packet to the session's client. Adds its own reference to f. */
+void chat__session_send(chat_session *s, chat_frame *f);
+void chat__session_close(chat_session *s, const char *reason);
+const char *chat__session_peer(chat_session *s);
+/* 20 random base64url characters and a NUL: session and socket ids. */
+void chat__random_id(char out[21]);
+void chat__sessions_close_all(chat_runtime *rt);
+
+#endif
