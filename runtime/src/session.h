@@ -51,6 +51,9 @@ typedef struct chat_session_handler {
     int (*on_message)(chat_session *s, const uint8_t *data, size_t len, int binary);
     /* The session is closing: let go of it (its upper state too). */
     void (*on_close)(chat_session *s, const char *reason);
+    /* Whether a Socket.IO namespace is connected on it (its CONNECT was answered), for the
+     * bounds on sessions that never connect one. */
+    int (*connected)(chat_session *s);
 } chat_session_handler;
 /* Registers h and the /socket.io/ routes. */
 int chat__session_start(chat_runtime *rt, const chat_session_handler *h);

@@ -427,7 +427,22 @@ const char *chat__sock_peer(chat_sock *k)
     return k->session ? chat__session_peer(k->session) : "";
 }
 
-static const chat_session_handler session_handler = {on_message, on_close};
+static int any_connected(chat_session *s)
+{
+    sio_state *st = chat__session_upper(s);
+    for (int i = 0; st && i < SIO_MAX_NAMESPACES; i++) {
+        if (st->socks[i] && st->socks[i]->connected) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
+static const chat_session_handler session_handler = {
+    .on_message = on_message,
+    .on_close = on_close,
+    .connected = any_connected,
+};
 
 int chat__sock_start(chat_runtime *rt, const chat_sock_handler *h)
 {
