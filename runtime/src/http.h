@@ -35,6 +35,7 @@ struct chat_http_req {
     chat_buf resp;
     /* Engine.IO polling GET held open for packets */
     chat_session *poll_session;
+    int close_after; /* answer with Connection: close, then end the connection */
 };
 
 void chat__http_respond(chat_http_req *req, int status, const char *content_type,

@@ -8,14 +8,53 @@
 #include <unistd.h>
 
 #include "http.h"
+#include "http_frame.h"
 #include "log.h"
 #include "rt.h"
 #include "session.h"
 
-/* lws gives each connection one block of this; it survives the HTTP -> WS upgrade. */
+/* ---- HTTP on libwebsockets 4.1.6, and the defects chatd works around ----
+ *
+ * lws reads a connection's bytes ahead, parses them and calls us. Its h1 server (4.1.6, the
+ * Debian 12 package) has defects a client can reach; spec/e2e/http_*.test.js show each:
+ *
+ *  D1 (spin after a body): once a request's body is complete, lws keeps the connection in
+ *     its body state until the transaction completes. If more bytes of the connection sit
+ *     in lws's buffer (a pipelined request, or the tail of one it parsed from that buffer),
+ *     its "ripe rxflow" service re-enters that state in a tight loop, delivering
+ *     HTTP_BODY_COMPLETION again and again: 100% CPU, no WRITEABLE, deaf to SIGTERM.
+ *     Completing the transaction inside that callback does not end it either (lws goes on
+ *     spinning in its header parser).
+ *  D2 (flow control starves writes): lws_rx_flow_control(wsi, 0) does not stop that loop,
+ *     and a flow-controlled h1 wsi never gets HTTP_WRITEABLE (the POLLOUT branch lives in
+ *     the POLLIN handler, which returns early), so pausing reading is no way out.
+ *  D3 (no framing checks): lws honours Content-Length over Transfer-Encoding when both are
+ *     sent (request smuggling behind a proxy that reads them the other way), never decodes
+ *     a chunked request body and never completes a body-less POST: those got no answer.
+ *  D4 (lost request after a body-less POST): after a POST (or other non-GET request)
+ *     without Content-Length has been answered, lws silently swallows the connection's next
+ *     request: no callback at all, so it would never be answered.
+ *
+ * What chatd does: it checks each request's framing itself (http_frame.c) when the headers
+ * are complete: no body -> to the routes at once, whatever the method; Content-Length ->
+ * exactly that many bytes; Transfer-Encoding -> 411 (chunked) or 400 (with Content-Length,
+ * or another coding), and the connection closes, as it does after a body-less request
+ * other than GET or HEAD that has no Content-Length (D4). A second HTTP_BODY_COMPLETION for one
+ * request is D1 starting: the answer, if ready, is written on the spot with Connection:
+ * close and the connection closes (returning -1 is the one thing that stops lws); a
+ * pipelined request behind a body is not served (RFC 9112 9.3.2: a client must not
+ * pipeline after a non-idempotent request, and must retry what a closed connection left
+ * unanswered). Requests pipelined behind body-less ones are served in order: lws parses
+ * the next one only after the transaction completes. Whenever chatd ends a connection
+ * after an answer, that answer says Connection: close. */
+
+/* lws gives each connection one block of this; it survives the HTTP -> WS upgrade, but not
+ * lws_http_transaction_completed(), which hands the wsi a fresh, zeroed one. */
 typedef struct net_pss {
-    chat_http_req *req;
+    chat_http_req *req; /* the request being read or answered: at most one */
     chat_ws_conn ws;
+    int dispatched;      /* req went to the routes (its body, if any, is complete) */
+    int completions;     /* HTTP_BODY_COMPLETION deliveries for req (D1 when > 1) */
 } net_pss;
 
 static const int method_map[] = {
@@ -61,72 +100,9 @@ static char *copy_query(struct lws *wsi)
     return (char *)b.data;
 }
 
-static int on_http(chat_runtime *rt, struct lws *wsi, net_pss *pss, const char *path)
+/* Headers: "name: value\r\n" lines in req->extra_headers, then Connection: close. */
+static int add_headers(struct lws *wsi, chat_http_req *req, uint8_t **p, uint8_t *end)
 {
-    char *uri;
-    int urilen;
-    int m = lws_http_get_uri_and_method(wsi, &uri, &urilen);
-    chat_http_req *req = calloc(1, sizeof *req);
-    if (!req) {
-        return -1;
-    }
-    req->rt = rt;
-    req->wsi = wsi;
-    req->refs = 1; /* the connection's */
-    req->method = m >= 0 && (size_t)m < sizeof method_map / sizeof method_map[0]
-                      ? method_map[m]
-                      : CHAT_HTTP_OTHER;
-    snprintf(req->path, sizeof req->path, "%s", path);
-    req->query = copy_query(wsi);
-    req->authorization = copy_header(wsi, WSI_TOKEN_HTTP_AUTHORIZATION);
-    req->if_none_match = copy_header(wsi, WSI_TOKEN_HTTP_IF_NONE_MATCH);
-    pss->req = req;
-    if (!req->query) {
-        chat__http_respond_error(req, CHAT_ENOMEM, NULL);
-        return 0;
-    }
-    if (req->method == CHAT_HTTP_POST) {
-        char cl[32];
-        if (lws_hdr_copy(wsi, cl, sizeof cl, WSI_TOKEN_HTTP_CONTENT_LENGTH) > 0 &&
-            strtoll(cl, NULL, 10) > rt->cfg.max_payload) {
-            req->body_too_large = 1;
-        }
-        return 0; /* dispatched when the body is complete */
-    }
-    chat__http_dispatch(req);
-    return 0;
-}
-
-static void on_http_body(chat_runtime *rt, chat_http_req *req, const void *in, size_t len)
-{
-    req->body_seen += len;
-    if (req->body_seen > (size_t)rt->cfg.max_payload) {
-        req->body_too_large = 1;
-        chat__buf_free(&req->body);
-    }
-    if (!req->body_too_large && chat__buf_append(&req->body, in, len)) {
-        req->body_too_large = 1; /* out of memory: refuse rather than half-read */
-    }
-}
-
-static int http_write(struct lws *wsi, net_pss *pss)
-{
-    chat_http_req *req = pss->req;
-    if (req && req->poll_session && !req->responded) {
-        chat__eio_poll_writeable(req);
-    }
-    if (!req || req->responded != 1) {
-        return 0;
-    }
-    req->responded = 2;
-    uint8_t hdr[LWS_PRE + 1024];
-    uint8_t *start = hdr + LWS_PRE, *p = start, *end = hdr + sizeof hdr - 1;
-    size_t body_len = req->resp.len - LWS_PRE;
-    if (lws_add_http_common_headers(wsi, (unsigned)req->status, req->content_type,
-                                    body_len, &p, end)) {
-        return -1;
-    }
-    /* extra headers are "name: value\r\n" lines */
     for (char *line = req->extra_headers; *line;) {
         char *colon = strchr(line, ':');
         char *eol = strstr(line, "\r\n");
@@ -145,12 +121,46 @@ static int http_write(struct lws *wsi, net_pss *pss)
             v++;
         }
         if (lws_add_http_header_by_name(wsi, (const unsigned char *)name,
-                                        (const unsigned char *)v, (int)(eol - v), &p, end)) {
+                                        (const unsigned char *)v, (int)(eol - v), p, end)) {
             return -1;
         }
         line = eol + 2;
     }
-    if (lws_finalize_write_http_header(wsi, start, &p, end)) {
+    if (req->close_after &&
+        lws_add_http_header_by_token(wsi, WSI_TOKEN_CONNECTION, (const unsigned char *)"close",
+                                     5, p, end)) {
+        return -1;
+    }
+    return 0;
+}
+
+/* Headers chatd accepts: 8 KB. lws gets twice that room so that a request a little over
+ * is answered 431 by chatd; lws 4.1.6 drops a connection whose headers overflow its own
+ * room without a word (no callback reaches chatd first), so that stays for > 16 KB. */
+#define NET_HEADER_MAX 8192
+#define NET_HEADER_ROOM 16384
+
+/* The header bytes lws kept for this request (the request line's URI included). */
+static size_t header_bytes(struct lws *wsi)
+{
+    size_t n = 0;
+    for (int t = 0; t < WSI_TOKEN_COUNT; t++) {
+        int len = lws_hdr_total_length(wsi, (enum lws_token_indexes)t);
+        if (len > 0) {
+            n += (size_t)len;
+        }
+    }
+    return n;
+}
+
+static int write_response(struct lws *wsi, chat_http_req *req)
+{
+    uint8_t hdr[LWS_PRE + 1024];
+    uint8_t *start = hdr + LWS_PRE, *p = start, *end = hdr + sizeof hdr - 1;
+    size_t body_len = req->resp.len - LWS_PRE;
+    if (lws_add_http_common_headers(wsi, (unsigned)req->status, req->content_type,
+                                    body_len, &p, end) ||
+        add_headers(wsi, req, &p, end) || lws_finalize_write_http_header(wsi, start, &p, end)) {
         return -1;
     }
     /* HEAD and 304 declare the length of the representation and send no body */
@@ -159,10 +169,199 @@ static int http_write(struct lws *wsi, net_pss *pss)
             (int)body_len) {
         return -1;
     }
+    return 0;
+}
+
+/* Writes req's answer (it is ready: responded == 1) and ends the transaction. Returns what
+ * the lws callback must return: -1 closes the connection. pss is gone afterwards. */
+static int send_answer(struct lws *wsi, net_pss *pss, int force_close)
+{
+    chat_http_req *req = pss->req;
+    req->responded = 2;
+    if (force_close) {
+        req->close_after = 1;
+    }
+    int close = req->close_after;
+    if (write_response(wsi, req)) {
+        close = 1;
+    }
     pss->req = NULL;
     req->wsi = NULL;
     chat__http_req_unref(req);
+    if (close) {
+        return -1;
+    }
+    /* lws also closes when it saw Connection: close or HTTP/1.0: chatd said so already */
     return lws_http_transaction_completed(wsi) ? -1 : 0;
+}
+
+static int http_write(struct lws *wsi, net_pss *pss)
+{
+    chat_http_req *req = pss->req;
+    if (req && req->poll_session && !req->responded) {
+        chat__eio_poll_writeable(req);
+    }
+    if (!req || req->responded != 1) {
+        return 0;
+    }
+    return send_answer(wsi, pss, 0);
+}
+
+static void dispatch(chat_http_req *req)
+{
+    if (req->body_too_large) {
+        req->close_after = 1; /* what followed the body was not read as a request */
+        chat__http_respond_error(req, CHAT_ETOOBIG, NULL);
+    } else {
+        chat__http_dispatch(req);
+    }
+}
+
+static int on_http(chat_runtime *rt, struct lws *wsi, net_pss *pss, const char *path)
+{
+    if (pss->req) {
+        /* lws parsed another request while one is unanswered: not in order, so not at
+         * all; what is ready goes out first */
+        return pss->req->responded == 1 ? send_answer(wsi, pss, 1) | -1 : -1;
+    }
+    char *uri;
+    int urilen;
+    int m = lws_http_get_uri_and_method(wsi, &uri, &urilen);
+    chat_http_req *req = calloc(1, sizeof *req);
+    if (!req) {
+        return -1;
+    }
+    req->rt = rt;
+    req->wsi = wsi;
+    req->refs = 1; /* the connection's */
+    req->method = m >= 0 && (size_t)m < sizeof method_map / sizeof method_map[0]
+                      ? method_map[m]
+                      : CHAT_HTTP_OTHER;
+    snprintf(req->path, sizeof req->path, "%s", path);
+    req->query = copy_query(wsi);
+    req->authorization = copy_header(wsi, WSI_TOKEN_HTTP_AUTHORIZATION);
+    req->if_none_match = copy_header(wsi, WSI_TOKEN_HTTP_IF_NONE_MATCH);
+    pss->req = req;
+    pss->dispatched = 0;
+    pss->completions = 0;
+
+    char *cl = copy_header(wsi, WSI_TOKEN_HTTP_CONTENT_LENGTH);
+    int has_cl = cl != NULL;
+    char *te = copy_header(wsi, WSI_TOKEN_HTTP_TRANSFER_ENCODING);
+    char *version = copy_header(wsi, WSI_TOKEN_HTTP);
+    char *connection = copy_header(wsi, WSI_TOKEN_CONNECTION);
+    uint64_t length = 0;
+    int framing = chat__http_body_framing(cl, te, &length);
+    req->close_after = chat__http_wants_close(version, connection);
+    free(cl);
+    free(te);
+    free(version);
+    free(connection);
+
+    if (!req->query) {
+        pss->dispatched = 1;
+        chat__http_respond_error(req, CHAT_ENOMEM, NULL);
+        return 0;
+    }
+    if (header_bytes(wsi) > NET_HEADER_MAX) {
+        pss->dispatched = 1;
+        req->close_after = 1; /* its body, if any, is not read */
+        chat__http_respond_json(
+            req, 431,
+            json_pack("{s:b,s:{s:s,s:s}}", "ok", 0, "error", "code", chat_errcode(CHAT_ETOOBIG),
+                      "message", "the request's headers are larger than 8 KB"));
+        return 0;
+    }
+    switch (framing) {
+    case CHAT_BODY_BAD: /* D3: smuggling attempt or garbage: where its body ends is unknown */
+        pss->dispatched = 1;
+        req->close_after = 1;
+        chat__http_respond_error(req, CHAT_EINVAL,
+                                 "bad request framing: send one valid Content-Length and no "
+                                 "Transfer-Encoding");
+        return 0;
+    case CHAT_BODY_CHUNKED: /* D3: lws 4.1 cannot read a chunked body */
+        pss->dispatched = 1;
+        req->close_after = 1;
+        chat__http_respond_json(
+            req, 411,
+            json_pack("{s:b,s:{s:s,s:s}}", "ok", 0, "error", "code", chat_errcode(CHAT_EINVAL),
+                      "message", "chunked request bodies are not supported; send the body "
+                                 "with a Content-Length"));
+        return 0;
+    case CHAT_BODY_NONE:
+        if (has_cl) {
+            return 0; /* Content-Length: 0: lws completes it at once, answered then */
+        }
+        if (req->method != CHAT_HTTP_GET && req->method != CHAT_HTTP_HEAD) {
+            req->close_after = 1; /* D4 */
+        }
+        pss->dispatched = 1; /* no body, whatever the method (D3) */
+        dispatch(req);
+        return 0;
+    case CHAT_BODY_LENGTH:
+    default:
+        if (length > (uint64_t)rt->cfg.max_payload) {
+            req->body_too_large = 1; /* read and dropped, then 413 */
+        }
+        return 0; /* to the routes at HTTP_BODY_COMPLETION */
+    }
+}
+
+static void on_http_body(chat_runtime *rt, chat_http_req *req, const void *in, size_t len)
+{
+    req->body_seen += len;
+    if (req->body_seen > (size_t)rt->cfg.max_payload) {
+        req->body_too_large = 1;
+        chat__buf_free(&req->body);
+    }
+    if (!req->body_too_large && chat__buf_append(&req->body, in, len)) {
+        req->body_too_large = 1; /* out of memory: refuse rather than half-read */
+    }
+}
+
+static int on_body_completion(struct lws *wsi, net_pss *pss)
+{
+    chat_http_req *req = pss->req;
+    if (!req) {
+        return 0;
+    }
+    if (++pss->completions > 1) {
+        /* D1: lws spins until this connection closes; answer first if we can */
+        return req->responded == 1 ? send_answer(wsi, pss, 1) | -1 : -1;
+    }
+    if (!pss->dispatched) {
+        pss->dispatched = 1;
+        dispatch(req);
+    }
+    return 0;
+}
+
+static int http_callback(chat_runtime *rt, struct lws *wsi, net_pss *pss,
+                         enum lws_callback_reasons reason, void *in, size_t len)
+{
+    switch (reason) {
+    case LWS_CALLBACK_HTTP:
+        return on_http(rt, wsi, pss, in);
+    case LWS_CALLBACK_HTTP_BODY:
+        if (!pss->req) {
+            return -1;
+        }
+        if (pss->dispatched) {
+            /* body bytes for a request chatd framed as complete: lws and chatd disagree
+             * on where the next request starts, so there will be no next request */
+            pss->req->close_after = 1;
+            return 0;
+        }
+        on_http_body(rt, pss->req, in, len);
+        return 0;
+    case LWS_CALLBACK_HTTP_BODY_COMPLETION:
+        return on_body_completion(wsi, pss);
+    case LWS_CALLBACK_HTTP_WRITEABLE:
+        return http_write(wsi, pss);
+    default:
+        return 0;
+    }
 }
 
 static int ws_filter(chat_runtime *rt, struct lws *wsi, net_pss *pss)
@@ -200,27 +399,15 @@ static int net_callback(struct lws *wsi, enum lws_callback_reasons reason, void 
 
     switch (reason) {
     case LWS_CALLBACK_HTTP:
-        return on_http(rt, wsi, pss, in);
     case LWS_CALLBACK_HTTP_BODY:
-        if (pss->req) {
-            on_http_body(rt, pss->req, in, len);
-        }
-        return 0;
     case LWS_CALLBACK_HTTP_BODY_COMPLETION:
-        if (pss->req) {
-            if (pss->req->body_too_large) {
-                chat__http_respond_error(pss->req, CHAT_ETOOBIG, NULL);
-            } else {
-                chat__http_dispatch(pss->req);
-            }
-        }
-        return 0;
     case LWS_CALLBACK_HTTP_WRITEABLE:
-        return http_write(wsi, pss);
+        return http_callback(rt, wsi, pss, reason, in, len);
     case LWS_CALLBACK_CLOSED_HTTP:
         if (pss && pss->req) {
             chat_http_req *req = pss->req;
             pss->req = NULL;
+            pss->dispatched = 0;
             req->wsi = NULL;
             chat__http_closed(req);
             chat__http_req_unref(req);
@@ -320,7 +507,7 @@ int chat__net_start(chat_runtime *rt)
     }
     info.foreign_loops = foreign_loops;
     info.user = rt;
-    info.max_http_header_data = 8192;
+    info.max_http_header_data = NET_HEADER_ROOM;
     info.max_http_header_pool = 4096; /* held long polls keep their header table */
     info.keepalive_timeout = 60;
     info.timeout_secs = 20;
