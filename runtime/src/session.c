@@ -26,6 +26,7 @@ struct chat_session {
     int awaiting_pong;
     int overflow; /* the client fell too far behind: close it */
     int upgrading; /* probe answered: polls are released at once so the client can pause */
+    int client_closed; /* the client sent the close packet */
     chat_http_req *poll;  /* GET held open until there is something to send */
     chat_ws_conn *ws;     /* the websocket transport, once in use */
     chat_ws_conn *probe;  /* a websocket upgrading this polling session */
@@ -338,6 +339,12 @@ static int on_packet(chat_session *s, const eio_packet *p)
         }
         return 0;
     case EIO_CLOSE:
+        /* like engine.io: a poll held open is answered with a noop, then the session ends
+         * and its sid is unknown from now on */
+        if (s->poll) {
+            release_poll(s, "6");
+        }
+        s->client_closed = 1;
         chat__session_close(s, "client close");
         return -1;
     case EIO_NOOP:
@@ -468,7 +475,7 @@ void chat__eio_http(chat_http_req *req)
         s->rt->stats.bad_packets++;
         eio_error(req, EIO_ERR_BAD);
         chat__session_close(s, "parse error");
-    } else if (rc && s->closed) {
+    } else if (rc && s->closed && !s->client_closed) {
         eio_error(req, EIO_ERR_BAD);
     } else {
         chat__http_respond(req, 200, "text/html", "ok", 2);
