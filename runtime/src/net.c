@@ -422,7 +422,17 @@ static int net_callback(struct lws *wsi, enum lws_callback_reasons reason, void 
         chat__ws_receive(&pss->ws, in, len, lws_is_first_fragment(wsi),
                          lws_is_final_fragment(wsi) && !lws_remaining_packet_payload(wsi),
                          lws_frame_is_binary(wsi));
+        if (pss->ws.closing) {
+            /* what the message made chatd close (too big: 1009, bad packet: 1002) is said in
+             * the close frame: lws sends it when RECEIVE returns -1, but not when
+             * SERVER_WRITEABLE does (it takes that for a failed write: the client saw 1006) */
+            lws_close_reason(wsi, (enum lws_close_status)pss->ws.close_status, NULL, 0);
+            return -1;
+        }
         return 0;
+    case LWS_CALLBACK_TIMER:
+        /* a websocket chatd closes (session.c chat__ws_writeable): the reason is set */
+        return pss && pss->ws.closing ? -1 : 0;
     case LWS_CALLBACK_SERVER_WRITEABLE:
         return chat__ws_writeable(&pss->ws);
     case LWS_CALLBACK_CLOSED:

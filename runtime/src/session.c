@@ -603,8 +603,12 @@ void chat__ws_receive(chat_ws_conn *c, const void *in, size_t len, int first, in
 int chat__ws_writeable(chat_ws_conn *c)
 {
     if (c->closing) {
+        /* lws 4.1.6 takes -1 from SERVER_WRITEABLE for a failed write and drops the TCP
+         * connection without the close frame (the client saw 1006); -1 from its TIMER
+         * callback closes properly: see net.c */
         lws_close_reason(c->wsi, (enum lws_close_status)c->close_status, NULL, 0);
-        return -1;
+        lws_set_timer_usecs(c->wsi, 1);
+        return 0;
     }
     if (c->probe_reply) {
         uint8_t buf[LWS_PRE + 8];
