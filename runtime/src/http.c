@@ -66,31 +66,6 @@ void chat__http_respond_error(chat_http_req *req, int err, const char *message)
     chat__http_respond_json(req, chat_errstatus(err), body);
 }
 
-const char *chat__http_query(const chat_http_req *req, const char *name, char *buf,
-                             size_t len)
-{
-    size_t n = strlen(name);
-    for (const char *p = req->query; p && *p;) {
-        const char *amp = strchr(p, '&');
-        size_t plen = amp ? (size_t)(amp - p) : strlen(p);
-        if (plen > n && strncmp(p, name, n) == 0 && p[n] == '=') {
-            size_t vlen = plen - n - 1;
-            if (vlen >= len) {
-                return NULL;
-            }
-            memcpy(buf, p + n + 1, vlen);
-            buf[vlen] = '\0';
-            return buf;
-        }
-        if (plen == n && strncmp(p, name, n) == 0) {
-            buf[0] = '\0';
-            return buf;
-        }
-        p = amp ? amp + 1 : NULL;
-    }
-    return NULL;
-}
-
 int chat__http_routes_add(chat_runtime *rt, const chat_http_route *routes, size_t n)
 {
     for (size_t i = 0; i < n; i++) {

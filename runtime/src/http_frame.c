@@ -1,6 +1,8 @@
 /* http_frame.c: request framing checks (see http_frame.h). */
 #include "http_frame.h"
 
+#include "http.h"
+
 #include <string.h>
 #include <strings.h>
 
@@ -88,4 +90,31 @@ int chat__http_wants_close(const char *version, const char *connection)
         p = end;
     }
     return 0;
+}
+
+/* name=value from the request's query (a bare name gives ""); NULL when absent or when
+ * the value does not fit in buf. */
+const char *chat__http_query(const chat_http_req *req, const char *name, char *buf,
+                             size_t len)
+{
+    size_t n = strlen(name);
+    for (const char *p = req->query; p && *p;) {
+        const char *amp = strchr(p, '&');
+        size_t plen = amp ? (size_t)(amp - p) : strlen(p);
+        if (plen > n && strncmp(p, name, n) == 0 && p[n] == '=') {
+            size_t vlen = plen - n - 1;
+            if (vlen >= len) {
+                return NULL;
+            }
+            memcpy(buf, p + n + 1, vlen);
+            buf[vlen] = '\0';
+            return buf;
+        }
+        if (plen == n && strncmp(p, name, n) == 0) {
+            buf[0] = '\0';
+            return buf;
+        }
+        p = amp ? amp + 1 : NULL;
+    }
+    return NULL;
 }
