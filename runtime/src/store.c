@@ -19,9 +19,15 @@ struct chat_store {
     void *impl;    /* NULL once the backend is closed */
     int pending;   /* calls whose callback has not run yet (loop thread only) */
     int closed;    /* closed while callbacks were still owed: the last one frees this */
+    chat_store_opts opts;
     uv_mutex_t lock;
     uv_cond_t idle;
-    int running; /* under lock: calls queued for or running on a worker */
+    int running; /* under lock: jobs queued for or running on a worker */
+    /* group commit (loop thread only): inserts waiting for the next batch, in call order */
+    struct store_req *q_head, *q_tail;
+    int queued;
+    int writing; /* a batch is queued for or running on a worker */
+    chat_store_stats stats;
 };
 
 typedef struct store_req {
@@ -33,7 +39,21 @@ typedef struct store_req {
     json_t *result;
     chat_store_cb cb;
     void *cbarg;
+    chat_store_req req; /* checked arg (inserts: on the loop, when queued for a batch) */
+    struct store_req *next;
 } store_req;
+
+typedef struct store_batch {
+    uv_work_t work;
+    chat_store *s;
+    int n;
+    store_req **items;
+    chat_store_req **reqs;
+    int *status;
+    json_t **results;
+} store_batch;
+
+static const chat_store_opts store_defaults = {.sqlite_synchronous = 1, .batch_max = 1024};
 
 static void store_free(chat_store *s)
 {
@@ -42,8 +62,8 @@ static void store_free(chat_store *s)
     free(s);
 }
 
-int chat__store_open(chat_store **out, uv_loop_t *loop, const chat_store_backend *be,
-                     const char *target)
+int chat__store_open_with(chat_store **out, uv_loop_t *loop, const chat_store_backend *be,
+                          const char *target, const chat_store_opts *opts)
 {
     chat_store *s = NULL;
     int err = CHAT_EINVAL;
@@ -72,7 +92,11 @@ int chat__store_open(chat_store **out, uv_loop_t *loop, const chat_store_backend
     }
     s->loop = loop;
     s->be = be;
-    err = be->open(&s->impl, target);
+    s->opts = opts ? *opts : store_defaults;
+    if (s->opts.sqlite_synchronous < 1 || s->opts.sqlite_synchronous > 3) {
+        s->opts.sqlite_synchronous = store_defaults.sqlite_synchronous;
+    }
+    err = be->open(&s->impl, target, &s->opts);
     if (err) {
         goto fail;
     }
@@ -85,25 +109,47 @@ fail:
     return err;
 }
 
+int chat__store_open(chat_store **out, uv_loop_t *loop, const chat_store_backend *be,
+                     const char *target)
+{
+    return chat__store_open_with(out, loop, be, target, NULL);
+}
+
+static void store_wait_idle(chat_store *s)
+{
+    uv_mutex_lock(&s->lock);
+    while (s->running > 0) {
+        uv_cond_wait(&s->idle, &s->lock);
+    }
+    uv_mutex_unlock(&s->lock);
+}
+
+static int batch_start(chat_store *s);
+static void batch_fallback(chat_store *s);
+
 void chat__store_close(chat_store *s)
 {
     if (!s) {
         return;
     }
     /* Pool threads run without the loop, so this wait ends on its own; it keeps the backend
-     * alive until no worker is inside it. */
-    uv_mutex_lock(&s->lock);
-    while (s->running > 0) {
-        uv_cond_wait(&s->idle, &s->lock);
+     * alive until no worker is inside it. Inserts still waiting for a batch are written
+     * first: their callers are answered (on the loop) like every other pending call. */
+    store_wait_idle(s);
+    while (s->q_head && s->impl) {
+        s->writing = 0; /* the last batch ended; its report waits for the loop */
+        if (batch_start(s) != 0) {
+            batch_fallback(s);
+        }
+        store_wait_idle(s);
     }
-    uv_mutex_unlock(&s->lock);
+    s->closed = 1; /* no batch starts from now on */
     if (s->impl) {
         s->be->close(s->impl);
         s->impl = NULL;
     }
     if (s->pending > 0) {
         /* results are still owed to callbacks on the loop; the last one frees s */
-        s->closed = 1;
         return;
     }
     store_free(s);
@@ -111,17 +157,51 @@ void chat__store_close(chat_store *s)
 
 int chat__store_pending(const chat_store *s) { return s ? s->pending : 0; }
 
-static void store_run(uv_work_t *work)
+void chat__store_stats(const chat_store *s, chat_store_stats *out)
 {
-    store_req *r = work->data;
-    chat_store *s = r->s;
+    memset(out, 0, sizeof *out);
+    if (s) {
+        *out = s->stats;
+        out->queued = s->queued;
+    }
+}
 
-    r->status = s->be->exec(s->impl, r->op, r->arg, &r->result);
+static void store_job_ended(chat_store *s)
+{
     uv_mutex_lock(&s->lock);
     if (--s->running == 0) {
         uv_cond_signal(&s->idle);
     }
     uv_mutex_unlock(&s->lock);
+}
+
+static void store_run(uv_work_t *work)
+{
+    store_req *r = work->data;
+    chat_store *s = r->s;
+
+    r->status = chat__store_check(r->op, r->arg, &r->req);
+    if (!r->status) {
+        r->status = s->be->exec(s->impl, &r->req, &r->result);
+    }
+    chat__store_req_clear(&r->req);
+    store_job_ended(s);
+}
+
+/* Reports one call and frees it; 1 when the store was freed (closed, nothing owed). */
+static int store_report(chat_store *s, store_req *r)
+{
+    s->pending--;
+    /* decided before cb: a cb that closes the store frees it itself when nothing is owed */
+    int free_store = s->closed && s->pending == 0;
+    chat__store_req_clear(&r->req);
+    json_decref(r->arg);
+    r->cb(r->status, r->result, r->cbarg);
+    free(r);
+    if (free_store) {
+        store_free(s);
+    }
+    return free_store;
 }
 
 static void store_done(uv_work_t *work, int status)
@@ -131,24 +211,164 @@ static void store_done(uv_work_t *work, int status)
 
     if (status == UV_ECANCELED) {
         /* never ran: keep the worker count honest and report the store as unavailable */
-        uv_mutex_lock(&s->lock);
-        if (--s->running == 0) {
-            uv_cond_signal(&s->idle);
-        }
-        uv_mutex_unlock(&s->lock);
+        store_job_ended(s);
         json_decref(r->result);
         r->result = NULL;
         r->status = CHAT_EUNAVAIL;
     }
-    s->pending--;
-    /* decided before cb: a cb that closes the store frees it itself when nothing is owed */
-    int free_store = s->closed && s->pending == 0;
-    json_decref(r->arg);
-    r->cb(r->status, r->result, r->cbarg);
-    free(r);
-    if (free_store) {
-        store_free(s);
+    store_report(s, r);
+}
+
+/* ---- group commit ---- */
+
+static void batch_run(uv_work_t *work)
+{
+    store_batch *b = work->data;
+    chat_store *s = b->s;
+
+    s->be->insert_batch(s->impl, b->reqs, b->n, b->status, b->results);
+    store_job_ended(s);
+}
+
+static void batch_done(uv_work_t *work, int status)
+{
+    store_batch *b = work->data;
+    chat_store *s = b->s;
+
+    if (status == UV_ECANCELED) {
+        store_job_ended(s);
     }
+    s->writing = 0;
+    s->stats.batches++;
+    s->stats.batched += (uint64_t)b->n;
+    if (b->n > s->stats.batch_largest) {
+        s->stats.batch_largest = b->n;
+    }
+    /* the next batch starts writing before this one is reported */
+    if (s->q_head && !s->closed && batch_start(s) != 0) {
+        batch_fallback(s);
+    }
+    int n = b->n;
+    store_req **items = b->items;
+    int *st = b->status;
+    json_t **res = b->results;
+    free(b->reqs);
+    free(b);
+    for (int i = 0; i < n; i++) {
+        store_req *r = items[i];
+        if (status == UV_ECANCELED) {
+            json_decref(res[i]);
+            r->status = CHAT_EUNAVAIL;
+            r->result = NULL;
+        } else {
+            r->status = st[i];
+            r->result = res[i];
+        }
+        if (store_report(s, r)) {
+            break; /* freed the store: only possible on the last one */
+        }
+    }
+    free(items);
+    free(st);
+    free(res);
+}
+
+/* Takes every queued insert (up to batch_max) into one job. 0 or CHAT_E*. */
+static int batch_start(chat_store *s)
+{
+    if (s->writing || !s->q_head) {
+        return 0;
+    }
+    int n = s->queued < s->opts.batch_max ? s->queued : s->opts.batch_max;
+    store_batch *b = calloc(1, sizeof *b);
+    if (b) {
+        b->items = calloc((size_t)n, sizeof *b->items);
+        b->reqs = calloc((size_t)n, sizeof *b->reqs);
+        b->status = calloc((size_t)n, sizeof *b->status);
+        b->results = calloc((size_t)n, sizeof *b->results);
+    }
+    if (!b || !b->items || !b->reqs || !b->status || !b->results) {
+        if (b) {
+            free(b->items);
+            free(b->reqs);
+            free(b->status);
+            free(b->results);
+            free(b);
+        }
+        return CHAT_ENOMEM; /* the queue stays; the next insert or batch retries */
+    }
+    for (int i = 0; i < n; i++) {
+        store_req *r = s->q_head;
+        s->q_head = r->next;
+        r->next = NULL;
+        b->items[i] = r;
+        b->reqs[i] = &r->req;
+    }
+    if (!s->q_head) {
+        s->q_tail = NULL;
+    }
+    s->queued -= n;
+    b->n = n;
+    b->s = s;
+    b->work.data = b;
+    uv_mutex_lock(&s->lock);
+    s->running++;
+    uv_mutex_unlock(&s->lock);
+    s->writing = 1;
+    if (uv_queue_work(s->loop, &b->work, batch_run, batch_done) != 0) {
+        /* cannot happen with a valid loop: put the batch back, in order, for the fallback */
+        store_job_ended(s);
+        s->writing = 0;
+        b->items[n - 1]->next = s->q_head;
+        for (int i = n - 2; i >= 0; i--) {
+            b->items[i]->next = b->items[i + 1];
+        }
+        if (!s->q_head) {
+            s->q_tail = b->items[n - 1];
+        }
+        s->q_head = b->items[0];
+        s->queued += n;
+        free(b->items);
+        free(b->reqs);
+        free(b->status);
+        free(b->results);
+        free(b);
+        return CHAT_EINTERNAL;
+    }
+    return 0;
+}
+
+/* Queues r on its own worker job. 0 or CHAT_EINTERNAL (r is then not queued). */
+static int queue_single(chat_store *s, store_req *r)
+{
+    chat__store_req_clear(&r->req); /* the worker checks arg again */
+    /* counted before queueing: a worker may finish before uv_queue_work returns */
+    uv_mutex_lock(&s->lock);
+    s->running++;
+    uv_mutex_unlock(&s->lock);
+    if (uv_queue_work(s->loop, &r->work, store_run, store_done) != 0) {
+        store_job_ended(s);
+        return CHAT_EINTERNAL;
+    }
+    return 0;
+}
+
+/* No memory for a batch: every queued insert runs on its own job instead. */
+static void batch_fallback(chat_store *s)
+{
+    store_req *r;
+    while ((r = s->q_head)) {
+        s->q_head = r->next;
+        r->next = NULL;
+        s->queued--;
+        if (queue_single(s, r) != 0) {
+            r->status = CHAT_EINTERNAL;
+            if (store_report(s, r)) {
+                return;
+            }
+        }
+    }
+    s->q_tail = NULL;
 }
 
 int chat__store_call(chat_store *s, int op, json_t *arg, chat_store_cb cb, void *cbarg)
@@ -174,20 +394,32 @@ int chat__store_call(chat_store *s, int op, json_t *arg, chat_store_cb cb, void 
     r->arg = arg;
     r->cb = cb;
     r->cbarg = cbarg;
-    /* counted before queueing: a worker may finish before uv_queue_work returns */
-    uv_mutex_lock(&s->lock);
-    s->running++;
-    uv_mutex_unlock(&s->lock);
-    if (uv_queue_work(s->loop, &r->work, store_run, store_done) != 0) {
-        uv_mutex_lock(&s->lock);
-        s->running--;
-        uv_mutex_unlock(&s->lock);
-        err = CHAT_EINTERNAL;
+    /* A well-formed insert joins the queue for the next batch; anything else (and an insert
+     * that fails its checks, answered by the worker like any call) runs on its own. */
+    if (op == CHAT_STORE_MESSAGE_INSERT && s->be->insert_batch && s->opts.batch_max > 1 &&
+        chat__store_check(op, arg, &r->req) == 0) {
+        if (s->q_tail) {
+            s->q_tail->next = r;
+        } else {
+            s->q_head = r;
+        }
+        s->q_tail = r;
+        s->queued++;
+        s->pending++;
+        if (!s->writing && batch_start(s) != 0) {
+            batch_fallback(s);
+        }
+        return 0;
+    }
+    if ((err = queue_single(s, r)) != 0) {
         goto fail;
     }
     s->pending++;
     return 0;
 fail:
+    if (r) {
+        chat__store_req_clear(&r->req);
+    }
     free(r);
     json_decref(arg);
     return err;
@@ -195,13 +427,20 @@ fail:
 
 int chat__store_exec(chat_store *s, int op, json_t *arg, json_t **result)
 {
+    chat_store_req req;
+
     if (result) {
         *result = NULL;
     }
     if (!s || !s->impl || !result || op < 0 || op >= CHAT_STORE_NOPS) {
         return CHAT_EINVAL;
     }
-    return s->be->exec(s->impl, op, arg, result);
+    int err = chat__store_check(op, arg, &req);
+    if (!err) {
+        err = s->be->exec(s->impl, &req, result);
+    }
+    chat__store_req_clear(&req);
+    return err;
 }
 
 /* ---- ObjectIds ---- */
@@ -269,22 +508,182 @@ int64_t chat__now_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-int chat__store_args(json_t *arg, const chat_store_field *fields, int n, json_t **vals)
+/* ---- the contract: each op's fields, in the order of store.h's enums ---- */
+
+enum {
+    F_STR = 1u << JSON_STRING,
+    F_INT = 1u << JSON_INTEGER,
+    F_OBJ = 1u << JSON_OBJECT,
+    F_ARR = 1u << JSON_ARRAY,
+    F_OPT = 1u << 16, /* may be missing or null */
+};
+
+typedef struct store_field {
+    const char *key;
+    unsigned types;
+} store_field;
+
+static const store_field f_id[] = {{"id", F_STR}};
+static const store_field f_login[] = {{"login", F_STR}};
+static const store_field f_user_id[] = {{"userId", F_STR}};
+static const store_field f_member[] = {{"roomId", F_STR}, {"userId", F_STR}};
+static const store_field f_user_create[] = {
+    {"id", F_STR},           {"email", F_STR},          {"username", F_STR},
+    {"passwordHash", F_STR}, {"status", F_STR | F_OPT}, {"avatar", F_STR | F_OPT},
+    {"createdAt", F_INT},
+};
+static const store_field f_user_seen[] = {
+    {"id", F_STR}, {"lastSeen", F_INT | F_OPT}, {"status", F_STR | F_OPT}};
+static const store_field f_room_create[] = {
+    {"id", F_STR},           {"name", F_STR | F_OPT},     {"type", F_STR},
+    {"admin", F_STR | F_OPT}, {"settings", F_OBJ | F_OPT}, {"createdAt", F_INT},
+};
+static const store_field f_message[] = {
+    {"id", F_STR},
+    {"roomId", F_STR},
+    {"senderId", F_STR},
+    {"content", F_STR},
+    {"attachments", F_ARR | F_OPT},
+    {"reactions", F_OBJ | F_OPT},
+    {"clientMsgId", F_STR | F_OPT},
+    {"createdAt", F_INT},
+    {"updatedAt", F_INT | F_OPT},
+};
+static const store_field f_page[] = {
+    {"roomId", F_STR}, {"before", F_STR | F_OPT}, {"limit", F_INT | F_OPT}};
+
+#define FIELDS(f) f, (int)(sizeof(f) / sizeof((f)[0]))
+
+static const struct {
+    const store_field *fields;
+    int n;
+} store_ops[CHAT_STORE_NOPS] = {
+    [CHAT_STORE_USER_CREATE] = {FIELDS(f_user_create)},
+    [CHAT_STORE_USER_BY_LOGIN] = {FIELDS(f_login)},
+    [CHAT_STORE_USER_GET] = {FIELDS(f_id)},
+    [CHAT_STORE_USER_SET_SEEN] = {FIELDS(f_user_seen)},
+    [CHAT_STORE_ROOM_CREATE] = {FIELDS(f_room_create)},
+    [CHAT_STORE_ROOM_GET] = {FIELDS(f_id)},
+    [CHAT_STORE_ROOM_ADD_MEMBER] = {FIELDS(f_member)},
+    [CHAT_STORE_ROOM_REMOVE_MEMBER] = {FIELDS(f_member)},
+    [CHAT_STORE_ROOMS_FOR_USER] = {FIELDS(f_user_id)},
+    [CHAT_STORE_MESSAGE_INSERT] = {FIELDS(f_message)},
+    [CHAT_STORE_MESSAGES_PAGE] = {FIELDS(f_page)},
+    [CHAT_STORE_PING] = {NULL, 0},
+};
+
+_Static_assert(sizeof f_message / sizeof f_message[0] <= CHAT_STORE_FIELDS_MAX,
+               "req.v holds every field");
+
+/* 1 when v nests no deeper than depth levels more. */
+static int json_depth_ok(json_t *v, int depth)
 {
-    if (!json_is_object(arg) || n > CHAT_STORE_FIELDS_MAX) {
+    if (depth < 0) {
+        return 0;
+    }
+    if (json_is_object(v)) {
+        const char *k;
+        json_t *item;
+        json_object_foreach (v, k, item) {
+            if (!json_depth_ok(item, depth - 1)) {
+                return 0;
+            }
+        }
+    } else if (json_is_array(v)) {
+        size_t i;
+        json_t *item;
+        json_array_foreach (v, i, item) {
+            if (!json_depth_ok(item, depth - 1)) {
+                return 0;
+            }
+        }
+    }
+    return 1;
+}
+
+void chat__store_req_clear(chat_store_req *req)
+{
+    json_decref(req->participants);
+    memset(req, 0, sizeof *req);
+}
+
+int chat__store_check(int op, json_t *arg, chat_store_req *req)
+{
+    memset(req, 0, sizeof *req);
+    req->op = op;
+    if (op < 0 || op >= CHAT_STORE_NOPS) {
         return CHAT_EINVAL;
     }
-    for (int i = 0; i < n; i++) {
-        json_t *v = json_object_get(arg, fields[i].key);
+    if (op == CHAT_STORE_PING) {
+        return 0; /* takes nothing; its arg is ignored */
+    }
+    if (!json_is_object(arg)) {
+        return CHAT_EINVAL;
+    }
+    for (int i = 0; i < store_ops[op].n; i++) {
+        const store_field *f = &store_ops[op].fields[i];
+        json_t *v = json_object_get(arg, f->key);
         if (!v || json_is_null(v)) {
-            if (!(fields[i].types & CHAT_F_OPT)) {
+            if (!(f->types & F_OPT)) {
                 return CHAT_EINVAL;
             }
             v = NULL;
-        } else if (!(fields[i].types & (1u << json_typeof(v)))) {
+        } else if (!(f->types & (1u << json_typeof(v)))) {
+            return CHAT_EINVAL;
+        } else if ((f->types & (F_OBJ | F_ARR)) && !json_depth_ok(v, CHAT_STORE_JSON_DEPTH)) {
             return CHAT_EINVAL;
         }
-        vals[i] = v;
+        req->v[i] = v;
+    }
+    if (op == CHAT_STORE_MESSAGES_PAGE) {
+        json_int_t limit =
+            req->v[CHAT_P_LIMIT] ? json_integer_value(req->v[CHAT_P_LIMIT]) : CHAT_STORE_PAGE_DEFAULT;
+        if (limit < 1) {
+            return CHAT_EINVAL;
+        }
+        req->limit = limit > CHAT_STORE_PAGE_MAX ? CHAT_STORE_PAGE_MAX : limit;
+    }
+    if (op == CHAT_STORE_ROOM_CREATE) {
+        /* participants: strings, each once, in join order */
+        json_t *members = json_object_get(arg, "participants");
+        size_t i;
+        json_t *uid;
+        if (members && !json_is_array(members) && !json_is_null(members)) {
+            return CHAT_EINVAL;
+        }
+        req->participants = json_array();
+        if (!req->participants) {
+            return CHAT_ENOMEM;
+        }
+        json_array_foreach (members, i, uid) {
+            if (!json_is_string(uid)) {
+                chat__store_req_clear(req);
+                return CHAT_EINVAL;
+            }
+            int seen = 0;
+            for (size_t j = 0; j < json_array_size(req->participants) && !seen; j++) {
+                seen = json_equal(json_array_get(req->participants, j), uid);
+            }
+            if (!seen && json_array_append(req->participants, uid)) {
+                chat__store_req_clear(req);
+                return CHAT_ENOMEM;
+            }
+        }
     }
     return 0;
+}
+
+json_t *chat__store_message(const chat_store_req *req)
+{
+    json_t *const *v = req->v;
+    /* copies: the caller may still hold and change the objects it passed */
+    json_t *att = v[CHAT_M_ATT] ? json_deep_copy(v[CHAT_M_ATT]) : json_array();
+    json_t *react = v[CHAT_M_REACT] ? json_deep_copy(v[CHAT_M_REACT]) : json_object();
+    json_t *client = v[CHAT_M_CLIENT] ? json_incref(v[CHAT_M_CLIENT]) : json_null();
+
+    return json_pack("{s:O,s:O,s:O,s:O,s:o,s:o,s:o,s:O,s:O}", "id", v[CHAT_M_ID], "roomId",
+                     v[CHAT_M_ROOM], "senderId", v[CHAT_M_SENDER], "content", v[CHAT_M_CONTENT],
+                     "attachments", att, "reactions", react, "clientMsgId", client, "createdAt",
+                     v[CHAT_M_CREATED], "updatedAt",
+                     v[CHAT_M_UPDATED] ? v[CHAT_M_UPDATED] : v[CHAT_M_CREATED]);
 }

@@ -4,7 +4,8 @@
  * carry "email" and "passwordHash" (never sent to other clients: the domain strips them).
  * A call queues the work on the uv thread pool, runs the backend there, and reports on the
  * loop. The backend is a table of synchronous functions (store_sqlite.c, store_mongo.c);
- * the domain never names one. */
+ * the domain never names one. What each op takes and checks is said once, here and in
+ * store.c; the backends do only I/O and mapping. */
 #ifndef CHAT_STORE_H
 #define CHAT_STORE_H
 
@@ -47,19 +48,81 @@ typedef enum chat_store_op {
 
 typedef struct chat_store chat_store;
 
-/* A backend: synchronous functions called on worker threads (several at once: the backend
- * serialises what it must). exec returns 0 or CHAT_E* and sets *result (owned by caller). */
+/* ---- The contract: each op's arguments, checked once in store.c ----
+ * store.c checks a call's arg against its op's field table (store.c, chat__store_check) and
+ * hands the backend a chat_store_req: the fields in the order below (borrowed from arg; NULL
+ * for an optional field that is missing or null), plus what the checks derived. A backend
+ * never looks at arg itself: it does I/O and maps rows or documents to the result shapes
+ * above. */
+enum { CHAT_STORE_FIELDS_MAX = 12 };
+
+/* USER_CREATE */
+enum { CHAT_U_ID, CHAT_U_EMAIL, CHAT_U_USERNAME, CHAT_U_HASH, CHAT_U_STATUS, CHAT_U_AVATAR,
+       CHAT_U_CREATED };
+/* USER_SET_SEEN */
+enum { CHAT_SEEN_ID, CHAT_SEEN_AT, CHAT_SEEN_STATUS };
+/* ROOM_CREATE (participants: req->participants) */
+enum { CHAT_R_ID, CHAT_R_NAME, CHAT_R_TYPE, CHAT_R_ADMIN, CHAT_R_SETTINGS, CHAT_R_CREATED };
+/* ROOM_ADD_MEMBER, ROOM_REMOVE_MEMBER */
+enum { CHAT_MB_ROOM, CHAT_MB_USER };
+/* MESSAGE_INSERT */
+enum { CHAT_M_ID, CHAT_M_ROOM, CHAT_M_SENDER, CHAT_M_CONTENT, CHAT_M_ATT, CHAT_M_REACT,
+       CHAT_M_CLIENT, CHAT_M_CREATED, CHAT_M_UPDATED };
+/* MESSAGES_PAGE (the clamped limit: req->limit) */
+enum { CHAT_P_ROOM, CHAT_P_BEFORE, CHAT_P_LIMIT };
+/* USER_BY_LOGIN: v[0] login; USER_GET, ROOM_GET: v[0] id; ROOMS_FOR_USER: v[0] userId;
+ * PING: nothing. */
+
+#define CHAT_STORE_PAGE_DEFAULT 50 /* MESSAGES_PAGE without a limit */
+#define CHAT_STORE_PAGE_MAX 1000   /* a larger limit is clamped to this */
+#define CHAT_STORE_JSON_DEPTH 64   /* nesting accepted in attachments, reactions, settings */
+
+typedef struct chat_store_req {
+    int op;
+    json_t *v[CHAT_STORE_FIELDS_MAX];
+    json_t *participants; /* ROOM_CREATE: the strings of arg.participants, each once, in
+                           * join order (owned by the req; an empty array when none) */
+    json_int_t limit;     /* MESSAGES_PAGE: 1..CHAT_STORE_PAGE_MAX */
+} chat_store_req;
+
+/* Checks arg for op and fills req. 0, or CHAT_EINVAL when arg is not an object, a field is
+ * missing or of another type, a limit is below 1 or JSON is nested too deep. Release with
+ * chat__store_req_clear (also after a failure). arg must outlive req. */
+int chat__store_check(int op, json_t *arg, chat_store_req *req);
+void chat__store_req_clear(chat_store_req *req);
+/* The stored form of a checked MESSAGE_INSERT: every member present, defaults filled in
+ * (attachments [], reactions {}, clientMsgId null, updatedAt = createdAt). NULL on
+ * out-of-memory. Backends answer with it instead of reading the row back. */
+json_t *chat__store_message(const chat_store_req *req);
+
+/* ---- Backends ----
+ * Synchronous functions called on worker threads (several at once: the backend serialises
+ * what it must). exec returns 0 or CHAT_E* and sets *result (owned by caller); on
+ * CHAT_ECONFLICT *result is {"field": name}. insert_batch (optional) stores n checked
+ * MESSAGE_INSERTs in order, as one unit of work where the backend can (one SQLite
+ * transaction, one ordered MongoDB bulk insert), and fills status[i] and result[i] for each
+ * exactly as exec would have. */
+typedef struct chat_store_opts {
+    int sqlite_synchronous; /* 1 NORMAL (default), 2 FULL, 3 EXTRA: PRAGMA synchronous */
+    int batch_max;          /* message inserts per batch; <= 1: one call per insert */
+} chat_store_opts;
+
 typedef struct chat_store_backend {
     const char *name;
-    int (*open)(void **impl, const char *target); /* target: data dir or URI */
+    /* target: data dir or URI; opts never NULL */
+    int (*open)(void **impl, const char *target, const chat_store_opts *opts);
     void (*close)(void *impl);
-    int (*exec)(void *impl, int op, json_t *arg, json_t **result);
+    int (*exec)(void *impl, const chat_store_req *req, json_t **result);
+    void (*insert_batch)(void *impl, chat_store_req *const *reqs, int n, int *status,
+                         json_t **results);
 } chat_store_backend;
 
 extern const chat_store_backend chat__store_sqlite;
 extern const chat_store_backend chat__store_mongo; /* target: a mongodb:// URI */
 
-/* Opens synchronously (at start-up, before serving). */
+/* Opens synchronously (at start-up, before serving). opts NULL: the defaults. */
+int chat__store_open_with(chat_store **out, uv_loop_t *loop, const chat_store_backend *be,
+                          const char *target, const chat_store_opts *opts);
 int chat__store_open(chat_store **out, uv_loop_t *loop, const chat_store_backend *be,
                      const char *target);
 /* Waits for pending calls to finish (runs no loop: call after they reported), then closes. */
@@ -68,30 +131,22 @@ int chat__store_pending(const chat_store *s);
 
 /* status 0 or CHAT_E*; result is owned by the callback (json_decref it or keep it). */
 typedef void (*chat_store_cb)(int status, json_t *result, void *arg);
-/* Takes arg (stolen, even on failure). Returns 0 when queued; cb then runs exactly once. */
+/* Takes arg (stolen, even on failure). Returns 0 when queued; cb then runs exactly once.
+ * Message inserts are group-committed: while one batch is being written, the next ones
+ * queue, and the next batch takes them all (up to batch_max) in call order; each caller is
+ * answered after its batch committed. */
 int chat__store_call(chat_store *s, int op, json_t *arg, chat_store_cb cb, void *cbarg);
 /* Runs op synchronously on the calling thread (tests and start-up only). */
 int chat__store_exec(chat_store *s, int op, json_t *arg, json_t **result);
 
-/* Argument checks shared by the backends: an op's fields in order, each with the JSON types
- * it may have (CHAT_F_OPT: may be missing or null). */
-enum {
-    CHAT_F_STR = 1u << JSON_STRING,
-    CHAT_F_INT = 1u << JSON_INTEGER,
-    CHAT_F_OBJ = 1u << JSON_OBJECT,
-    CHAT_F_ARR = 1u << JSON_ARRAY,
-    CHAT_F_OPT = 1u << 16,
-};
-#define CHAT_STORE_FIELDS_MAX 12
-
-typedef struct chat_store_field {
-    const char *key;
-    unsigned types;
-} chat_store_field;
-
-/* Fills vals (borrowed; NULL for a missing optional field) from arg in the order of fields.
- * CHAT_EINVAL when arg is not an object or a field is missing or of another type. */
-int chat__store_args(json_t *arg, const chat_store_field *fields, int n, json_t **vals);
+/* Counters for /metrics (loop thread). */
+typedef struct chat_store_stats {
+    uint64_t batches;      /* insert batches written */
+    uint64_t batched;      /* inserts written in them */
+    int batch_largest;     /* the most inserts one batch held */
+    int queued;            /* inserts waiting for the next batch now */
+} chat_store_stats;
+void chat__store_stats(const chat_store *s, chat_store_stats *out);
 
 /* A new ObjectId: 24 lowercase hex (4-byte seconds, 5 random bytes, 3-byte counter).
  * Thread-safe. */

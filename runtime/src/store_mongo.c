@@ -37,15 +37,13 @@
 #include <string.h>
 #include <uv.h>
 
+#include "bson_json.h"
 #include "chat.h"
 #include "log.h"
 #include "map.h"
 #include "store.h"
 
 #define MG_DEFAULT_DB "chatd"
-#define MG_PAGE_DEFAULT 50
-#define MG_PAGE_MAX 1000
-#define MG_MAX_DEPTH 64      /* JSON nesting accepted in attachments, reactions, settings */
 #define MG_ROOM_CACHE 65536  /* known room ids kept before the cache starts over */
 #define MG_WTIMEOUT_MS 10000 /* majority not reached in time: unavailable */
 
@@ -173,164 +171,16 @@ static void mg_succeeded(mg_call *c)
     }
 }
 
-/* ---- JSON <-> BSON ---- */
-
-static bool mg_append_json(bson_t *b, const char *key, int keylen, json_t *v, int depth);
-
-static bool mg_append_object(bson_t *b, json_t *obj, int depth)
-{
-    const char *k;
-    json_t *v;
-    json_object_foreach (obj, k, v) {
-        size_t n = strlen(k);
-        if (n > INT_MAX || !mg_append_json(b, k, (int)n, v, depth + 1)) {
-            return false;
-        }
-    }
-    return true;
-}
-
-static bool mg_append_json(bson_t *b, const char *key, int keylen, json_t *v, int depth)
-{
-    bson_t child;
-    if (depth > MG_MAX_DEPTH) {
-        return false;
-    }
-    switch (v ? json_typeof(v) : JSON_NULL) {
-    case JSON_STRING:
-        if (json_string_length(v) > INT_MAX) {
-            return false;
-        }
-        return bson_append_utf8(b, key, keylen, json_string_value(v), (int)json_string_length(v));
-    case JSON_INTEGER:
-        return bson_append_int64(b, key, keylen, json_integer_value(v));
-    case JSON_REAL:
-        return bson_append_double(b, key, keylen, json_real_value(v));
-    case JSON_TRUE:
-    case JSON_FALSE:
-        return bson_append_bool(b, key, keylen, json_is_true(v));
-    case JSON_OBJECT:
-        return bson_append_document_begin(b, key, keylen, &child) &&
-               mg_append_object(&child, v, depth) && bson_append_document_end(b, &child);
-    case JSON_ARRAY: {
-        if (!bson_append_array_begin(b, key, keylen, &child)) {
-            return false;
-        }
-        size_t i;
-        json_t *item;
-        json_array_foreach (v, i, item) {
-            char idx[24];
-            const char *ik;
-            size_t n = bson_uint32_to_string((uint32_t)i, &ik, idx, sizeof idx);
-            if (!mg_append_json(&child, ik, (int)n, item, depth + 1)) {
-                return false;
-            }
-        }
-        return bson_append_array_end(b, &child);
-    }
-    default:
-        return bson_append_null(b, key, keylen);
-    }
-}
-
-static json_t *mg_value_json(const bson_iter_t *it, int depth);
-
-static json_t *mg_container_json(const bson_iter_t *it, int array, int depth)
-{
-    bson_iter_t child;
-    json_t *out = array ? json_array() : json_object();
-    if (!out || !bson_iter_recurse(it, &child)) {
-        json_decref(out);
-        return NULL;
-    }
-    while (bson_iter_next(&child)) {
-        json_t *v = mg_value_json(&child, depth + 1);
-        int rc = !v      ? -1
-                 : array ? json_array_append_new(out, v)
-                         : json_object_set_new(out, bson_iter_key(&child), v);
-        if (rc) {
-            json_decref(out);
-            return NULL;
-        }
-    }
-    return out;
-}
-
-/* NULL on out-of-memory, too deep, or a string that is not UTF-8. */
-static json_t *mg_value_json(const bson_iter_t *it, int depth)
-{
-    uint32_t len;
-    const char *s;
-    char oid[25];
-
-    if (depth > MG_MAX_DEPTH + 2) {
-        return NULL;
-    }
-    switch (bson_iter_type(it)) {
-    case BSON_TYPE_UTF8:
-        s = bson_iter_utf8(it, &len);
-        return json_stringn(s, len);
-    case BSON_TYPE_INT32:
-        return json_integer(bson_iter_int32(it));
-    case BSON_TYPE_INT64:
-        return json_integer(bson_iter_int64(it));
-    case BSON_TYPE_DOUBLE:
-        return json_real(bson_iter_double(it));
-    case BSON_TYPE_BOOL:
-        return json_boolean(bson_iter_bool(it));
-    case BSON_TYPE_DATE_TIME:
-        return json_integer(bson_iter_date_time(it));
-    case BSON_TYPE_OID:
-        bson_oid_to_string(bson_iter_oid(it), oid);
-        return json_string(oid);
-    case BSON_TYPE_DOCUMENT:
-        return mg_container_json(it, 0, depth);
-    case BSON_TYPE_ARRAY:
-        return mg_container_json(it, 1, depth);
-    default:
-        return json_null();
-    }
-}
-
-/* ---- arguments: each op's fields (checked by chat__store_args, as in SQLite) ---- */
-
 #define NFIELDS(f) ((int)(sizeof(f) / sizeof((f)[0])))
 
-static const chat_store_field f_id[] = {{"id", CHAT_F_STR}};
-static const chat_store_field f_login[] = {{"login", CHAT_F_STR}};
-static const chat_store_field f_user_id[] = {{"userId", CHAT_F_STR}};
-static const chat_store_field f_member[] = {{"roomId", CHAT_F_STR}, {"userId", CHAT_F_STR}};
-enum { U_ID, U_EMAIL, U_USERNAME, U_HASH, U_STATUS, U_AVATAR, U_CREATED };
-static const chat_store_field f_user_create[] = {
-    {"id", CHAT_F_STR},           {"email", CHAT_F_STR},          {"username", CHAT_F_STR},
-    {"passwordHash", CHAT_F_STR}, {"status", CHAT_F_STR | CHAT_F_OPT}, {"avatar", CHAT_F_STR | CHAT_F_OPT},
-    {"createdAt", CHAT_F_INT},
-};
-static const chat_store_field f_user_seen[] = {
-    {"id", CHAT_F_STR}, {"lastSeen", CHAT_F_INT | CHAT_F_OPT}, {"status", CHAT_F_STR | CHAT_F_OPT}};
-enum { R_ID, R_NAME, R_TYPE, R_ADMIN, R_SETTINGS, R_CREATED };
-static const chat_store_field f_room_create[] = {
-    {"id", CHAT_F_STR},
-    {"name", CHAT_F_STR | CHAT_F_OPT},
-    {"type", CHAT_F_STR},
-    {"admin", CHAT_F_STR | CHAT_F_OPT},
-    {"settings", CHAT_F_OBJ | CHAT_F_OPT},
-    {"createdAt", CHAT_F_INT},
-};
-enum { M_ID, M_ROOM, M_SENDER, M_CONTENT, M_ATT, M_REACT, M_CLIENT, M_CREATED, M_UPDATED };
-static const chat_store_field f_message[] = {
-    {"id", CHAT_F_STR},
-    {"roomId", CHAT_F_STR},
-    {"senderId", CHAT_F_STR},
-    {"content", CHAT_F_STR},
-    {"attachments", CHAT_F_ARR | CHAT_F_OPT},
-    {"reactions", CHAT_F_OBJ | CHAT_F_OPT},
-    {"clientMsgId", CHAT_F_STR | CHAT_F_OPT},
-    {"createdAt", CHAT_F_INT},
-    {"updatedAt", CHAT_F_INT | CHAT_F_OPT},
-};
-static const chat_store_field f_page[] = {
-    {"roomId", CHAT_F_STR}, {"before", CHAT_F_STR | CHAT_F_OPT}, {"limit", CHAT_F_INT | CHAT_F_OPT}};
+/* the checked fields (store.h) by their short names */
+enum { U_ID = CHAT_U_ID, U_EMAIL = CHAT_U_EMAIL, U_USERNAME = CHAT_U_USERNAME, U_HASH = CHAT_U_HASH,
+       U_STATUS = CHAT_U_STATUS, U_AVATAR = CHAT_U_AVATAR, U_CREATED = CHAT_U_CREATED };
+enum { R_ID = CHAT_R_ID, R_NAME = CHAT_R_NAME, R_TYPE = CHAT_R_TYPE, R_ADMIN = CHAT_R_ADMIN,
+       R_SETTINGS = CHAT_R_SETTINGS, R_CREATED = CHAT_R_CREATED };
+enum { M_ID = CHAT_M_ID, M_ROOM = CHAT_M_ROOM, M_SENDER = CHAT_M_SENDER, M_CONTENT = CHAT_M_CONTENT,
+       M_ATT = CHAT_M_ATT, M_REACT = CHAT_M_REACT, M_CLIENT = CHAT_M_CLIENT,
+       M_CREATED = CHAT_M_CREATED, M_UPDATED = CHAT_M_UPDATED };
 
 /* ---- documents -> objects: each object's members in order, from which field ---- */
 
@@ -385,7 +235,7 @@ static json_t *mg_doc_json(mg_call *c, const bson_t *doc, const mg_col *cols, in
     for (int i = 0; i < n; i++) {
         json_t *v = NULL;
         if (bson_iter_init_find(&it, doc, cols[i].field) && !BSON_ITER_HOLDS_NULL(&it)) {
-            v = mg_value_json(&it, 0);
+            v = chat__bson_to_json(&it);
             if (v && cols[i].kind != C_PLAIN &&
                 json_typeof(v) != (cols[i].kind == C_OBJECT ? JSON_OBJECT : JSON_ARRAY)) {
                 json_decref(v);
@@ -575,18 +425,14 @@ static const char *mg_user_conflict(mg_call *c, json_t *const *v, const char *em
     return "id";
 }
 
-static int op_user_create(mg_call *c, json_t *arg, json_t **result)
+static int op_user_create(mg_call *c, const chat_store_req *q, json_t **result)
 {
-    json_t *v[CHAT_STORE_FIELDS_MAX];
+    json_t *const *v = q->v;
     bson_t doc = BSON_INITIALIZER;
     char *email_lower = NULL;
     char *username_lower = NULL;
-    int err = chat__store_args(arg, f_user_create, NFIELDS(f_user_create), v);
+    int err = CHAT_ENOMEM;
 
-    if (err) {
-        goto done;
-    }
-    err = CHAT_ENOMEM;
     email_lower = mg_lower(v[U_EMAIL]);
     username_lower = mg_lower(v[U_USERNAME]);
     if (!email_lower || !username_lower) {
@@ -601,7 +447,7 @@ static int op_user_create(mg_call *c, json_t *arg, json_t **result)
         !(v[U_STATUS] ? mg_append_str(&doc, "status", v[U_STATUS])
                       : BSON_APPEND_UTF8(&doc, "status", "offline")) ||
         !BSON_APPEND_NULL(&doc, "lastSeen") ||
-        !mg_append_json(&doc, "avatar", -1, v[U_AVATAR], 0) ||
+        !chat__bson_append_json(&doc, "avatar", -1, v[U_AVATAR]) ||
         !BSON_APPEND_INT64(&doc, "createdAt", json_integer_value(v[U_CREATED]))) {
         goto done;
     }
@@ -621,13 +467,10 @@ done:
     return err;
 }
 
-static int op_user_by_login(mg_call *c, json_t *arg, json_t **result)
+static int op_user_by_login(mg_call *c, const chat_store_req *q, json_t **result)
 {
-    json_t *v[1];
-    int err = chat__store_args(arg, f_login, 1, v);
-    if (err) {
-        return err;
-    }
+    json_t *const *v = q->v;
+    int err;
     char *lower = mg_lower(v[0]);
     if (!lower) {
         return CHAT_ENOMEM;
@@ -645,20 +488,15 @@ static int op_user_by_login(mg_call *c, json_t *arg, json_t **result)
     return err;
 }
 
-static int op_user_get(mg_call *c, json_t *arg, json_t **result)
+static int op_user_get(mg_call *c, const chat_store_req *q, json_t **result)
 {
-    json_t *v[1];
-    int err = chat__store_args(arg, f_id, 1, v);
-    return err ? err : mg_find_by_id(c, "users", v[0], user_cols, NFIELDS(user_cols), result);
+    return mg_find_by_id(c, "users", q->v[0], user_cols, NFIELDS(user_cols), result);
 }
 
-static int op_user_set_seen(mg_call *c, json_t *arg, json_t **result)
+static int op_user_set_seen(mg_call *c, const chat_store_req *q, json_t **result)
 {
-    json_t *v[3];
-    int err = chat__store_args(arg, f_user_seen, 3, v);
-    if (err) {
-        return err;
-    }
+    json_t *const *v = q->v;
+    int err;
     bson_t filter = BSON_INITIALIZER;
     bson_t update = BSON_INITIALIZER;
     bson_t set;
@@ -666,7 +504,7 @@ static int op_user_set_seen(mg_call *c, json_t *arg, json_t **result)
     bson_error_t error;
     mg_append_str(&filter, "_id", v[0]);
     BSON_APPEND_DOCUMENT_BEGIN(&update, "$set", &set);
-    mg_append_json(&set, "lastSeen", -1, v[1], 0);
+    chat__bson_append_json(&set, "lastSeen", -1, v[1]);
     if (v[2]) {
         mg_append_str(&set, "status", v[2]);
     }
@@ -692,48 +530,22 @@ static int op_user_set_seen(mg_call *c, json_t *arg, json_t **result)
 
 /* ---- rooms ---- */
 
-static int op_room_create(mg_call *c, json_t *arg, json_t **result)
+static int op_room_create(mg_call *c, const chat_store_req *q, json_t **result)
 {
-    json_t *v[CHAT_STORE_FIELDS_MAX];
-    json_t *members = json_object_get(arg, "participants");
-    json_t *unique = NULL;
+    json_t *const *v = q->v;
+    json_t *unique = q->participants; /* join order, each member once (store.c) */
     bson_t doc = BSON_INITIALIZER;
-    size_t i;
-    json_t *uid;
-    int err = chat__store_args(arg, f_room_create, NFIELDS(f_room_create), v);
+    int err;
 
-    if (err || (members && !json_is_array(members) && !json_is_null(members))) {
-        err = CHAT_EINVAL;
-        goto done;
-    }
-    /* join order, each member once */
-    err = CHAT_ENOMEM;
-    unique = json_array();
-    if (!unique) {
-        goto done;
-    }
-    json_array_foreach (members, i, uid) {
-        if (!json_is_string(uid)) {
-            err = CHAT_EINVAL;
-            goto done;
-        }
-        int seen = 0;
-        for (size_t j = 0; j < json_array_size(unique) && !seen; j++) {
-            seen = json_equal(json_array_get(unique, j), uid);
-        }
-        if (!seen && json_array_append(unique, uid)) {
-            goto done;
-        }
-    }
     err = CHAT_EINVAL;
-    if (!mg_append_str(&doc, "_id", v[R_ID]) || !mg_append_json(&doc, "name", -1, v[R_NAME], 0) ||
+    if (!mg_append_str(&doc, "_id", v[R_ID]) || !chat__bson_append_json(&doc, "name", -1, v[R_NAME]) ||
         !mg_append_str(&doc, "type", v[R_TYPE]) ||
-        !mg_append_json(&doc, "participants", -1, unique, 0) ||
-        !mg_append_json(&doc, "admin", -1, v[R_ADMIN], 0)) {
+        !chat__bson_append_json(&doc, "participants", -1, unique) ||
+        !chat__bson_append_json(&doc, "admin", -1, v[R_ADMIN])) {
         goto done;
     }
     bson_t empty = BSON_INITIALIZER;
-    if (v[R_SETTINGS] ? !mg_append_json(&doc, "settings", -1, v[R_SETTINGS], 0)
+    if (v[R_SETTINGS] ? !chat__bson_append_json(&doc, "settings", -1, v[R_SETTINGS])
                       : !bson_append_document(&doc, "settings", -1, &empty)) {
         goto done;
     }
@@ -750,27 +562,21 @@ static int op_room_create(mg_call *c, json_t *arg, json_t **result)
         err = *result ? 0 : CHAT_ENOMEM;
     }
 done:
-    json_decref(unique);
     bson_destroy(&doc);
     return err;
 }
 
-static int op_room_get(mg_call *c, json_t *arg, json_t **result)
+static int op_room_get(mg_call *c, const chat_store_req *q, json_t **result)
 {
-    json_t *v[1];
-    int err = chat__store_args(arg, f_id, 1, v);
-    return err ? err : mg_find_by_id(c, "rooms", v[0], room_cols, NFIELDS(room_cols), result);
+    return mg_find_by_id(c, "rooms", q->v[0], room_cols, NFIELDS(room_cols), result);
 }
 
 /* Adds ($addToSet appends, so join order holds) or removes one member in one atomic
  * findAndModify that answers with the room after the change. Both are idempotent. */
-static int mg_change_member(mg_call *c, json_t *arg, int add, json_t **result)
+static int mg_change_member(mg_call *c, const chat_store_req *q, int add, json_t **result)
 {
-    json_t *v[2];
-    int err = chat__store_args(arg, f_member, 2, v);
-    if (err) {
-        return err;
-    }
+    json_t *const *v = q->v;
+    int err;
     bson_t query = BSON_INITIALIZER;
     bson_t update = BSON_INITIALIZER;
     bson_t op;
@@ -809,14 +615,14 @@ static int mg_change_member(mg_call *c, json_t *arg, int add, json_t **result)
     return err;
 }
 
-static int op_room_add_member(mg_call *c, json_t *arg, json_t **result)
+static int op_room_add_member(mg_call *c, const chat_store_req *q, json_t **result)
 {
-    return mg_change_member(c, arg, 1, result);
+    return mg_change_member(c, q, 1, result);
 }
 
-static int op_room_remove_member(mg_call *c, json_t *arg, json_t **result)
+static int op_room_remove_member(mg_call *c, const chat_store_req *q, json_t **result)
 {
-    return mg_change_member(c, arg, 0, result);
+    return mg_change_member(c, q, 0, result);
 }
 
 /* Every document of a find into an array of objects. */
@@ -843,13 +649,10 @@ static int mg_find_all(mg_call *c, const char *coll_name, const bson_t *filter, 
     return err;
 }
 
-static int op_rooms_for_user(mg_call *c, json_t *arg, json_t **result)
+static int op_rooms_for_user(mg_call *c, const chat_store_req *q, json_t **result)
 {
-    json_t *v[1];
-    int err = chat__store_args(arg, f_user_id, 1, v);
-    if (err) {
-        return err;
-    }
+    json_t *const *v = q->v;
+    int err;
     json_t *rooms = json_array();
     if (!rooms) {
         return CHAT_ENOMEM;
@@ -901,56 +704,58 @@ static int mg_message_by_client_key(mg_call *c, json_t *sender, const char *key,
     return err;
 }
 
-static int op_message_insert(mg_call *c, json_t *arg, json_t **result)
+/* A message's document, after checking that its room exists. *key ("c:"/"i:" form) is
+ * malloc'd. 0 or CHAT_E*. */
+static int mg_message_doc(mg_call *c, const chat_store_req *q, bson_t *doc, char **key,
+                          size_t *keylen)
 {
-    json_t *v[CHAT_STORE_FIELDS_MAX];
-    json_t *msg = NULL;
-    bson_t doc = BSON_INITIALIZER;
-    char *key = NULL;
-    size_t keylen = 0;
-    int duplicate = 0;
-    int err = chat__store_args(arg, f_message, NFIELDS(f_message), v);
+    json_t *const *v = q->v;
+    json_t *kv = v[M_CLIENT] ? v[M_CLIENT] : v[M_ID];
 
+    if (json_string_length(kv) > INT_MAX - 3) {
+        return CHAT_ETOOBIG;
+    }
+    *key = mg_client_key(v[M_CLIENT], v[M_ID]);
+    if (!*key) {
+        return CHAT_ENOMEM;
+    }
+    *keylen = json_string_length(kv) + 2;
+    int err = mg_room_exists(c, v[M_ROOM]);
     if (err) {
-        goto done;
-    }
-    if (json_string_length(v[M_CLIENT] ? v[M_CLIENT] : v[M_ID]) > INT_MAX - 3) {
-        err = CHAT_ETOOBIG;
-        goto done;
-    }
-    err = CHAT_ENOMEM;
-    key = mg_client_key(v[M_CLIENT], v[M_ID]);
-    if (!key) {
-        goto done;
-    }
-    keylen = json_string_length(v[M_CLIENT] ? v[M_CLIENT] : v[M_ID]) + 2;
-    if ((err = mg_room_exists(c, v[M_ROOM]))) {
-        goto done;
+        return err;
     }
     json_t *att = v[M_ATT];
     json_t *react = v[M_REACT];
-    err = CHAT_EINVAL;
     bson_t empty = BSON_INITIALIZER;
-    if (!mg_append_str(&doc, "_id", v[M_ID]) || !mg_append_str(&doc, "roomId", v[M_ROOM]) ||
-        !mg_append_str(&doc, "senderId", v[M_SENDER]) ||
-        !mg_append_str(&doc, "content", v[M_CONTENT]) ||
-        !(att ? mg_append_json(&doc, "attachments", -1, att, 0)
-              : bson_append_array(&doc, "attachments", -1, &empty)) ||
-        !(react ? mg_append_json(&doc, "reactions", -1, react, 0)
-                : bson_append_document(&doc, "reactions", -1, &empty)) ||
-        !mg_append_json(&doc, "clientMsgId", -1, v[M_CLIENT], 0) ||
-        !bson_append_utf8(&doc, "clientKey", -1, key, (int)keylen) ||
-        !BSON_APPEND_INT64(&doc, "createdAt", json_integer_value(v[M_CREATED])) ||
-        !BSON_APPEND_INT64(&doc, "updatedAt",
+    if (!mg_append_str(doc, "_id", v[M_ID]) || !mg_append_str(doc, "roomId", v[M_ROOM]) ||
+        !mg_append_str(doc, "senderId", v[M_SENDER]) ||
+        !mg_append_str(doc, "content", v[M_CONTENT]) ||
+        !(att ? chat__bson_append_json(doc, "attachments", -1, att)
+              : bson_append_array(doc, "attachments", -1, &empty)) ||
+        !(react ? chat__bson_append_json(doc, "reactions", -1, react)
+                : bson_append_document(doc, "reactions", -1, &empty)) ||
+        !chat__bson_append_json(doc, "clientMsgId", -1, v[M_CLIENT]) ||
+        !bson_append_utf8(doc, "clientKey", -1, *key, (int)*keylen) ||
+        !BSON_APPEND_INT64(doc, "createdAt", json_integer_value(v[M_CREATED])) ||
+        !BSON_APPEND_INT64(doc, "updatedAt",
                            json_integer_value(v[M_UPDATED] ? v[M_UPDATED] : v[M_CREATED]))) {
-        goto done;
+        return CHAT_EINVAL;
     }
-    err = mg_insert(c, "messages", &doc);
+    return 0;
+}
+
+/* The answer to one insert whose write ended with err (0: stored). *result is set on 0. */
+static int mg_message_answer(mg_call *c, const chat_store_req *q, int err, const char *key,
+                             size_t keylen, json_t **result)
+{
+    json_t *msg = NULL;
+    int duplicate = 0;
+
     if (err == CHAT_ECONFLICT) {
         /* A client retrying after a lost ack sends the same clientMsgId: answer with what is
          * stored. Concurrent retries race on the unique index, and all but one land here. */
-        err = mg_message_by_client_key(c, v[M_SENDER], key, keylen, &msg);
-        if (err == CHAT_ENOTFOUND || (!err && !v[M_CLIENT])) {
+        err = mg_message_by_client_key(c, q->v[M_SENDER], key, keylen, &msg);
+        if (err == CHAT_ENOTFOUND || (!err && !q->v[M_CLIENT])) {
             json_decref(msg);
             msg = NULL;
             c->conflict = "id";
@@ -958,43 +763,43 @@ static int op_message_insert(mg_call *c, json_t *arg, json_t **result)
         }
         duplicate = !err;
     } else if (!err) {
-        msg = mg_doc_json(c, &doc, msg_cols, NFIELDS(msg_cols));
+        msg = chat__store_message(q);
         err = msg ? 0 : CHAT_ENOMEM;
     }
     if (err) {
-        goto done;
+        json_decref(msg);
+        return err;
     }
     *result = json_pack("{s:o,s:b}", "message", msg, "duplicate", duplicate);
-    msg = NULL; /* the "o" format took it, even on failure */
-    err = *result ? 0 : CHAT_ENOMEM;
-done:
-    json_decref(msg);
+    return *result ? 0 : CHAT_ENOMEM; /* the "o" format took msg, even on failure */
+}
+
+static int op_message_insert(mg_call *c, const chat_store_req *q, json_t **result)
+{
+    bson_t doc = BSON_INITIALIZER;
+    char *key = NULL;
+    size_t keylen = 0;
+    int err = mg_message_doc(c, q, &doc, &key, &keylen);
+
+    if (!err) {
+        err = mg_insert(c, "messages", &doc);
+        err = mg_message_answer(c, q, err, key, keylen, result);
+    }
     free(key);
     bson_destroy(&doc);
     return err;
 }
 
-static int op_messages_page(mg_call *c, json_t *arg, json_t **result)
+static int op_messages_page(mg_call *c, const chat_store_req *q, json_t **result)
 {
-    json_t *v[3];
+    json_t *const *v = q->v;
     json_t *msgs = NULL;
     json_t *pos = NULL;
-    int err = chat__store_args(arg, f_page, 3, v);
+    json_int_t limit = q->limit;
+    int err = CHAT_ENOMEM;
     bson_t filter = BSON_INITIALIZER;
     bson_t opts = BSON_INITIALIZER;
 
-    if (err) {
-        goto done;
-    }
-    json_int_t limit = v[2] ? json_integer_value(v[2]) : MG_PAGE_DEFAULT;
-    if (limit < 1) {
-        err = CHAT_EINVAL;
-        goto done;
-    }
-    if (limit > MG_PAGE_MAX) {
-        limit = MG_PAGE_MAX;
-    }
-    err = CHAT_ENOMEM;
     msgs = json_array();
     if (!msgs) {
         goto done;
@@ -1053,9 +858,9 @@ done:
     return err;
 }
 
-static int op_ping(mg_call *c, json_t *arg, json_t **result)
+static int op_ping(mg_call *c, const chat_store_req *q, json_t **result)
 {
-    (void)arg;
+    (void)q;
     bson_t cmd = BSON_INITIALIZER;
     bson_t reply;
     bson_error_t error;
@@ -1072,7 +877,7 @@ static int op_ping(mg_call *c, json_t *arg, json_t **result)
     return err;
 }
 
-typedef int (*mg_op_fn)(mg_call *c, json_t *arg, json_t **result);
+typedef int (*mg_op_fn)(mg_call *c, const chat_store_req *q, json_t **result);
 
 static const struct {
     const char *name;
@@ -1093,10 +898,11 @@ static const struct {
     [CHAT_STORE_PING] = {"ping", op_ping, 0},
 };
 
-static int mg_exec(void *impl, int op, json_t *arg, json_t **result)
+static int mg_exec(void *impl, const chat_store_req *q, json_t **result)
 {
     mg_store *st = impl;
     mg_call c = {.st = st};
+    int op = q->op;
     int err;
 
     *result = NULL;
@@ -1112,7 +918,7 @@ static int mg_exec(void *impl, int op, json_t *arg, json_t **result)
      * they exist (they are made at open, or here once the server is reachable) */
     err = mg_ops[op].writes ? mg_ensure_indexes(&c) : 0;
     if (!err) {
-        err = mg_ops[op].fn(&c, arg, result);
+        err = mg_ops[op].fn(&c, q, result);
     }
     mongoc_client_pool_push(st->pool, c.client);
     if (err != CHAT_EUNAVAIL) {
@@ -1125,6 +931,133 @@ static int mg_exec(void *impl, int op, json_t *arg, json_t **result)
                       : NULL;
     }
     return err;
+}
+
+/* Group commit on MongoDB: the batch's documents go in ordered bulk inserts (insertMany),
+ * one round trip and one majority wait for many messages. An ordered bulk stops at the
+ * first refused document (a resent clientMsgId): that one is answered on its own (the stored
+ * message), and the rest go in the next bulk. A failure that leaves the outcome unknown (the
+ * network, the write concern) answers every not-yet-confirmed insert unavailable: the client
+ * retries, and its clientMsgId keeps the retry from doubling anything. */
+static void mg_insert_batch(void *impl, chat_store_req *const *reqs, int n, int *status,
+                            json_t **results)
+{
+    mg_store *st = impl;
+    mg_call c = {.st = st, .op = "message_insert_batch"};
+    bson_t *docs = calloc((size_t)n, sizeof *docs);
+    char **keys = calloc((size_t)n, sizeof *keys);
+    size_t *keylens = calloc((size_t)n, sizeof *keylens);
+    int *todo = calloc((size_t)n, sizeof *todo); /* indexes of the documents to write */
+    int ntodo = 0;
+    int err = 0;
+
+    for (int i = 0; i < n; i++) {
+        status[i] = CHAT_ENOMEM;
+        results[i] = NULL;
+    }
+    if (!docs || !keys || !keylens || !todo) {
+        goto done;
+    }
+    for (int i = 0; i < n; i++) {
+        bson_init(&docs[i]);
+    }
+    c.client = mongoc_client_pool_pop(st->pool);
+    err = c.client ? mg_ensure_indexes(&c) : CHAT_EUNAVAIL;
+    for (int i = 0; i < n; i++) {
+        status[i] = err ? err : mg_message_doc(&c, reqs[i], &docs[i], &keys[i], &keylens[i]);
+        if (!status[i]) {
+            todo[ntodo++] = i;
+            status[i] = CHAT_EUNAVAIL; /* until the server confirms it */
+        }
+    }
+    mongoc_collection_t *coll = c.client && ntodo ? mg_coll(&c, "messages") : NULL;
+    int from = 0;
+    while (coll && from < ntodo) {
+        bson_t opts = BSON_INITIALIZER;
+        bson_t reply;
+        bson_error_t error;
+        BSON_APPEND_BOOL(&opts, "ordered", true);
+        mongoc_bulk_operation_t *bulk = mongoc_collection_create_bulk_operation_with_opts(coll, &opts);
+        for (int j = from; j < ntodo; j++) {
+            mongoc_bulk_operation_insert_with_opts(bulk, &docs[todo[j]], NULL, NULL);
+        }
+        uint32_t ok = mongoc_bulk_operation_execute(bulk, &reply, &error);
+        bson_iter_t it, werr;
+        int64_t inserted = bson_iter_init_find(&it, &reply, "nInserted") ? bson_iter_as_int64(&it) : 0;
+        int bad = -1; /* the refused document (ordered: the first failure), relative to from */
+        int32_t code = 0;
+        const char *msg = "";
+        if (!ok && bson_iter_init_find(&it, &reply, "writeErrors") && BSON_ITER_HOLDS_ARRAY(&it) &&
+            bson_iter_recurse(&it, &werr) && bson_iter_next(&werr) &&
+            BSON_ITER_HOLDS_DOCUMENT(&werr)) {
+            bson_iter_t e;
+            if (bson_iter_recurse(&werr, &e)) {
+                while (bson_iter_next(&e)) {
+                    if (strcmp(bson_iter_key(&e), "index") == 0) {
+                        bad = (int)bson_iter_as_int64(&e);
+                    } else if (strcmp(bson_iter_key(&e), "code") == 0) {
+                        code = (int32_t)bson_iter_as_int64(&e);
+                    } else if (strcmp(bson_iter_key(&e), "errmsg") == 0 && BSON_ITER_HOLDS_UTF8(&e)) {
+                        msg = bson_iter_utf8(&e, NULL);
+                    }
+                }
+            }
+        }
+        int has_wc_error = bson_iter_init_find(&it, &reply, "writeConcernErrors") &&
+                           BSON_ITER_HOLDS_ARRAY(&it) && bson_iter_recurse(&it, &werr) &&
+                           bson_iter_next(&werr);
+        int confirmed = ok ? ntodo - from : (bad >= 0 && !has_wc_error ? bad : 0);
+        if (inserted < confirmed) {
+            confirmed = (int)inserted; /* trust the smaller count */
+        }
+        for (int j = from; j < from + confirmed; j++) {
+            int i = todo[j];
+            status[i] = mg_message_answer(&c, reqs[i], 0, keys[i], keylens[i], &results[i]);
+        }
+        if (ok) {
+            from = ntodo;
+        } else if (bad >= 0 && !has_wc_error && bad == confirmed) {
+            /* one refused document: answer it alone, then go on after it */
+            int i = todo[from + bad];
+            bson_error_t e = {.domain = MONGOC_ERROR_SERVER, .code = (uint32_t)code};
+            snprintf(e.message, sizeof e.message, "%s", msg);
+            int werr_status = code == 11000 ? CHAT_ECONFLICT : mg_fail(&c, &e, NULL);
+            c.conflict = NULL;
+            status[i] = mg_message_answer(&c, reqs[i], werr_status, keys[i], keylens[i], &results[i]);
+            if (status[i] == CHAT_ECONFLICT) {
+                results[i] = json_pack("{s:s}", "field", c.conflict ? c.conflict : "id");
+            }
+            from += bad + 1;
+        } else {
+            /* unknown outcome for the rest: unavailable (already set), retried by clients */
+            mg_fail(&c, &error, &reply);
+            from = ntodo;
+        }
+        bson_destroy(&reply);
+        mongoc_bulk_operation_destroy(bulk);
+        bson_destroy(&opts);
+    }
+    if (coll) {
+        mongoc_collection_destroy(coll);
+    }
+    if (c.client) {
+        mongoc_client_pool_push(st->pool, c.client);
+    }
+    for (int i = 0; i < n; i++) {
+        if (status[i] != CHAT_EUNAVAIL) {
+            mg_succeeded(&c);
+            break;
+        }
+    }
+done:
+    for (int i = 0; docs && i < n; i++) {
+        bson_destroy(&docs[i]);
+        free(keys ? keys[i] : NULL);
+    }
+    free(docs);
+    free(keys);
+    free(keylens);
+    free(todo);
 }
 
 /* ---- indexes ---- */
@@ -1263,12 +1196,13 @@ static void mg_free(mg_store *st)
     free(st);
 }
 
-static int mg_open(void **impl, const char *target)
+static int mg_open(void **impl, const char *target, const chat_store_opts *opts)
 {
     mg_store *st = NULL;
     bson_error_t error;
     int err = CHAT_EINVAL;
 
+    (void)opts;
     *impl = NULL;
     uv_once(&mg_once, mg_global_init);
     mongoc_uri_t *uri = target ? mongoc_uri_new_with_error(target, &error) : NULL;
@@ -1355,4 +1289,5 @@ const chat_store_backend chat__store_mongo = {
     .open = mg_open,
     .close = mg_close,
     .exec = mg_exec,
+    .insert_batch = mg_insert_batch,
 };

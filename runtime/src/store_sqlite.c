@@ -21,8 +21,6 @@
 #define SQ_FILE "chatd.db"
 #define SQ_SCHEMA_VERSION 1
 #define SQ_BUSY_TIMEOUT_MS 5000
-#define SQ_PAGE_DEFAULT 50
-#define SQ_PAGE_MAX 1000
 
 /* Mirrors the seed's MongoDB collections and indexes. Emails and usernames are unique
  * case-insensitively (NOCASE folds ASCII only). JSON members are stored as JSON text. */
@@ -98,8 +96,7 @@ static const char sq_schema[] =
     X(MSG_INSERT, "INSERT INTO messages (id, room_id, sender_id, content, attachments,"    \
                   " reactions, client_msg_id, created_at, updated_at) VALUES (?1, ?2, ?3,"  \
                   " ?4, coalesce(?5, '[]'), coalesce(?6, '{}'), ?7, ?8, coalesce(?9, ?8))") \
-    X(MSG_GET, "SELECT " MSG_COLS " FROM messages WHERE id = ?1")                           \
-    X(MSG_BY_CLIENT_ID, "SELECT " MSG_COLS " FROM messages"                                \
+        X(MSG_BY_CLIENT_ID, "SELECT " MSG_COLS " FROM messages"                                \
                         " WHERE sender_id = ?1 AND client_msg_id = ?2")                     \
     X(MSG_POSITION, "SELECT created_at, id FROM messages WHERE id = ?1 AND room_id = ?2")  \
     X(MSG_PAGE, "SELECT " MSG_COLS " FROM messages WHERE room_id = ?1"                     \
@@ -286,38 +283,7 @@ static int sq_bind(sq_store *st, sqlite3_stmt *stmt, json_t *const *vals, int n)
     return rc == SQLITE_OK ? 0 : sq_error(st, rc, sqlite3_sql(stmt));
 }
 
-/* ---- arguments: each op's fields, in bind order (checked by chat__store_args) ---- */
-
 #define NFIELDS(f) ((int)(sizeof(f) / sizeof((f)[0])))
-
-static const chat_store_field f_id[] = {{"id", CHAT_F_STR}};
-static const chat_store_field f_login[] = {{"login", CHAT_F_STR}};
-static const chat_store_field f_user_id[] = {{"userId", CHAT_F_STR}};
-static const chat_store_field f_member[] = {{"roomId", CHAT_F_STR}, {"userId", CHAT_F_STR}};
-static const chat_store_field f_user_create[] = {
-    {"id", CHAT_F_STR},       {"email", CHAT_F_STR},           {"username", CHAT_F_STR},
-    {"passwordHash", CHAT_F_STR}, {"status", CHAT_F_STR | CHAT_F_OPT}, {"avatar", CHAT_F_STR | CHAT_F_OPT},
-    {"createdAt", CHAT_F_INT},
-};
-static const chat_store_field f_user_seen[] = {
-    {"id", CHAT_F_STR}, {"lastSeen", CHAT_F_INT | CHAT_F_OPT}, {"status", CHAT_F_STR | CHAT_F_OPT}};
-static const chat_store_field f_room_create[] = {
-    {"id", CHAT_F_STR},    {"name", CHAT_F_STR | CHAT_F_OPT},     {"type", CHAT_F_STR},
-    {"admin", CHAT_F_STR | CHAT_F_OPT}, {"settings", CHAT_F_OBJ | CHAT_F_OPT}, {"createdAt", CHAT_F_INT},
-};
-static const chat_store_field f_message[] = {
-    {"id", CHAT_F_STR},
-    {"roomId", CHAT_F_STR},
-    {"senderId", CHAT_F_STR},
-    {"content", CHAT_F_STR},
-    {"attachments", CHAT_F_ARR | CHAT_F_OPT},
-    {"reactions", CHAT_F_OBJ | CHAT_F_OPT},
-    {"clientMsgId", CHAT_F_STR | CHAT_F_OPT},
-    {"createdAt", CHAT_F_INT},
-    {"updatedAt", CHAT_F_INT | CHAT_F_OPT},
-};
-static const chat_store_field f_page[] = {
-    {"roomId", CHAT_F_STR}, {"before", CHAT_F_STR | CHAT_F_OPT}, {"limit", CHAT_F_INT | CHAT_F_OPT}};
 
 /* ---- rows: each object's members in column order ---- */
 
@@ -462,15 +428,11 @@ static int sq_get(sq_store *st, int sid, json_t *const *vals, int nvals, const s
 
 /* ---- operations ---- */
 
-static int op_user_create(sq_store *st, json_t *arg, json_t **result)
+static int op_user_create(sq_store *st, const chat_store_req *q, json_t **result)
 {
-    json_t *v[CHAT_STORE_FIELDS_MAX];
-    int err = chat__store_args(arg, f_user_create, NFIELDS(f_user_create), v);
-    if (err) {
-        return err;
-    }
+    json_t *const *v = q->v;
     sqlite3_stmt *stmt = sq_stmt(st, SQ_USER_INSERT);
-    err = sq_bind(st, stmt, v, NFIELDS(f_user_create));
+    int err = sq_bind(st, stmt, v, CHAT_U_CREATED + 1);
     if (!err) {
         err = sq_step(st, stmt);
     }
@@ -480,35 +442,20 @@ static int op_user_create(sq_store *st, json_t *arg, json_t **result)
     return sq_get(st, SQ_USER_GET, v, 1, user_cols, NFIELDS(user_cols), result);
 }
 
-static int op_user_by_login(sq_store *st, json_t *arg, json_t **result)
+static int op_user_by_login(sq_store *st, const chat_store_req *q, json_t **result)
 {
-    json_t *v[1];
-    int err = chat__store_args(arg, f_login, 1, v);
-    if (err) {
-        return err;
-    }
-    return sq_get(st, SQ_USER_BY_LOGIN, v, 1, user_cols, NFIELDS(user_cols), result);
+    return sq_get(st, SQ_USER_BY_LOGIN, q->v, 1, user_cols, NFIELDS(user_cols), result);
 }
 
-static int op_user_get(sq_store *st, json_t *arg, json_t **result)
+static int op_user_get(sq_store *st, const chat_store_req *q, json_t **result)
 {
-    json_t *v[1];
-    int err = chat__store_args(arg, f_id, 1, v);
-    if (err) {
-        return err;
-    }
-    return sq_get(st, SQ_USER_GET, v, 1, user_cols, NFIELDS(user_cols), result);
+    return sq_get(st, SQ_USER_GET, q->v, 1, user_cols, NFIELDS(user_cols), result);
 }
 
-static int op_user_set_seen(sq_store *st, json_t *arg, json_t **result)
+static int op_user_set_seen(sq_store *st, const chat_store_req *q, json_t **result)
 {
-    json_t *v[3];
-    int err = chat__store_args(arg, f_user_seen, 3, v);
-    if (err) {
-        return err;
-    }
     sqlite3_stmt *stmt = sq_stmt(st, SQ_USER_SET_SEEN);
-    err = sq_bind(st, stmt, v, 3);
+    int err = sq_bind(st, stmt, q->v, CHAT_SEEN_STATUS + 1);
     if (!err) {
         err = sq_step(st, stmt);
     }
@@ -536,33 +483,24 @@ static int sq_add_member(sq_store *st, json_t *room_id, json_t *user_id, int64_t
     return err;
 }
 
-static int op_room_create(sq_store *st, json_t *arg, json_t **result)
+static int op_room_create(sq_store *st, const chat_store_req *q, json_t **result)
 {
-    json_t *v[CHAT_STORE_FIELDS_MAX];
-    int err = chat__store_args(arg, f_room_create, NFIELDS(f_room_create), v);
-    json_t *members = json_object_get(arg, "participants");
+    json_t *const *v = q->v;
     size_t i;
     json_t *uid;
+    int err;
 
-    if (err || (members && !json_is_array(members) && !json_is_null(members))) {
-        return CHAT_EINVAL;
-    }
-    json_array_foreach(members, i, uid) {
-        if (!json_is_string(uid)) {
-            return CHAT_EINVAL;
-        }
-    }
-    int64_t created = json_integer_value(v[NFIELDS(f_room_create) - 1]);
+    int64_t created = json_integer_value(v[CHAT_R_CREATED]);
     if ((err = sq_run(st, SQ_BEGIN))) {
         return err;
     }
     sqlite3_stmt *stmt = sq_stmt(st, SQ_ROOM_INSERT);
-    if ((err = sq_bind(st, stmt, v, NFIELDS(f_room_create))) || (err = sq_step(st, stmt))) {
+    if ((err = sq_bind(st, stmt, v, CHAT_R_CREATED + 1)) || (err = sq_step(st, stmt))) {
         return err; /* sq_exec rolls the transaction back */
     }
     /* the first participants joined when the room was made; rowid keeps their order */
-    json_array_foreach(members, i, uid) {
-        if ((err = sq_add_member(st, v[0], uid, created))) {
+    json_array_foreach(q->participants, i, uid) {
+        if ((err = sq_add_member(st, v[CHAT_R_ID], uid, created))) {
             return err;
         }
     }
@@ -574,26 +512,18 @@ static int op_room_create(sq_store *st, json_t *arg, json_t **result)
     return 0;
 }
 
-static int op_room_get(sq_store *st, json_t *arg, json_t **result)
+static int op_room_get(sq_store *st, const chat_store_req *q, json_t **result)
 {
-    json_t *v[1];
-    int err = chat__store_args(arg, f_id, 1, v);
-    if (err) {
-        return err;
-    }
-    return sq_get(st, SQ_ROOM_GET, v, 1, NULL, 0, result);
+    return sq_get(st, SQ_ROOM_GET, q->v, 1, NULL, 0, result);
 }
 
 /* Add or remove one member; the room must exist. Both are idempotent. */
-static int sq_change_member(sq_store *st, json_t *arg, int add, json_t **result)
+static int sq_change_member(sq_store *st, const chat_store_req *q, int add, json_t **result)
 {
-    json_t *v[2];
+    json_t *const *v = q->v;
     json_t *room = NULL;
-    int err = chat__store_args(arg, f_member, 2, v);
+    int err;
 
-    if (err) {
-        goto fail;
-    }
     if ((err = sq_run(st, SQ_BEGIN))) {
         goto fail;
     }
@@ -624,27 +554,23 @@ fail:
     return err;
 }
 
-static int op_room_add_member(sq_store *st, json_t *arg, json_t **result)
+static int op_room_add_member(sq_store *st, const chat_store_req *q, json_t **result)
 {
-    return sq_change_member(st, arg, 1, result);
+    return sq_change_member(st, q, 1, result);
 }
 
-static int op_room_remove_member(sq_store *st, json_t *arg, json_t **result)
+static int op_room_remove_member(sq_store *st, const chat_store_req *q, json_t **result)
 {
-    return sq_change_member(st, arg, 0, result);
+    return sq_change_member(st, q, 0, result);
 }
 
-static int op_rooms_for_user(sq_store *st, json_t *arg, json_t **result)
+static int op_rooms_for_user(sq_store *st, const chat_store_req *q, json_t **result)
 {
-    json_t *v[1];
+    json_t *const *v = q->v;
     json_t *rooms = NULL;
-    int err = chat__store_args(arg, f_user_id, 1, v);
+    int err = CHAT_ENOMEM;
     int rc;
 
-    if (err) {
-        goto fail;
-    }
-    err = CHAT_ENOMEM;
     rooms = json_array();
     if (!rooms) {
         goto fail;
@@ -674,79 +600,69 @@ fail:
     return err;
 }
 
-static int op_message_insert(sq_store *st, json_t *arg, json_t **result)
+/* One insert inside the caller's transaction: the stored message (built from the request:
+ * nothing is read back) or, for a clientMsgId this sender used before, the stored one with
+ * duplicate true. A failed INSERT undoes only itself: the transaction stays open for the
+ * others of a batch (unless SQLite ended it: the caller checks autocommit). */
+static int sq_insert_one(sq_store *st, const chat_store_req *q, json_t **result)
 {
-    enum { M_ID, M_ROOM, M_SENDER, M_CONTENT, M_ATT, M_REACT, M_CLIENT, M_CREATED, M_UPDATED };
-    json_t *v[CHAT_STORE_FIELDS_MAX];
+    json_t *const *v = q->v;
     json_t *msg = NULL;
-    json_t *out = NULL;
     int duplicate = 0;
-    int err = chat__store_args(arg, f_message, NFIELDS(f_message), v);
+    int err;
 
-    if (err || (err = sq_run(st, SQ_BEGIN))) {
-        goto fail;
-    }
     /* A client retrying after a lost ack sends the same clientMsgId: answer with what
      * is stored instead of writing a second copy. */
-    if (v[M_CLIENT]) {
-        json_t *key[2] = {v[M_SENDER], v[M_CLIENT]};
+    if (v[CHAT_M_CLIENT]) {
+        json_t *key[2] = {v[CHAT_M_SENDER], v[CHAT_M_CLIENT]};
         err = sq_get(st, SQ_MSG_BY_CLIENT_ID, key, 2, msg_cols, NFIELDS(msg_cols), &msg);
         if (err && err != CHAT_ENOTFOUND) {
-            goto fail;
+            return err;
         }
         duplicate = err == 0;
     }
     if (!duplicate) {
         sqlite3_stmt *stmt = sq_stmt(st, SQ_MSG_INSERT);
-        if ((err = sq_bind(st, stmt, v, NFIELDS(f_message))) || (err = sq_step(st, stmt)) ||
-            (err = sq_get(st, SQ_MSG_GET, v, 1, msg_cols, NFIELDS(msg_cols), &msg))) {
-            goto fail;
+        err = sq_bind(st, stmt, v, CHAT_M_UPDATED + 1);
+        if (!err) {
+            err = sq_step(st, stmt);
+        }
+        sqlite3_reset(stmt); /* ends the statement now: the next one of a batch may follow */
+        if (err) {
+            return err;
+        }
+        msg = chat__store_message(q);
+        if (!msg) {
+            return CHAT_ENOMEM;
         }
     }
-    if ((err = sq_run(st, SQ_COMMIT))) {
-        goto fail;
-    }
-    err = CHAT_ENOMEM;
-    out = json_object();
-    if (!out) {
-        goto fail;
-    }
-    json_t *stored = msg;
-    msg = NULL; /* set_new takes it, even when it fails */
-    if (json_object_set_new(out, "message", stored) != 0 ||
-        json_object_set_new(out, "duplicate", json_boolean(duplicate)) != 0) {
-        goto fail;
-    }
-    *result = out;
-    return 0;
-fail:
-    json_decref(out);
-    json_decref(msg);
-    return err;
+    *result = json_pack("{s:o,s:b}", "message", msg, "duplicate", duplicate);
+    return *result ? 0 : CHAT_ENOMEM; /* the "o" format took msg, even on failure */
 }
 
-static int op_messages_page(sq_store *st, json_t *arg, json_t **result)
+static int op_message_insert(sq_store *st, const chat_store_req *q, json_t **result)
 {
-    json_t *v[3];
+    int err = sq_run(st, SQ_BEGIN);
+    if (!err) {
+        err = sq_insert_one(st, q, result);
+    }
+    if (!err) {
+        err = sq_run(st, SQ_COMMIT);
+    }
+    return err; /* sq_exec rolls back and drops *result on failure */
+}
+
+static int op_messages_page(sq_store *st, const chat_store_req *q, json_t **result)
+{
+    json_t *const *v = q->v;
     json_t *msgs = NULL;
     json_t *before = NULL; /* the position (created_at, id) of the before message */
     json_t *out = NULL;
-    int err = chat__store_args(arg, f_page, 3, v);
+    json_int_t limit = q->limit;
+    int err = CHAT_ENOMEM;
     int rc;
     sqlite3_stmt *stmt;
 
-    if (err) {
-        goto fail;
-    }
-    json_int_t limit = v[2] ? json_integer_value(v[2]) : SQ_PAGE_DEFAULT;
-    if (limit < 1) {
-        err = CHAT_EINVAL;
-        goto fail;
-    }
-    if (limit > SQ_PAGE_MAX) {
-        limit = SQ_PAGE_MAX;
-    }
-    err = CHAT_ENOMEM;
     msgs = json_array();
     if (!msgs) {
         goto fail;
@@ -799,9 +715,9 @@ fail:
     return err;
 }
 
-static int op_ping(sq_store *st, json_t *arg, json_t **result)
+static int op_ping(sq_store *st, const chat_store_req *q, json_t **result)
 {
-    (void)arg;
+    (void)q;
     int rc = sq_step(st, sq_stmt(st, SQ_PING));
     if (rc < 0) {
         return rc;
@@ -810,7 +726,7 @@ static int op_ping(sq_store *st, json_t *arg, json_t **result)
     return 0;
 }
 
-typedef int (*sq_op_fn)(sq_store *st, json_t *arg, json_t **result);
+typedef int (*sq_op_fn)(sq_store *st, const chat_store_req *q, json_t **result);
 
 static const struct {
     const char *name;
@@ -830,21 +746,17 @@ static const struct {
     [CHAT_STORE_PING] = {"ping", op_ping},
 };
 
-static int sq_exec(void *impl, int op, json_t *arg, json_t **result)
+static void sq_call_begin(sq_store *st, const char *op)
 {
-    sq_store *st = impl;
-    int err;
-
-    *result = NULL;
-    if (op < 0 || op >= CHAT_STORE_NOPS || !sq_ops[op].fn) {
-        return CHAT_EINVAL;
-    }
     uv_mutex_lock(&st->lock);
-    st->op = sq_ops[op].name;
+    st->op = op;
     st->used = 0;
     st->conflict[0] = '\0';
-    err = sq_ops[op].fn(st, arg, result);
-    /* one place ends every call: no statement keeps a snapshot, no transaction stays open */
+}
+
+/* One place ends every call: no statement keeps a snapshot, no transaction stays open. */
+static void sq_call_end(sq_store *st, unsigned calls)
+{
     for (int i = 0; i < SQ_NSTMTS; i++) {
         if (st->used & (UINT64_C(1) << i)) {
             sqlite3_reset(st->stmt[i]);
@@ -857,17 +769,76 @@ static int sq_exec(void *impl, int op, json_t *arg, json_t **result)
         }
         sqlite3_reset(st->stmt[SQ_ROLLBACK]);
     }
-    if (err) {
-        json_decref(*result);
-        *result = err == CHAT_ECONFLICT ? sq_conflict_result(st) : NULL;
-    }
-    if (++st->calls >= SQ_CHECKPOINT_EVERY && sqlite3_get_autocommit(st->db)) {
+    st->calls += calls;
+    if (st->calls >= SQ_CHECKPOINT_EVERY && sqlite3_get_autocommit(st->db)) {
         st->calls = 0;
         sqlite3_wal_checkpoint_v2(st->db, NULL, SQLITE_CHECKPOINT_TRUNCATE, NULL, NULL);
     }
     st->op = NULL;
     uv_mutex_unlock(&st->lock);
+}
+
+static int sq_exec(void *impl, const chat_store_req *q, json_t **result)
+{
+    sq_store *st = impl;
+    int err;
+
+    *result = NULL;
+    if (q->op < 0 || q->op >= CHAT_STORE_NOPS || !sq_ops[q->op].fn) {
+        return CHAT_EINVAL;
+    }
+    sq_call_begin(st, sq_ops[q->op].name);
+    err = sq_ops[q->op].fn(st, q, result);
+    if (err) {
+        json_decref(*result);
+        *result = err == CHAT_ECONFLICT ? sq_conflict_result(st) : NULL;
+    }
+    sq_call_end(st, 1);
     return err;
+}
+
+/* Group commit: n inserts in one transaction, one fsync (with synchronous=FULL) or none
+ * (NORMAL, WAL) for all of them. An insert the database refuses (a room that does not exist,
+ * a taken id) fails alone; a failure that ends the transaction, or a failed COMMIT, fails
+ * every insert of the batch: none of them is answered as stored. */
+static void sq_insert_batch(void *impl, chat_store_req *const *reqs, int n, int *status,
+                            json_t **results)
+{
+    sq_store *st = impl;
+    int err;
+
+    sq_call_begin(st, "message_insert_batch");
+    err = sq_run(st, SQ_BEGIN);
+    for (int i = 0; i < n && !err; i++) {
+        results[i] = NULL;
+        st->conflict[0] = '\0';
+        status[i] = sq_insert_one(st, reqs[i], &results[i]);
+        if (status[i] == 0) {
+            continue;
+        }
+        json_decref(results[i]);
+        results[i] = status[i] == CHAT_ECONFLICT ? sq_conflict_result(st) : NULL;
+        if (sqlite3_get_autocommit(st->db) ||
+            (status[i] != CHAT_ECONFLICT && status[i] != CHAT_ENOTFOUND &&
+             status[i] != CHAT_EINVAL && status[i] != CHAT_ETOOBIG)) {
+            err = status[i]; /* the transaction is gone, or the database is in trouble */
+        }
+    }
+    if (!err) {
+        err = sq_run(st, SQ_COMMIT);
+    }
+    if (err) {
+        /* stored nothing: the inserts that had succeeded, and those never tried, answer
+         * the batch's error (the caller may retry them); refused ones keep their answer */
+        for (int i = 0; i < n; i++) {
+            if (status[i] == 0) {
+                json_decref(results[i]);
+                results[i] = NULL;
+                status[i] = err;
+            }
+        }
+    }
+    sq_call_end(st, (unsigned)n);
 }
 
 /* ---- open and close ---- */
@@ -917,7 +888,7 @@ fail:
     return err;
 }
 
-static int sq_setup(sq_store *st)
+static int sq_setup(sq_store *st, const chat_store_opts *opts)
 {
     char mode[16];
     char version[24];
@@ -926,7 +897,10 @@ static int sq_setup(sq_store *st)
     sqlite3_extended_result_codes(st->db, 1);
     sqlite3_busy_timeout(st->db, SQ_BUSY_TIMEOUT_MS);
     if ((err = sq_exec_sql(st, "PRAGMA journal_mode = WAL", mode, sizeof mode)) ||
-        (err = sq_exec_sql(st, "PRAGMA synchronous = NORMAL", NULL, 0)) ||
+        (err = sq_exec_sql(st, opts->sqlite_synchronous >= 3   ? "PRAGMA synchronous = EXTRA"
+                               : opts->sqlite_synchronous == 2 ? "PRAGMA synchronous = FULL"
+                                                               : "PRAGMA synchronous = NORMAL",
+                           NULL, 0)) ||
         (err = sq_exec_sql(st, "PRAGMA foreign_keys = ON", NULL, 0)) ||
         (err = sq_exec_sql(st, "PRAGMA user_version", version, sizeof version))) {
         return err;
@@ -961,7 +935,7 @@ static int sq_setup(sq_store *st)
     return 0;
 }
 
-static int sq_open(void **impl, const char *target)
+static int sq_open(void **impl, const char *target, const chat_store_opts *opts)
 {
     sq_store *st = NULL;
     char *path = NULL;
@@ -1001,7 +975,7 @@ static int sq_open(void **impl, const char *target)
         err = sq_error(st, rc, path);
         goto fail;
     }
-    if ((err = sq_setup(st))) {
+    if ((err = sq_setup(st, opts))) {
         goto fail;
     }
     st->op = NULL;
@@ -1021,4 +995,5 @@ const chat_store_backend chat__store_sqlite = {
     .open = sq_open,
     .close = sq_close,
     .exec = sq_exec,
+    .insert_batch = sq_insert_batch,
 };

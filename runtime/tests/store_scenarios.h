@@ -585,6 +585,97 @@ static void on_expect_notfound(int status, json_t *result, void *arg)
     json_decref(result);
 }
 
+typedef struct mixed_answer {
+    int status;
+    int duplicate;
+    char field[16];
+    char id[25];
+    int order; /* when it was answered */
+} mixed_answer;
+
+static mixed_answer mixed[8];
+static int mixed_answered;
+
+static void on_mixed(int status, json_t *result, void *arg)
+{
+    mixed_answer *a = arg;
+    a->status = status;
+    a->order = mixed_answered++;
+    a->duplicate = json_is_true(json_object_get(result, "duplicate"));
+    const char *f = str(result, "field");
+    const char *id = str(json_object_get(result, "message"), "id");
+    snprintf(a->field, sizeof a->field, "%s", f ? f : "");
+    snprintf(a->id, sizeof a->id, "%s", id ? id : "");
+    json_decref(result);
+}
+
+static void test_mixed_batch(chat_store *s)
+{
+    static const char MIX_ROOM[] = "6500000000000000000006a6";
+    char ids[8][25];
+    json_t *r = NULL;
+    chat_store_stats before, after;
+
+    CHECK(run(s, CHAT_STORE_ROOM_CREATE,
+              json_pack("{s:s,s:s,s:[s],s:I}", "id", MIX_ROOM, "type", "group", "participants",
+                        ALICE, "createdAt", (json_int_t)7),
+              &r) == 0);
+    json_decref(r);
+    chat__store_stats(s, &before);
+    memset(mixed, 0, sizeof mixed);
+    mixed_answered = 0;
+    for (int i = 0; i < 8; i++) {
+        chat__objectid(ids[i]);
+    }
+    /* 0 ok; 1 no such room; 2 ok; 3 the id of 0 again; 4 the clientMsgId of 2 again (a
+     * resend inside the same batch); 5 ok; 6 bad arg (no content); 7 ok */
+    json_t *args[8] = {
+        message(ids[0], MIX_ROOM, ALICE, "m0", "mix-0", 40000),
+        message(ids[1], NO_ROOM, ALICE, "m1", "mix-1", 40001),
+        message(ids[2], MIX_ROOM, ALICE, "m2", "mix-2", 40002),
+        message(ids[0], MIX_ROOM, ALICE, "m3", NULL, 40003),
+        message(ids[4], MIX_ROOM, ALICE, "m4", "mix-2", 40004),
+        message(ids[5], MIX_ROOM, ALICE, "m5", NULL, 40005),
+        json_pack("{s:s,s:s,s:s,s:I}", "id", ids[6], "roomId", MIX_ROOM, "senderId", ALICE,
+                  "createdAt", (json_int_t)40006),
+        message(ids[7], MIX_ROOM, ALICE, "m7", "mix-7", 40007),
+    };
+    for (int i = 0; i < 8; i++) {
+        CHECK(chat__store_call(s, CHAT_STORE_MESSAGE_INSERT, args[i], on_mixed, &mixed[i]) == 0);
+    }
+    CHECK(uv_run(&loop, UV_RUN_DEFAULT) == 0);
+    CHECK(mixed_answered == 8);
+    CHECK(mixed[0].status == 0 && !mixed[0].duplicate && strcmp(mixed[0].id, ids[0]) == 0);
+    CHECK(mixed[1].status == CHAT_ENOTFOUND);
+    CHECK(mixed[2].status == 0 && !mixed[2].duplicate && strcmp(mixed[2].id, ids[2]) == 0);
+    CHECK(mixed[3].status == CHAT_ECONFLICT && strcmp(mixed[3].field, "id") == 0);
+    CHECK(mixed[4].status == 0 && mixed[4].duplicate && strcmp(mixed[4].id, ids[2]) == 0);
+    CHECK(mixed[5].status == 0 && !mixed[5].duplicate);
+    CHECK(mixed[6].status == CHAT_EINVAL);
+    CHECK(mixed[7].status == 0 && !mixed[7].duplicate);
+    /* the well-formed inserts were answered in call order */
+    CHECK(mixed[0].order < mixed[2].order && mixed[2].order < mixed[5].order &&
+          mixed[5].order < mixed[7].order);
+    CHECK(run(s, CHAT_STORE_MESSAGES_PAGE, page_arg(MIX_ROOM, NULL, 100), &r) == 0);
+    json_t *msgs = json_object_get(r, "messages");
+    CHECK(json_array_size(msgs) == 4);
+    static const int stored[] = {7, 5, 2, 0}; /* newest first */
+    for (size_t i = 0; i < 4 && i < json_array_size(msgs); i++) {
+        json_t *m = json_array_get(msgs, i);
+        CHECK(strcmp(str(m, "id"), ids[stored[i]]) == 0);
+        CHECK(json_is_array(json_object_get(m, "attachments")));
+        CHECK(json_is_object(json_object_get(m, "reactions")));
+        CHECK(num(m, "updatedAt") == num(m, "createdAt"));
+    }
+    json_decref(r);
+    chat__store_stats(s, &after);
+    /* group commit: the seven well-formed inserts queued together went in at most two
+     * batches (the first call starts one at once; the rest wait for it) */
+    CHECK(after.batched - before.batched == 7);
+    CHECK(after.batches - before.batches <= 2);
+    CHECK(after.queued == 0);
+}
+
 static void test_calls(chat_store *s)
 {
     json_t *r = NULL;
@@ -630,6 +721,10 @@ static void test_calls(chat_store *s)
     CHECK(run(s, CHAT_STORE_MESSAGES_PAGE, page_arg(EMPTY_ROOM, NULL, 1000), &r) == 0);
     CHECK(json_array_size(json_object_get(r, "messages")) == 201);
     json_decref(r);
+
+    /* one batch with inserts the database refuses among good ones: each is answered on its
+     * own, the good ones are stored, in call order */
+    test_mixed_batch(s);
 
     /* refused calls never call back, and still take arg (ASan would see a leak) */
     CHECK(chat__store_call(s, CHAT_STORE_NOPS, json_object(), on_insert, NULL) == CHAT_EINVAL);
