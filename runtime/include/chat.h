@@ -83,6 +83,11 @@ typedef struct chat_config {
     int lua_timers_max;     /* timers one generation of the scripts may have pending */
     int lua_kv_mb;          /* in-process kv memory scripts may fill with kv.set, in MiB */
     int lua_hook_wait_ms;   /* how long a hook may wait for I/O (sleep included) in all */
+    int bcrypt_threads;     /* threads that run only bcrypt (logins, registrations); default 2 */
+    int bcrypt_queue;       /* bcrypt jobs waiting at most; more are refused with 503; 256 */
+    char *sqlite_synchronous; /* "normal" (default: an ack survives a crash of chatd, not a
+                               * power loss) or "full" (survives a power loss; slower) */
+    int store_batch_max;    /* message inserts per group commit; default 1024; 1: no batching */
 } chat_config;
 
 /* Fills every field with its default (strings are copies). */

@@ -78,6 +78,18 @@ static const option_def options[] = {
      "memory the scripts may fill in the in-process kv with chat.kv.set, in MiB"},
     {"lua_hook_wait_ms", "CHAT_LUA_HOOK_WAIT_MS", INT(lua_hook_wait_ms), "5000", 1, 600000,
      "how long one hook may wait for I/O (chat.timer.sleep included) before it fails"},
+    {"bcrypt_threads", "CHAT_BCRYPT_THREADS", INT(bcrypt_threads), "2", 1, 64,
+     "threads that run only bcrypt (logins and registrations), apart from the store's"},
+    {"bcrypt_queue", "CHAT_BCRYPT_QUEUE", INT(bcrypt_queue), "256", 1, 1000000,
+     "password checks waiting for a bcrypt thread at most; beyond it a login or registration "
+     "is refused with 503 (counted in chatd_bcrypt_rejected_total)"},
+    {"sqlite_synchronous", "CHAT_SQLITE_SYNCHRONOUS", STR(sqlite_synchronous), "normal", 0, 0,
+     "normal: an acknowledged message survives a crash of chatd or the OS kernel killing it, "
+     "not a power loss (the last commits may be lost); full: fsync on every commit, survives "
+     "a power loss, slower"},
+    {"store_batch_max", "CHAT_STORE_BATCH_MAX", INT(store_batch_max), "1024", 1, 100000,
+     "message inserts written in one transaction (SQLite) or one insertMany (MongoDB) at most; "
+     "1: one write per message"},
 };
 
 #define NOPTIONS (sizeof options / sizeof options[0])

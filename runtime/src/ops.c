@@ -7,6 +7,7 @@
 
 #include <openssl/crypto.h>
 
+#include "auth.h"
 #include "http.h"
 #include "log.h"
 #include "rt.h"
@@ -106,6 +107,8 @@ static void metrics(chat_http_req *req, const char *user_id)
         (unsigned long long)rt->stats.frames_out, (unsigned long long)rt->stats.bad_packets,
         chat__store_pending(rt->store), version, reloads, failures, errors);
     rc = rc ? rc : chat__script_metrics(rt->script, &b);
+    rc = rc ? rc : chat__store_metrics(&b, rt->store);
+    rc = rc ? rc : chat__auth_metrics(&b, rt->loop);
     if (rc) {
         chat__http_respond_error(req, CHAT_ENOMEM, NULL);
     } else {

@@ -129,9 +129,12 @@ static void rest_register(chat_http_req *req, const char *user_id)
         return;
     }
     c->input = body;
-    if (chat__password_hash_async(req->rt->loop, json_string_value(password),
-                                  req->rt->cfg.bcrypt_cost, password_hashed, c)) {
-        chat__call_fail(c, CHAT_EINTERNAL, "could not hash the password");
+    int rc = chat__password_hash_async(req->rt->loop, json_string_value(password),
+                                       req->rt->cfg.bcrypt_cost, password_hashed, c);
+    if (rc) {
+        chat__call_fail(c, rc == CHAT_EUNAVAIL ? rc : CHAT_EINTERNAL,
+                        rc == CHAT_EUNAVAIL ? "the server is busy checking passwords; retry shortly"
+                                            : "could not hash the password");
     }
 }
 
@@ -166,9 +169,12 @@ static void login_user_loaded(int status, json_t *user, void *arg)
         json_decref(user);
     }
     const char *password = json_string_value(json_object_get(c->input, "password"));
-    if (chat__password_verify_async(c->rt->loop, password, hash ? hash : dummy_hash, login_checked,
-                                    c)) {
-        chat__call_fail(c, CHAT_EINTERNAL, "could not check the password");
+    int rc = chat__password_verify_async(c->rt->loop, password, hash ? hash : dummy_hash,
+                                         login_checked, c);
+    if (rc) {
+        chat__call_fail(c, rc == CHAT_EUNAVAIL ? rc : CHAT_EINTERNAL,
+                        rc == CHAT_EUNAVAIL ? "the server is busy checking passwords; retry shortly"
+                                            : "could not check the password");
     }
 }
 

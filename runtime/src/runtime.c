@@ -11,6 +11,7 @@
 
 #include "domain.h"
 #include "frame.h"
+#include "auth.h"
 #include "log.h"
 #include "rt.h"
 #include "script.h"
@@ -30,7 +31,8 @@ static int copy_config(chat_config *dst, const chat_config *src)
     *dst = *src;
     char **strs[] = {&dst->listen,      &dst->data_dir, &dst->jwt_secret, &dst->log_level,
                      &dst->static_dir,  &dst->scripts_dir, &dst->lua_dir,  &dst->admin_token,
-                     &dst->node_id,     &dst->redis_url,   &dst->mongo_uri};
+                     &dst->node_id,     &dst->redis_url,   &dst->mongo_uri,
+                     &dst->sqlite_synchronous};
     for (size_t i = 0; i < sizeof strs / sizeof strs[0]; i++) {
         if (*strs[i] && !(*strs[i] = strdup(*strs[i]))) {
             for (size_t j = 0; j < i; j++) {
@@ -287,7 +289,22 @@ static int runtime_new(chat_runtime **out, uv_loop_t *loop, const chat_config *c
     const char *mongo = rt->cfg.mongo_uri && *rt->cfg.mongo_uri ? rt->cfg.mongo_uri : NULL;
     const char *redis = rt->cfg.redis_url && *rt->cfg.redis_url ? rt->cfg.redis_url : NULL;
     const chat_store_backend *store_be = mongo ? &chat__store_mongo : &chat__store_sqlite;
-    rc = chat__store_open(&rt->store, rt->loop, store_be, mongo ? mongo : rt->cfg.data_dir);
+    chat_store_opts sopts = {
+        .sqlite_synchronous = chat__store_parse_synchronous(rt->cfg.sqlite_synchronous),
+        .batch_max = rt->cfg.store_batch_max,
+    };
+    if (!sopts.sqlite_synchronous) {
+        chat__log(CHAT_LOG_ERROR, "bad_sqlite_synchronous",
+                  "CHAT_SQLITE_SYNCHRONOUS must be normal or full",
+                  json_pack("{s:s?}", "sqlite_synchronous", rt->cfg.sqlite_synchronous));
+        rc = CHAT_EINVAL;
+        goto fail;
+    }
+    if ((rc = chat__auth_pool_start(rt->loop, rt->cfg.bcrypt_threads, rt->cfg.bcrypt_queue))) {
+        goto fail;
+    }
+    rc = chat__store_open_with(&rt->store, rt->loop, store_be,
+                               mongo ? mongo : rt->cfg.data_dir, &sopts);
     if (rc) {
         chat__log(CHAT_LOG_ERROR, "store_open_failed",
                   mongo ? "cannot open the MongoDB store; check CHAT_MONGO_URI (see above)"
@@ -375,6 +392,7 @@ int chat_runtime_reload(chat_runtime *rt, char *err, size_t errlen)
 static void release_backends(chat_runtime *rt)
 {
     chat__net_free(rt);
+    chat__auth_pool_stop(rt->loop); /* answers what is left before the store closes */
     chat__store_close(rt->store);
     rt->store = NULL;
     chat__kv_free(rt->kv);

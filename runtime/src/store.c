@@ -6,10 +6,12 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/random.h>
 #include <time.h>
 #include <unistd.h>
 
+#include "buf.h"
 #include "chat.h"
 #include "log.h"
 
@@ -164,6 +166,39 @@ void chat__store_stats(const chat_store *s, chat_store_stats *out)
         *out = s->stats;
         out->queued = s->queued;
     }
+}
+
+int chat__store_metrics(struct chat_buf *b, const chat_store *s)
+{
+    chat_store_stats st;
+    chat__store_stats(s, &st);
+    return chat__buf_appendf(
+        b,
+        "# HELP chatd_store_insert_batches_total Group commits of message inserts.\n"
+        "# TYPE chatd_store_insert_batches_total counter\n"
+        "chatd_store_insert_batches_total %llu\n"
+        "# HELP chatd_store_inserts_batched_total Message inserts written by group commits.\n"
+        "# TYPE chatd_store_inserts_batched_total counter\n"
+        "chatd_store_inserts_batched_total %llu\n"
+        "# HELP chatd_store_insert_batch_largest The most inserts one group commit held.\n"
+        "# TYPE chatd_store_insert_batch_largest gauge\n"
+        "chatd_store_insert_batch_largest %d\n"
+        "# HELP chatd_store_inserts_queued Message inserts waiting for the next group commit.\n"
+        "# TYPE chatd_store_inserts_queued gauge\nchatd_store_inserts_queued %d\n",
+        (unsigned long long)st.batches, (unsigned long long)st.batched, st.batch_largest,
+        st.queued);
+}
+
+/* "normal", "full" or "extra" (any case) as chat_store_opts.sqlite_synchronous; 0 if none. */
+int chat__store_parse_synchronous(const char *s)
+{
+    static const char *const names[] = {"normal", "full", "extra"};
+    for (int i = 0; s && i < 3; i++) {
+        if (strcasecmp(s, names[i]) == 0) {
+            return i + 1;
+        }
+    }
+    return 0;
 }
 
 static void store_job_ended(chat_store *s)

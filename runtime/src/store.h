@@ -147,6 +147,11 @@ typedef struct chat_store_stats {
     int queued;            /* inserts waiting for the next batch now */
 } chat_store_stats;
 void chat__store_stats(const chat_store *s, chat_store_stats *out);
+struct chat_buf;
+/* Appends the store's lines of /metrics. 0 or CHAT_ENOMEM. */
+int chat__store_metrics(struct chat_buf *b, const chat_store *s);
+/* "normal", "full" or "extra" (any case) as chat_store_opts.sqlite_synchronous; 0: neither. */
+int chat__store_parse_synchronous(const char *s);
 
 /* A new ObjectId: 24 lowercase hex (4-byte seconds, 5 random bytes, 3-byte counter).
  * Thread-safe. */

@@ -361,11 +361,77 @@ static void test_async(void)
     CHECK(uv_loop_close(&loop) == 0);
 }
 
+/* The same wrappers on the loop's own bcrypt workers: the chained hash and verifies, then a
+ * burst larger than the queue: the excess is refused at once (CHAT_EUNAVAIL, no callback)
+ * and counted, every accepted job is answered exactly once, an idle pool does not keep
+ * uv_run alive, and stop leaves a loop that closes. */
+static int burst_answered;
+static int burst_ok;
+
+static void on_burst(int status, const char *hash, void *arg)
+{
+    (void)hash;
+    (void)arg;
+    burst_answered++;
+    burst_ok += status == 0;
+}
+
+static void test_pool(void)
+{
+    uv_loop_t loop;
+    char hash[CHAT_HASH_MAX];
+    chat_auth_stats st;
+
+    CHECK(uv_loop_init(&loop) == 0);
+    CHECK(chat__auth_pool_start(&loop, 1, 3) == 0);
+    memset(&as, 0, sizeof as);
+    as.verify_ok = as.verify_bad = as.verify_malformed = 1;
+    CHECK(chat__password_hash_async(&loop, "s3cret password", 4, on_hash, &loop) == 0);
+    CHECK(uv_run(&loop, UV_RUN_DEFAULT) == 0); /* returns: the idle pool holds no ref */
+    CHECK(as.calls == 4);
+    CHECK(as.verify_ok == 0);
+    CHECK(as.verify_bad == CHAT_EUNAUTHORIZED);
+    CHECK(as.verify_malformed == CHAT_EUNAUTHORIZED);
+
+    CHECK(chat__password_hash("burst password", 6, hash) == 0);
+    int accepted = 0, refused = 0;
+    for (int i = 0; i < 12; i++) {
+        int rc = chat__password_verify_async(&loop, "burst password", hash, on_burst, NULL);
+        CHECK(rc == 0 || rc == CHAT_EUNAVAIL);
+        accepted += rc == 0;
+        refused += rc == CHAT_EUNAVAIL;
+    }
+    /* one thread, three waiting: at most four in at once (three if none started yet) */
+    CHECK(accepted >= 3 && accepted <= 4);
+    CHECK(refused == 12 - accepted);
+    chat__auth_stats(&loop, &st);
+    CHECK(st.rejected == (uint64_t)refused);
+    CHECK(st.threads == 1 && st.queue_max == 3);
+    CHECK(uv_run(&loop, UV_RUN_DEFAULT) == 0);
+    CHECK(burst_answered == accepted);
+    CHECK(burst_ok == accepted);
+    chat__auth_stats(&loop, &st);
+    CHECK(st.queued == 0 && st.running == 0);
+    CHECK(st.done == (uint64_t)accepted + 4);
+
+    /* jobs still queued at stop are finished and answered by stop itself */
+    burst_answered = burst_ok = 0;
+    CHECK(chat__password_verify_async(&loop, "burst password", hash, on_burst, NULL) == 0);
+    CHECK(chat__password_verify_async(&loop, "wrong", hash, on_burst, NULL) == 0);
+    chat__auth_pool_stop(&loop);
+    CHECK(burst_answered == 2);
+    CHECK(burst_ok == 1);
+    CHECK(uv_run(&loop, UV_RUN_DEFAULT) == 0); /* the pool's handle closes */
+    CHECK(uv_loop_close(&loop) == 0);
+    CHECK(chat__auth_pool_start(&loop, 0, 3) == CHAT_EINVAL);
+}
+
 int main(void)
 {
     test_password();
     test_jwt();
     test_async();
+    test_pool();
     printf("test_auth: %d passed, %d failed\n", passed, failed);
     return failed ? 1 : 0;
 }
