@@ -124,11 +124,19 @@ start_server() {
     PORT=$(free_port)
     local data="$WORK/data-$1-$RANDOM" log="$WORK/$1.log"
     mkdir -p "$data"
-    if [ "$1" = chatd ]; then
-        CHAT_LISTEN=127.0.0.1:$PORT CHAT_DATA_DIR=$data CHAT_JWT_SECRET=$SECRET \
+    if [ "${1%%-*}" = chatd ]; then
+        # variants of the persist scenario: chatd-full (synchronous=FULL), chatd-mongo and
+        # chatd-mongo-single (MongoDB at $BENCH_MONGO_URI, batched or one insert per call)
+        local -a extra=()
+        case $1 in
+        chatd-full) extra=(CHAT_SQLITE_SYNCHRONOUS=full) ;;
+        chatd-mongo) extra=("CHAT_MONGO_URI=$BENCH_MONGO_URI") ;;
+        chatd-mongo-single) extra=("CHAT_MONGO_URI=$BENCH_MONGO_URI" CHAT_STORE_BATCH_MAX=1) ;;
+        esac
+        env CHAT_LISTEN=127.0.0.1:$PORT CHAT_DATA_DIR=$data CHAT_JWT_SECRET=$SECRET \
             CHAT_BCRYPT_COST=4 CHAT_LOG_LEVEL=warn CHAT_PING_INTERVAL_MS=$2 \
             CHAT_PING_TIMEOUT_MS=20000 CHAT_RATELIMIT_USER=1000000000 \
-            CHAT_RATELIMIT_IP=1000000000 "$BUILD/chatd" >"$log" 2>&1 &
+            CHAT_RATELIMIT_IP=1000000000 "${extra[@]}" "$BUILD/chatd" >"$log" 2>&1 &
     else
         REF_LISTEN=127.0.0.1:$PORT REF_DATA_DIR=$data REF_PING_INTERVAL_MS=$2 \
             REF_PING_TIMEOUT_MS=20000 node "$REF/server.js" >"$log" 2>&1 &
@@ -243,10 +251,17 @@ scenario() {
         ;;
     persist)
         # acknowledged message:send per second: rooms of one, so nothing is delivered and
-        # every send is a store write; 64 connections with 16 sends in flight each.
-        # (MongoDB: chatd's mongo store is a later issue; add a "chatd-mongo" run here.)
+        # every send is a store write; 64 connections with 16 sends in flight each. Besides
+        # chatd and the reference: chatd with synchronous=FULL (power-loss durable acks), and
+        # with BENCH_MONGO_URI set (e.g. the FerretDB of tools/services.sh), chatd on MongoDB
+        # with batched (insertMany) and single inserts.
         if [ "$q" = 1 ]; then o=(--step-secs 3); else o=(--step-secs 10); fi
-        o+=(--conns 64 --room-size 1 --rate max --inflight 16 --window 0)
+        o+=(--conns 64 --room-size 1 --rate max --inflight 16 --window 0 --max-secs 240)
+        run_one "$s" chatd-full "$ping" -- "${o[@]}"
+        if [ -n "${BENCH_MONGO_URI:-}" ]; then
+            run_one "$s" chatd-mongo "$ping" -- "${o[@]}"
+            run_one "$s" chatd-mongo-single "$ping" -- "${o[@]}"
+        fi
         ;;
     *)
         echo "unknown scenario $s (known: ${ALL[*]})" >&2

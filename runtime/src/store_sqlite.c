@@ -93,7 +93,7 @@ static const char sq_schema[] =
     X(ROOMS_FOR_USER, "SELECT " ROOM_COLS " FROM room_participants p"                      \
                       " JOIN rooms r ON r.id = p.room_id WHERE p.user_id = ?1"              \
                       " ORDER BY r.created_at DESC, r.id DESC")                             \
-    X(MSG_INSERT, "INSERT INTO messages (id, room_id, sender_id, content, attachments,"    \
+    X(MSG_INSERT, "INSERT OR IGNORE INTO messages (id, room_id, sender_id, content, attachments,"    \
                   " reactions, client_msg_id, created_at, updated_at) VALUES (?1, ?2, ?3,"  \
                   " ?4, coalesce(?5, '[]'), coalesce(?6, '{}'), ?7, ?8, coalesce(?9, ?8))") \
         X(MSG_BY_CLIENT_ID, "SELECT " MSG_COLS " FROM messages"                                \
@@ -602,35 +602,39 @@ fail:
 
 /* One insert inside the caller's transaction: the stored message (built from the request:
  * nothing is read back) or, for a clientMsgId this sender used before, the stored one with
- * duplicate true. A failed INSERT undoes only itself: the transaction stays open for the
- * others of a batch (unless SQLite ended it: the caller checks autocommit). */
+ * duplicate true. The INSERT ignores a taken unique key, so the common case costs one
+ * statement; only when it stored nothing does the clientMsgId lookup run (a resend), and
+ * when that finds nothing the id was taken. A failed INSERT (a room that does not exist)
+ * undoes only itself: the transaction stays open for the others of a batch (unless SQLite
+ * ended it: the caller checks autocommit). */
 static int sq_insert_one(sq_store *st, const chat_store_req *q, json_t **result)
 {
     json_t *const *v = q->v;
     json_t *msg = NULL;
     int duplicate = 0;
-    int err;
+    sqlite3_stmt *stmt = sq_stmt(st, SQ_MSG_INSERT);
+    int err = sq_bind(st, stmt, v, CHAT_M_UPDATED + 1);
 
-    /* A client retrying after a lost ack sends the same clientMsgId: answer with what
-     * is stored instead of writing a second copy. */
-    if (v[CHAT_M_CLIENT]) {
+    if (!err) {
+        err = sq_step(st, stmt);
+    }
+    sqlite3_reset(stmt); /* ends the statement now: the next one of a batch may follow */
+    if (err) {
+        return err;
+    }
+    if (sqlite3_changes(st->db) == 0) {
+        /* A client retrying after a lost ack sends the same clientMsgId: answer with what
+         * is stored instead of a second copy. */
+        if (!v[CHAT_M_CLIENT]) {
+            return CHAT_ECONFLICT; /* the id is taken; conflict text empty: field "id" */
+        }
         json_t *key[2] = {v[CHAT_M_SENDER], v[CHAT_M_CLIENT]};
         err = sq_get(st, SQ_MSG_BY_CLIENT_ID, key, 2, msg_cols, NFIELDS(msg_cols), &msg);
-        if (err && err != CHAT_ENOTFOUND) {
-            return err;
-        }
-        duplicate = err == 0;
-    }
-    if (!duplicate) {
-        sqlite3_stmt *stmt = sq_stmt(st, SQ_MSG_INSERT);
-        err = sq_bind(st, stmt, v, CHAT_M_UPDATED + 1);
-        if (!err) {
-            err = sq_step(st, stmt);
-        }
-        sqlite3_reset(stmt); /* ends the statement now: the next one of a batch may follow */
         if (err) {
-            return err;
+            return err == CHAT_ENOTFOUND ? CHAT_ECONFLICT : err;
         }
+        duplicate = 1;
+    } else {
         msg = chat__store_message(q);
         if (!msg) {
             return CHAT_ENOMEM;

@@ -1,6 +1,7 @@
 /* test_store_sqlite.c: the store scenarios (store_scenarios.h) against the SQLite backend,
  * plus what only SQLite has: the data dir's permissions, WAL mode, an uncreatable dir. */
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "store_scenarios.h"
@@ -18,6 +19,67 @@ static void cleanup(void)
     }
     rmdir(datadir);
     rmdir(tmpdir);
+}
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* A figure, not a check: stored inserts per second through chat__store_call with 1024 in
+ * flight (as chatd under load), for each synchronous mode, group-committed and one
+ * transaction per insert. Every insert carries a clientMsgId, as chatd's clients send. */
+static void measure_inserts(void)
+{
+    static const struct {
+        const char *name;
+        int sync, batch;
+    } modes[] = {{"NORMAL, group commit", 1, 1024},
+                 {"NORMAL, one per insert", 1, 1},
+                 {"FULL, group commit", 2, 1024},
+                 {"FULL, one per insert", 2, 1}};
+    enum { INFLIGHT = 1024 };
+    printf("test_store_sqlite: stored inserts/s, %d in flight:", INFLIGHT);
+    for (size_t m = 0; m < sizeof modes / sizeof modes[0]; m++) {
+        chat_store *s = NULL;
+        json_t *r = NULL;
+        chat_store_opts o = {.sqlite_synchronous = modes[m].sync, .batch_max = modes[m].batch};
+        CHECK(chat__store_open_with(&s, &loop, &chat__store_sqlite, datadir, &o) == 0);
+        if (!s) {
+            return;
+        }
+        char room[25];
+        chat__objectid(room);
+        CHECK(run(s, CHAT_STORE_ROOM_CREATE,
+                  json_pack("{s:s,s:s,s:[],s:I}", "id", room, "type", "group", "participants",
+                            "createdAt", (json_int_t)1),
+                  &r) == 0);
+        json_decref(r);
+        /* FULL, one at a time, is slow on a real disk: fewer of them */
+        int total = modes[m].sync == 2 && modes[m].batch == 1 ? 2000 : 20000;
+        memset(&cs, 0, sizeof cs);
+        double t0 = now_s();
+        for (int i = 0; i < total; i++) {
+            char id[25];
+            char cid[24];
+            chat__objectid(id);
+            snprintf(cid, sizeof cid, "m%zu-%d", m, i);
+            CHECK(chat__store_call(s, CHAT_STORE_MESSAGE_INSERT,
+                                   message(id, room, ALICE, "throughput", cid, 200000 + i),
+                                   on_insert, NULL) == 0);
+            if (chat__store_pending(s) >= INFLIGHT) {
+                uv_run(&loop, UV_RUN_ONCE);
+            }
+        }
+        uv_run(&loop, UV_RUN_DEFAULT);
+        double took = now_s() - t0;
+        CHECK(cs.fresh == total);
+        printf(" %s %.0f;", modes[m].name, total / took);
+        chat__store_close(s);
+    }
+    printf("\n");
 }
 
 int main(void)
@@ -54,6 +116,7 @@ int main(void)
 
     test_close_pending();
     test_reopen();
+    measure_inserts();
 
     /* a data dir that cannot be created */
     s = NULL;
