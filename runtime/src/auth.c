@@ -222,8 +222,8 @@ static void pw_thread(void *arg)
         while (!p->todo_head && !p->stopping) {
             uv_cond_wait(&p->cond, &p->lock);
         }
-        if (!p->todo_head) {
-            break; /* stopping, and nothing left */
+        if (p->stopping) {
+            break; /* what is still queued is answered by chat__auth_pool_stop */
         }
         pw_work *w = p->todo_head;
         p->todo_head = w->next;
@@ -360,7 +360,8 @@ void chat__auth_pool_stop(uv_loop_t *loop)
         }
     }
     uv_mutex_unlock(&pools_lock);
-    /* the threads finish what is queued (each job is a bounded computation), then exit */
+    /* the threads finish the job they are running (a bounded computation), then exit; the
+     * jobs that never started are answered unavailable: a client may retry */
     uv_mutex_lock(&p->lock);
     p->stopping = 1;
     uv_cond_broadcast(&p->cond);
@@ -369,6 +370,15 @@ void chat__auth_pool_stop(uv_loop_t *loop)
         uv_thread_join(&p->threads[i]);
     }
     pw_pool_drain(p); /* every accepted job is answered, exactly once */
+    pw_work *w = p->todo_head;
+    p->todo_head = p->todo_tail = NULL;
+    p->queued = 0;
+    while (w) {
+        pw_work *next = w->next;
+        p->in_flight--;
+        pw_report(w, CHAT_EUNAVAIL);
+        w = next;
+    }
     uv_close((uv_handle_t *)&p->done_async, pw_pool_closed);
 }
 

@@ -26,8 +26,9 @@ int chat__password_verify_async(uv_loop_t *loop, const char *password, const cha
 
 /* The bcrypt workers of a loop: threads that run nothing but bcrypt, and at most queue_max
  * jobs waiting for them, so logins never hold the uv thread pool the store runs on. Stop
- * joins the threads after they finished what was queued, answers every job on the calling
- * (loop) thread, and closes the pool's one handle (the loop must run once more to free it). */
+ * joins the threads once they finished the job each was running, answers every job on the
+ * calling (loop) thread (those that never started: CHAT_EUNAVAIL), and closes the pool's one
+ * handle (the loop must run once more to free it). */
 int chat__auth_pool_start(uv_loop_t *loop, int threads, int queue_max);
 void chat__auth_pool_stop(uv_loop_t *loop);
 
