@@ -267,6 +267,12 @@ static int sq_bind(sq_store *st, sqlite3_stmt *stmt, json_t *const *vals, int n)
             break;
         case JSON_OBJECT:
         case JSON_ARRAY:
+            if (json_is_object(v) ? json_object_size(v) == 0 : json_array_size(v) == 0) {
+                /* the usual attachments and reactions: no encoding, no allocation */
+                rc = sqlite3_bind_text(stmt, i + 1, json_is_object(v) ? "{}" : "[]", 2,
+                                       SQLITE_STATIC);
+                break;
+            }
             text = json_dumps(v, JSON_COMPACT | JSON_PRESERVE_ORDER);
             if (!text) {
                 rc = SQLITE_NOMEM;
