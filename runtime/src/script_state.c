@@ -341,7 +341,11 @@ static void watch_cb(uv_fs_event_t *h, const char *filename, int events, int sta
 {
     chat_script *sc = h->data;
     (void)events;
-    if (status < 0 || !filename || filename[0] == '.' || !strstr(filename, ".lua")) {
+    /* a Kubernetes ConfigMap volume changes every file at once by renaming a new ..data
+     * symlink over the old one: no *.lua name changes in the folder itself */
+    int swapped = filename && strcmp(filename, "..data") == 0;
+    if (status < 0 || !filename ||
+        (!swapped && (filename[0] == '.' || !strstr(filename, ".lua")))) {
         return;
     }
     /* editors write in several steps: reload once things settle */
