@@ -7,6 +7,8 @@
 #   4. Lua specs: busted inside build-asan/chatd --run, so the specs use the real bindings
 #   5. end-to-end test dependencies (npm ci, only when needed)
 #   6. end-to-end tests against build-asan/chatd (node --test)
+#   7. containers: the image, the compose cluster and deploy/k8s in podman
+#      (tools/test-containers.sh; "skipped" only where podman cannot run at all)
 # A summary is printed at the end and written to artifacts/test-summary.txt.
 # Exits non-zero if any stage fails.
 set -euo pipefail
@@ -188,6 +190,25 @@ if [ "$BUILD_OK" -eq 1 ] && [ "$NPM_RC" -eq 0 ]; then
     run_stage "end-to-end tests (node --test)" stage_e2e
 else
     skip_stage "end-to-end tests (node --test)" "no build or no e2e dependencies"
+fi
+
+# ---- 7. containers (last: the longest, and it needs nothing above) ---------------------
+
+stage_containers() {
+    local rc=0
+    note "tools/test-containers.sh: the image, the compose cluster, deploy/k8s (podman)"
+    "$ROOT/tools/test-containers.sh" || rc=$?
+    if [ "$rc" -eq 77 ]; then # podman cannot run a container on this machine at all
+        : >"$ART_DIR/containers.skipped"
+        return 0
+    fi
+    return "$rc"
+}
+
+rm -f "$ART_DIR/containers.skipped"
+run_stage "containers (image, compose, k8s)" stage_containers
+if [ -f "$ART_DIR/containers.skipped" ]; then
+    STAGE_RESULTS[${#STAGE_RESULTS[@]}-1]="skipped (podman cannot run containers here)"
 fi
 
 # ---- summary ---------------------------------------------------------------------------
