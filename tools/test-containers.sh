@@ -285,7 +285,7 @@ check_compose() {
 
 kube_cleanup() {
     podman kube down "$WORK/kube.yaml" >/dev/null 2>&1 || true
-    podman volume rm -f chatd-scripts "$PROJECT-data" >/dev/null 2>&1 || true
+    podman volume rm -f chatd-scripts "$PROJECT-data" "$PROJECT-tmp" >/dev/null 2>&1 || true
     podman secret rm chatd-jwt >/dev/null 2>&1 || true
 }
 
@@ -314,9 +314,9 @@ for d in docs:
         for probe in ("readinessProbe", "livenessProbe"):
             c[probe]["httpGet"]["port"] = port
         for v in pod["volumes"]:
-            if v["name"] == "data":  # emptyDir becomes a named volume in podman: make it ours
+            if "emptyDir" in v:  # podman makes a named volume of it: give it our name
                 v.pop("emptyDir")
-                v["persistentVolumeClaim"] = {"claimName": os.environ["PROJECT"] + "-data"}
+                v["persistentVolumeClaim"] = {"claimName": "%s-%s" % (os.environ["PROJECT"], v["name"])}
     if d["kind"] == "ConfigMap" and d["metadata"]["name"] == "chatd-settings":
         d["data"]["CHAT_LISTEN"] = "127.0.0.1:%d" % port
         del d["data"]["CHAT_REDIS_URL"], d["data"]["CHAT_MONGO_URI"]
