@@ -112,7 +112,18 @@ describe('the compose cluster', { timeout: 240000 }, () => {
             { transports: ['websocket'] }, 2);
         sockets.forEach((s) => s.disconnect());
         const reconnecting = { transports: ['websocket'], reconnection: true, reconnectionDelay: 100, reconnectionDelayMax: 1000 };
-        const victim = await h.connect(FRONT, users[1].token, reconnecting);
+        // the victim's client asks, on every (re)connect, for what it missed since the last
+        // message it saw (auth.since), as an application would
+        let lastSeen = null;
+        const victim = await h.connect(FRONT, users[1].token, {
+            ...reconnecting,
+            auth: (cb) => cb({ token: users[1].token, ...(lastSeen ? { since: { [room.id]: lastSeen } } : {}) }),
+        });
+        victim.on('message:new', (m) => {
+            if (m.roomId === room.id) {
+                lastSeen = m.id;
+            }
+        });
         const victimNode = nodeOf(victim);
         const sender = await connectOn(users[0].token, (n) => n !== victimNode, reconnecting);
         let disconnects = 0;
@@ -120,6 +131,7 @@ describe('the compose cluster', { timeout: 240000 }, () => {
 
         // both talk; the victim's own sends that are in flight when its node dies may get no ack
         const acked = [];
+        const senderAcked = [];
         const victimSends = [];
         const victimSend = (i) => emitAck(victim, 'message:send',
             { roomId: room.id, content: `v${i}`, clientMsgId: `victim-${i}` }, 15000)
@@ -136,6 +148,7 @@ describe('the compose cluster', { timeout: 240000 }, () => {
                 { roomId: room.id, content: `s${i}`, clientMsgId: `sender-${i}` });
             assertAckOk(ack, `sender message ${i}: the sender's node is alive`);
             acked.push(ack.message.id);
+            senderAcked.push(ack.message.id);
         }
         await waitUntil('the victim to reconnect on another node',
             () => victim.connected && nodeOf(victim) !== victimNode, 30000);
@@ -150,6 +163,13 @@ describe('the compose cluster', { timeout: 240000 }, () => {
         acked.push(back.message.id);
         await h.waitFor(sender, 'message:new', (m) => m.id === back.message.id, 10000);
         await Promise.all(victimSends);
+
+        // live or caught up after the reconnect, the victim has every message the sender sent
+        const received = () => new Set(victim.inbox.list('message:new').map((m) => m.id));
+        await waitUntil('the victim to have every message of the sender', () =>
+            senderAcked.every((id) => received().has(id)), 10000).catch(() => {
+            assert.deepEqual(senderAcked.filter((id) => !received().has(id)), [], 'messages the victim never got');
+        });
 
         const stored = await history(users[1].token, room.id);
         assert.equal(new Set(stored).size, stored.length, 'no message twice in the history');
