@@ -358,7 +358,7 @@ main() {
     trap 'as_root rm -rf "$WORK"' EXIT
     trap 'echo "test-containers: out of time (${TIME_LIMIT} s)" >&2; exit 124' TERM
     setup
-    setup_base_image || true
+    setup_base_image
     if ! podman image exists "$BASE_IMAGE" || ! podman_runs; then
         cat "$WORK/podman-probe.log" >&2 2>/dev/null || true
         echo "skipped: podman cannot run a container on this machine"
