@@ -109,6 +109,15 @@ export class Api {
         return this.request('GET', '/rooms');
     }
 
+    /** The directory: public users by id, { users } in the order asked. */
+    users(ids) {
+        return this.request('GET', `/users?ids=${ids.map(encodeURIComponent).join(',')}`);
+    }
+
+    updateMe(changes) {
+        return this.request('PATCH', '/me', changes);
+    }
+
     /** Newest first: { messages, nextBefore }. */
     messages(roomId, { before = null, limit = 50 } = {}) {
         const q = new URLSearchParams({ roomId, limit: String(limit) });

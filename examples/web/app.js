@@ -32,7 +32,7 @@ const state = {
     logs: new Map(), // roomId -> RoomLog
     last: new Map(), // roomId -> newest message we know of (for previews and order)
     unread: new Map(), // roomId -> count
-    names: new Map(), // userId -> { name, self }
+    names: new Map(), // userId -> { name, self, dir (from the directory), user }
     presence: new Map(), // userId -> { status, lastSeen }
     typing: new Map(), // roomId -> Map(userId -> timer)
     activeId: null,
@@ -178,17 +178,57 @@ function setConn(conn, detail = '') {
 }
 
 // ---- names ------------------------------------------------------------------------------
-// chatd gives a client no way to look up another user's name: messages, rooms and presence
-// carry user ids only. The page shows names it can learn honestly: yours, and the names in a
-// direct room's name, which the page sets to "<creator's username> & <name they typed>".
-// Everyone else appears as "user·" and the end of their id.
+// Messages, rooms and presence carry user ids; the directory (GET /users?ids=) turns them into
+// names: displayName, else username. Ids not known yet are asked for in one batch; until the
+// answer comes they show as "user·" and the end of their id, and every view is drawn again
+// when it arrives.
+
+const lookups = { queued: new Set(), asked: new Set(), timer: null };
 
 function nameOf(id) {
     if (state.me && id === state.me.id) {
-        return state.me.username;
+        return state.me.displayName || state.me.username;
     }
     const known = state.names.get(id);
+    if (!known || !known.dir) {
+        lookUp(id);
+    }
     return known ? known.name : `user·${(id || '').slice(-6)}`;
+}
+
+function lookUp(id) {
+    if (!id || !/^[0-9a-f]{24}$/.test(id) || lookups.asked.has(id) || !api.token) {
+        return;
+    }
+    lookups.asked.add(id);
+    lookups.queued.add(id);
+    if (!lookups.timer) {
+        lookups.timer = setTimeout(flushLookups, 0);
+    }
+}
+
+async function flushLookups() {
+    lookups.timer = null;
+    const ids = [...lookups.queued].slice(0, 100);
+    ids.forEach((id) => lookups.queued.delete(id));
+    if (lookups.queued.size) {
+        lookups.timer = setTimeout(flushLookups, 0);
+    }
+    try {
+        const { users } = await api.users(ids);
+        for (const u of users) {
+            state.names.set(u.id, { name: u.displayName || u.username, self: true, dir: true, user: u });
+        }
+    } catch {
+        ids.forEach((id) => lookups.asked.delete(id)); // asked again on the next draw
+        return;
+    }
+    renderRoomList();
+    if (state.activeId) {
+        renderRoomHead();
+        renderMembers();
+        renderMessages();
+    }
 }
 
 function learn(id, name, self) {
@@ -196,6 +236,9 @@ function learn(id, name, self) {
         return;
     }
     const known = state.names.get(id);
+    if (known && known.dir) {
+        return; // the directory's answer wins over a name read from a room
+    }
     if (!known || (self && !known.self)) {
         state.names.set(id, { name, self });
     }

@@ -96,5 +96,8 @@ int chat__domain_start(chat_runtime *rt)
 {
     rt->actions = &chat__domain_actions;
     int rc = chat__sock_start(rt, &sock_handler);
-    return rc ? rc : chat__rest_start(rt);
+    if (!rc) {
+        rc = chat__rest_start(rt);
+    }
+    return rc ? rc : chat__users_start(rt);
 }

@@ -145,6 +145,10 @@ void chat__domain_disconnect(chat_sock *k, const char *reason);
 void chat__domain_event(chat_sock *k, const char *event, json_t *args, int64_t ack_id);
 /* rest.c: registers the REST routes with http.c. */
 int chat__rest_start(chat_runtime *rt);
+/* users.c: profiles and the directory (PATCH /me, GET /users...). */
+int chat__users_start(chat_runtime *rt);
+/* users.c: the user's profile or presence changed: drop the cached copy. */
+void chat__users_changed(chat_runtime *rt, const char *user_id);
 
 /* ---- the Socket.IO events (domain.c's table) ---- */
 void chat__on_room_join(chat_call *c, json_t *payload);

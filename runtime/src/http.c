@@ -92,13 +92,24 @@ static int bearer_user(chat_http_req *req, char user_id[25])
     return chat__jwt_verify(req->rt->jwt_secret, h + 7, tv.tv_sec, user_id);
 }
 
+/* A route path ending in "/" "*" matches its prefix and one more non-empty segment
+ * ("/users/<id>"); any other route path matches itself only. */
+static int path_matches(const char *route, const char *path)
+{
+    size_t n = strlen(route);
+    if (n >= 2 && route[n - 1] == '*' && route[n - 2] == '/') {
+        return strncmp(route, path, n - 1) == 0 && path[n - 1] && !strchr(path + n - 1, '/');
+    }
+    return strcmp(route, path) == 0;
+}
+
 void chat__http_dispatch(chat_http_req *req)
 {
     int path_known = 0;
     const chat_vec *routes = &req->rt->http_routes;
     for (uint32_t i = 0; i < routes->len; i++) {
         const chat_http_route *r = routes->items[i];
-        if (strcmp(r->path, req->path) != 0) {
+        if (!path_matches(r->path, req->path)) {
             continue;
         }
         path_known = 1;

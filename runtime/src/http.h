@@ -13,7 +13,8 @@
 typedef struct chat_http_req chat_http_req;
 typedef struct chat_session chat_session;
 
-enum { CHAT_HTTP_GET, CHAT_HTTP_POST, CHAT_HTTP_OPTIONS, CHAT_HTTP_HEAD, CHAT_HTTP_OTHER };
+enum { CHAT_HTTP_GET, CHAT_HTTP_POST, CHAT_HTTP_OPTIONS, CHAT_HTTP_HEAD, CHAT_HTTP_OTHER,
+       CHAT_HTTP_PATCH, CHAT_HTTP_DELETE };
 
 struct chat_http_req {
     chat_runtime *rt;
@@ -57,7 +58,8 @@ void chat__http_dispatch(chat_http_req *req);
 typedef void (*chat_http_route_fn)(chat_http_req *req, const char *user_id);
 typedef struct chat_http_route {
     int method; /* CHAT_HTTP_GET.. (HEAD is served as GET), or CHAT_HTTP_ANY */
-    const char *path;
+    const char *path; /* exact, or ending in "/" "*": that prefix and one more
+                       * path segment (req->path has it) */
     int auth; /* 1: needs a valid bearer token, whose user id fn gets */
     chat_http_route_fn fn;
 } chat_http_route;

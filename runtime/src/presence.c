@@ -43,14 +43,23 @@ typedef struct presence_ctx {
     chat_buf rooms; /* for going offline: the user's rooms when its last socket left */
 } presence_ctx;
 
+typedef struct seen_ctx {
+    chat_runtime *rt;
+    char user_id[25];
+} seen_ctx;
+
 static void store_ignore(int status, json_t *result, void *arg)
 {
+    seen_ctx *s = arg;
     if (status) {
         chat__log(CHAT_LOG_WARN, "last_seen_failed", "could not record a user's last seen time",
                   json_pack("{s:s}", "code", chat_errcode(status)));
     }
     json_decref(result);
-    (void)arg;
+    if (s) {
+        chat__users_changed(s->rt, s->user_id); /* the directory's copy shows the old status */
+        free(s);
+    }
 }
 
 static void presence_counted(int status, const char *value, int64_t number, void *arg)
@@ -74,10 +83,15 @@ static void presence_counted(int status, const char *value, int64_t number, void
                                "presence:update", payload);
             json_decref(payload);
         }
+        seen_ctx *s = malloc(sizeof *s);
+        if (s) {
+            s->rt = p->rt;
+            memcpy(s->user_id, p->user_id, 25);
+        }
         chat__store_call(
             p->rt->store, CHAT_STORE_USER_SET_SEEN,
             json_pack("{s:s,s:I,s:s}", "id", p->user_id, "lastSeen", (json_int_t)now, "status", st),
-            store_ignore, NULL);
+            store_ignore, s);
     }
     chat__buf_free(&p->rooms);
     free(p);

@@ -584,6 +584,13 @@ static const store_field f_message[] = {
     {"createdAt", F_INT},
     {"updatedAt", F_INT | F_OPT},
 };
+static const store_field f_user_update[] = {
+    {"id", F_STR},
+    {"displayName", F_STR | F_OPT},
+    {"avatar", F_STR | F_OPT},
+    {"statusText", F_STR | F_OPT},
+};
+static const store_field f_users_search[] = {{"prefix", F_STR}, {"limit", F_INT | F_OPT}};
 static const store_field f_page[] = {
     {"roomId", F_STR}, {"before", F_STR | F_OPT}, {"limit", F_INT | F_OPT}};
 
@@ -605,6 +612,9 @@ static const struct {
     [CHAT_STORE_MESSAGE_INSERT] = {FIELDS(f_message)},
     [CHAT_STORE_MESSAGES_PAGE] = {FIELDS(f_page)},
     [CHAT_STORE_PING] = {NULL, 0},
+    [CHAT_STORE_USER_UPDATE] = {FIELDS(f_user_update)},
+    [CHAT_STORE_USERS_GET] = {NULL, 0}, /* ids: checked below */
+    [CHAT_STORE_USERS_SEARCH] = {FIELDS(f_users_search)},
 };
 
 _Static_assert(sizeof f_message / sizeof f_message[0] <= CHAT_STORE_FIELDS_MAX,
@@ -639,7 +649,35 @@ static int json_depth_ok(json_t *v, int depth)
 void chat__store_req_clear(chat_store_req *req)
 {
     json_decref(req->participants);
+    json_decref(req->ids);
     memset(req, 0, sizeof *req);
+}
+
+/* The strings of arr (NULL: none), each once, in order, into *out. 0, or CHAT_EINVAL for
+ * an item that is not a string / CHAT_ENOMEM (req is then cleared). */
+static int unique_strings(json_t *arr, json_t **out, chat_store_req *req)
+{
+    size_t i;
+    json_t *s;
+    *out = json_array();
+    if (!*out) {
+        return CHAT_ENOMEM;
+    }
+    json_array_foreach (arr, i, s) {
+        if (!json_is_string(s)) {
+            chat__store_req_clear(req);
+            return CHAT_EINVAL;
+        }
+        int seen = 0;
+        for (size_t j = 0; j < json_array_size(*out) && !seen; j++) {
+            seen = json_equal(json_array_get(*out, j), s);
+        }
+        if (!seen && json_array_append(*out, s)) {
+            chat__store_req_clear(req);
+            return CHAT_ENOMEM;
+        }
+    }
+    return 0;
 }
 
 int chat__store_check(int op, json_t *arg, chat_store_req *req)
@@ -678,32 +716,30 @@ int chat__store_check(int op, json_t *arg, chat_store_req *req)
         }
         req->limit = limit > CHAT_STORE_PAGE_MAX ? CHAT_STORE_PAGE_MAX : limit;
     }
+    if (op == CHAT_STORE_USERS_SEARCH) {
+        json_int_t limit = req->v[CHAT_US_LIMIT] ? json_integer_value(req->v[CHAT_US_LIMIT])
+                                                 : CHAT_STORE_SEARCH_DEFAULT;
+        size_t n = json_string_length(req->v[CHAT_US_PREFIX]);
+        if (limit < 1 || n == 0 || n > CHAT_STORE_PREFIX_MAX) {
+            return CHAT_EINVAL;
+        }
+        req->limit = limit > CHAT_STORE_SEARCH_MAX ? CHAT_STORE_SEARCH_MAX : limit;
+    }
     if (op == CHAT_STORE_ROOM_CREATE) {
         /* participants: strings, each once, in join order */
         json_t *members = json_object_get(arg, "participants");
-        size_t i;
-        json_t *uid;
         if (members && !json_is_array(members) && !json_is_null(members)) {
             return CHAT_EINVAL;
         }
-        req->participants = json_array();
-        if (!req->participants) {
-            return CHAT_ENOMEM;
+        return unique_strings(members, &req->participants, req);
+    }
+    if (op == CHAT_STORE_USERS_GET) {
+        json_t *ids = json_object_get(arg, "ids");
+        if (!json_is_array(ids) || json_array_size(ids) < 1 ||
+            json_array_size(ids) > CHAT_STORE_IDS_MAX) {
+            return CHAT_EINVAL;
         }
-        json_array_foreach (members, i, uid) {
-            if (!json_is_string(uid)) {
-                chat__store_req_clear(req);
-                return CHAT_EINVAL;
-            }
-            int seen = 0;
-            for (size_t j = 0; j < json_array_size(req->participants) && !seen; j++) {
-                seen = json_equal(json_array_get(req->participants, j), uid);
-            }
-            if (!seen && json_array_append(req->participants, uid)) {
-                chat__store_req_clear(req);
-                return CHAT_ENOMEM;
-            }
-        }
+        return unique_strings(ids, &req->ids, req);
     }
     return 0;
 }

@@ -43,6 +43,17 @@ typedef enum chat_store_op {
     CHAT_STORE_MESSAGES_PAGE,
     /* arg null; result null. 0 when the backend answers (for /readyz). */
     CHAT_STORE_PING,
+    /* arg {id, displayName?, avatar?, statusText?}: a field that is missing or null stays as
+     * it is, "" clears it (stored and answered as null). result: the user after the change,
+     * or CHAT_ENOTFOUND. */
+    CHAT_STORE_USER_UPDATE,
+    /* arg {ids: [id]}: 1..CHAT_STORE_IDS_MAX strings. result: array of the users found, in
+     * the order of ids, each once (ids that name nobody are left out). */
+    CHAT_STORE_USERS_GET,
+    /* arg {prefix, limit?}: prefix a non-empty string of at most 64 bytes. result: array of
+     * the users whose username starts with prefix (ASCII case-insensitive), ordered by the
+     * lower-cased username, at most limit (default 10, clamped to CHAT_STORE_SEARCH_MAX). */
+    CHAT_STORE_USERS_SEARCH,
     CHAT_STORE_NOPS
 } chat_store_op;
 
@@ -59,6 +70,10 @@ enum { CHAT_STORE_FIELDS_MAX = 12 };
 /* USER_CREATE */
 enum { CHAT_U_ID, CHAT_U_EMAIL, CHAT_U_USERNAME, CHAT_U_HASH, CHAT_U_STATUS, CHAT_U_AVATAR,
        CHAT_U_CREATED };
+/* USER_UPDATE */
+enum { CHAT_UU_ID, CHAT_UU_NAME, CHAT_UU_AVATAR, CHAT_UU_STATUS_TEXT };
+/* USERS_SEARCH (the clamped limit: req->limit) */
+enum { CHAT_US_PREFIX, CHAT_US_LIMIT };
 /* USER_SET_SEEN */
 enum { CHAT_SEEN_ID, CHAT_SEEN_AT, CHAT_SEEN_STATUS };
 /* ROOM_CREATE (participants: req->participants) */
@@ -71,18 +86,24 @@ enum { CHAT_M_ID, CHAT_M_ROOM, CHAT_M_SENDER, CHAT_M_CONTENT, CHAT_M_ATT, CHAT_M
 /* MESSAGES_PAGE (the clamped limit: req->limit) */
 enum { CHAT_P_ROOM, CHAT_P_BEFORE, CHAT_P_LIMIT };
 /* USER_BY_LOGIN: v[0] login; USER_GET, ROOM_GET: v[0] id; ROOMS_FOR_USER: v[0] userId;
- * PING: nothing. */
+ * USERS_GET: req->ids; PING: nothing. */
 
 #define CHAT_STORE_PAGE_DEFAULT 50 /* MESSAGES_PAGE without a limit */
 #define CHAT_STORE_PAGE_MAX 1000   /* a larger limit is clamped to this */
 #define CHAT_STORE_JSON_DEPTH 64   /* nesting accepted in attachments, reactions, settings */
+#define CHAT_STORE_IDS_MAX 100     /* ids one USERS_GET takes */
+#define CHAT_STORE_SEARCH_DEFAULT 10
+#define CHAT_STORE_SEARCH_MAX 50   /* users one USERS_SEARCH answers at most */
+#define CHAT_STORE_PREFIX_MAX 64   /* bytes of a USERS_SEARCH prefix */
 
 typedef struct chat_store_req {
     int op;
     json_t *v[CHAT_STORE_FIELDS_MAX];
     json_t *participants; /* ROOM_CREATE: the strings of arg.participants, each once, in
                            * join order (owned by the req; an empty array when none) */
-    json_int_t limit;     /* MESSAGES_PAGE: 1..CHAT_STORE_PAGE_MAX */
+    json_int_t limit;     /* MESSAGES_PAGE: 1..CHAT_STORE_PAGE_MAX; USERS_SEARCH: 1..
+                           * CHAT_STORE_SEARCH_MAX */
+    json_t *ids;          /* USERS_GET: the strings of arg.ids, each once, in order (owned) */
 } chat_store_req;
 
 /* Checks arg for op and fills req. 0, or CHAT_EINVAL when arg is not an object, a field is

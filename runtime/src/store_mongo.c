@@ -6,7 +6,8 @@
  *
  * Collections, in the database named by the URI (default "chatd"):
  *   users     {_id, email, emailLower, username, usernameLower, passwordHash, status,
- *              lastSeen, avatar, createdAt}; unique emailLower_1, usernameLower_1. The lower-
+ *              lastSeen, avatar, createdAt, displayName, statusText}; unique emailLower_1,
+ *              usernameLower_1 (which also serves the username prefix search). The lower-
  *              cased copies make email and username unique case-insensitively without a
  *              collation (ASCII folding, as SQLite's NOCASE: both backends agree).
  *   rooms     {_id, name, type, participants (join order), admin, settings, createdAt};
@@ -201,6 +202,8 @@ static const mg_col user_cols[] = {
     {"lastSeen", "lastSeen", C_PLAIN},
     {"avatar", "avatar", C_PLAIN},
     {"createdAt", "createdAt", C_PLAIN},
+    {"displayName", "displayName", C_PLAIN},
+    {"statusText", "statusText", C_PLAIN},
 };
 static const mg_col room_cols[] = {
     {"id", "_id", C_PLAIN},
@@ -448,7 +451,8 @@ static int op_user_create(mg_call *c, const chat_store_req *q, json_t **result)
                       : BSON_APPEND_UTF8(&doc, "status", "offline")) ||
         !BSON_APPEND_NULL(&doc, "lastSeen") ||
         !chat__bson_append_json(&doc, "avatar", -1, v[U_AVATAR]) ||
-        !BSON_APPEND_INT64(&doc, "createdAt", json_integer_value(v[U_CREATED]))) {
+        !BSON_APPEND_INT64(&doc, "createdAt", json_integer_value(v[U_CREATED])) ||
+        !BSON_APPEND_NULL(&doc, "displayName") || !BSON_APPEND_NULL(&doc, "statusText")) {
         goto done;
     }
     err = mg_insert(c, "users", &doc);
@@ -525,6 +529,165 @@ static int op_user_set_seen(mg_call *c, const chat_store_req *q, json_t **result
     if (!err) {
         *result = json_null();
     }
+    return err;
+}
+
+/* Applies a USER_UPDATE in one findAndModify that answers with the user after it. */
+static int op_user_update(mg_call *c, const chat_store_req *q, json_t **result)
+{
+    static const struct {
+        int field;
+        const char *name;
+    } fields[] = {{CHAT_UU_NAME, "displayName"},
+                  {CHAT_UU_AVATAR, "avatar"},
+                  {CHAT_UU_STATUS_TEXT, "statusText"}};
+    json_t *const *v = q->v;
+    bson_t query = BSON_INITIALIZER;
+    bson_t update = BSON_INITIALIZER;
+    bson_t set;
+    bson_t reply;
+    bson_error_t error;
+    int nset = 0;
+    int err;
+
+    mg_append_str(&query, "_id", v[CHAT_UU_ID]);
+    BSON_APPEND_DOCUMENT_BEGIN(&update, "$set", &set);
+    for (size_t i = 0; i < sizeof fields / sizeof fields[0]; i++) {
+        json_t *x = v[fields[i].field];
+        if (!x) {
+            continue;
+        }
+        nset++;
+        if (json_string_length(x) == 0) {
+            BSON_APPEND_NULL(&set, fields[i].name);
+        } else {
+            mg_append_str(&set, fields[i].name, x);
+        }
+    }
+    bson_append_document_end(&update, &set);
+    if (!nset) { /* nothing to change: MongoDB refuses an empty $set */
+        bson_destroy(&update);
+        bson_destroy(&query);
+        return mg_find_by_id(c, "users", v[CHAT_UU_ID], user_cols, NFIELDS(user_cols), result);
+    }
+    mongoc_find_and_modify_opts_t *opts = mongoc_find_and_modify_opts_new();
+    mongoc_find_and_modify_opts_set_update(opts, &update);
+    mongoc_find_and_modify_opts_set_flags(opts, MONGOC_FIND_AND_MODIFY_RETURN_NEW);
+    mongoc_collection_t *coll = mg_coll(c, "users");
+    if (!mongoc_collection_find_and_modify_with_opts(coll, &query, opts, &reply, &error)) {
+        err = mg_fail(c, &error, &reply);
+    } else {
+        bson_iter_t it;
+        err = CHAT_ENOTFOUND;
+        if (bson_iter_init_find(&it, &reply, "value") && BSON_ITER_HOLDS_DOCUMENT(&it)) {
+            uint32_t len;
+            const uint8_t *data;
+            bson_t doc;
+            bson_iter_document(&it, &len, &data);
+            err = CHAT_EINTERNAL;
+            if (bson_init_static(&doc, data, len)) {
+                *result = mg_doc_json(c, &doc, user_cols, NFIELDS(user_cols));
+                err = *result ? 0 : CHAT_EINTERNAL;
+            }
+        }
+    }
+    bson_destroy(&reply);
+    mongoc_collection_destroy(coll);
+    mongoc_find_and_modify_opts_destroy(opts);
+    bson_destroy(&update);
+    bson_destroy(&query);
+    return err;
+}
+
+static int mg_find_all(mg_call *c, const char *coll_name, const bson_t *filter, const bson_t *opts,
+                       const mg_col *cols, int ncols, json_t *into);
+
+/* One find with $in, then the answer put in the order of the ids. */
+static int op_users_get(mg_call *c, const chat_store_req *q, json_t **result)
+{
+    json_t *found = json_array();
+    json_t *users = json_array();
+    bson_t filter = BSON_INITIALIZER;
+    bson_t id, in;
+    size_t i;
+    json_t *x;
+    int err = CHAT_ENOMEM;
+
+    if (!found || !users) {
+        goto done;
+    }
+    BSON_APPEND_DOCUMENT_BEGIN(&filter, "_id", &id);
+    BSON_APPEND_ARRAY_BEGIN(&id, "$in", &in);
+    json_array_foreach (q->ids, i, x) {
+        char key[24];
+        snprintf(key, sizeof key, "%u", (unsigned)i); /* i < CHAT_STORE_IDS_MAX */
+        mg_append_str(&in, key, x);
+    }
+    bson_append_array_end(&id, &in);
+    bson_append_document_end(&filter, &id);
+    if ((err = mg_find_all(c, "users", &filter, NULL, user_cols, NFIELDS(user_cols), found))) {
+        goto done;
+    }
+    json_array_foreach (q->ids, i, x) {
+        size_t j;
+        json_t *u;
+        json_array_foreach (found, j, u) {
+            if (json_equal(json_object_get(u, "id"), x)) {
+                if (json_array_append(users, u)) {
+                    err = CHAT_ENOMEM;
+                    goto done;
+                }
+                break;
+            }
+        }
+    }
+    *result = users;
+    users = NULL;
+    err = 0;
+done:
+    bson_destroy(&filter);
+    json_decref(found);
+    json_decref(users);
+    return err;
+}
+
+/* A range on usernameLower: [prefix, prefix + 0x7f), every username character being below. */
+static int op_users_search(mg_call *c, const chat_store_req *q, json_t **result)
+{
+    json_t *users = json_array();
+    char *lower = mg_lower(q->v[CHAT_US_PREFIX]);
+    size_t n = json_string_length(q->v[CHAT_US_PREFIX]);
+    char *upper = malloc(n + 2);
+    bson_t filter = BSON_INITIALIZER;
+    bson_t opts = BSON_INITIALIZER;
+    bson_t range, sort;
+    int err = CHAT_ENOMEM;
+
+    if (!users || !lower || !upper) {
+        goto done;
+    }
+    memcpy(upper, lower, n);
+    upper[n] = 0x7f;
+    upper[n + 1] = '\0';
+    BSON_APPEND_DOCUMENT_BEGIN(&filter, "usernameLower", &range);
+    bson_append_utf8(&range, "$gte", -1, lower, (int)n);
+    bson_append_utf8(&range, "$lt", -1, upper, (int)n + 1);
+    bson_append_document_end(&filter, &range);
+    BSON_APPEND_DOCUMENT_BEGIN(&opts, "sort", &sort);
+    BSON_APPEND_INT32(&sort, "usernameLower", 1);
+    bson_append_document_end(&opts, &sort);
+    BSON_APPEND_INT64(&opts, "limit", q->limit);
+    if ((err = mg_find_all(c, "users", &filter, &opts, user_cols, NFIELDS(user_cols), users))) {
+        goto done;
+    }
+    *result = users;
+    users = NULL;
+done:
+    bson_destroy(&opts);
+    bson_destroy(&filter);
+    free(lower);
+    free(upper);
+    json_decref(users);
     return err;
 }
 
@@ -896,6 +1059,9 @@ static const struct {
     [CHAT_STORE_MESSAGE_INSERT] = {"message_insert", op_message_insert, 1},
     [CHAT_STORE_MESSAGES_PAGE] = {"messages_page", op_messages_page, 0},
     [CHAT_STORE_PING] = {"ping", op_ping, 0},
+    [CHAT_STORE_USER_UPDATE] = {"user_update", op_user_update, 0},
+    [CHAT_STORE_USERS_GET] = {"users_get", op_users_get, 0},
+    [CHAT_STORE_USERS_SEARCH] = {"users_search", op_users_search, 0},
 };
 
 static int mg_exec(void *impl, const chat_store_req *q, json_t **result)

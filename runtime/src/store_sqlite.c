@@ -19,7 +19,6 @@
 #include "store.h"
 
 #define SQ_FILE "chatd.db"
-#define SQ_SCHEMA_VERSION 1
 #define SQ_BUSY_TIMEOUT_MS 5000
 
 /* Mirrors the seed's MongoDB collections and indexes. Emails and usernames are unique
@@ -33,7 +32,9 @@ static const char sq_schema[] =
     " status TEXT NOT NULL DEFAULT 'offline',"
     " last_seen INTEGER,"
     " avatar TEXT,"
-    " created_at INTEGER NOT NULL);"
+    " created_at INTEGER NOT NULL,"
+    " display_name TEXT,"
+    " status_text TEXT);"
     "CREATE TABLE IF NOT EXISTS rooms ("
     " id TEXT NOT NULL PRIMARY KEY,"
     " name TEXT,"
@@ -63,7 +64,18 @@ static const char sq_schema[] =
     "CREATE UNIQUE INDEX IF NOT EXISTS messages_client_msg ON messages(sender_id, client_msg_id)"
     " WHERE client_msg_id IS NOT NULL;";
 
-#define USER_COLS "id, email, username, password_hash, status, last_seen, avatar, created_at"
+/* What an older file (user_version i + 1) needs to become the current schema: ALTERs for
+ * what sq_schema's CREATE TABLE IF NOT EXISTS cannot add to a table that exists. */
+static const char *const sq_migrations[] = {
+    /* 1 -> 2: profiles */
+    "ALTER TABLE users ADD COLUMN display_name TEXT;"
+    "ALTER TABLE users ADD COLUMN status_text TEXT;",
+};
+#define SQ_SCHEMA_VERSION (1 + (int)(sizeof sq_migrations / sizeof sq_migrations[0]))
+
+#define USER_COLS                                                                            \
+    "id, email, username, password_hash, status, last_seen, avatar, created_at, display_name," \
+    " status_text"
 #define ROOM_COLS "r.id, r.name, r.type, r.admin, r.settings, r.created_at"
 #define MSG_COLS                                                                            \
     "id, room_id, sender_id, content, attachments, reactions, client_msg_id, created_at, " \
@@ -82,6 +94,13 @@ static const char sq_schema[] =
                      " ORDER BY email = ?1 DESC LIMIT 1")                                   \
     X(USER_SET_SEEN, "UPDATE users SET last_seen = ?2, status = coalesce(?3, status)"      \
                      " WHERE id = ?1")                                                      \
+    X(USER_UPDATE, "UPDATE users SET"                                                       \
+                   " display_name = CASE WHEN ?2 IS NULL THEN display_name ELSE nullif(?2, '') END," \
+                   " avatar = CASE WHEN ?3 IS NULL THEN avatar ELSE nullif(?3, '') END,"   \
+                   " status_text = CASE WHEN ?4 IS NULL THEN status_text ELSE nullif(?4, '') END" \
+                   " WHERE id = ?1")                                                        \
+    X(USERS_SEARCH, "SELECT " USER_COLS " FROM users WHERE username >= ?1"                  \
+                    " AND username < ?1 || char(127) ORDER BY username LIMIT ?2")            \
     X(ROOM_INSERT, "INSERT INTO rooms (id, name, type, admin, settings, created_at)"       \
                    " VALUES (?1, ?2, ?3, ?4, coalesce(?5, '{}'), ?6)")                      \
     X(ROOM_GET, "SELECT " ROOM_COLS " FROM rooms r WHERE r.id = ?1")                        \
@@ -303,6 +322,7 @@ typedef struct sq_col {
 static const sq_col user_cols[] = {
     {"id", C_PLAIN},     {"email", C_PLAIN},    {"username", C_PLAIN}, {"passwordHash", C_PLAIN},
     {"status", C_PLAIN}, {"lastSeen", C_PLAIN}, {"avatar", C_PLAIN},   {"createdAt", C_PLAIN},
+    {"displayName", C_PLAIN}, {"statusText", C_PLAIN},
 };
 static const sq_col room_cols[] = {
     {"id", C_PLAIN},    {"name", C_PLAIN},     {"type", C_PLAIN},      {"participants", C_LATER},
@@ -473,6 +493,79 @@ static int op_user_set_seen(sq_store *st, const chat_store_req *q, json_t **resu
     }
     *result = json_null();
     return 0;
+}
+
+static int op_user_update(sq_store *st, const chat_store_req *q, json_t **result)
+{
+    sqlite3_stmt *stmt = sq_stmt(st, SQ_USER_UPDATE);
+    int err = sq_bind(st, stmt, q->v, CHAT_UU_STATUS_TEXT + 1);
+    if (!err) {
+        err = sq_step(st, stmt);
+    }
+    if (err) {
+        return err;
+    }
+    if (sqlite3_changes(st->db) == 0) {
+        return CHAT_ENOTFOUND;
+    }
+    return sq_get(st, SQ_USER_GET, q->v, 1, user_cols, NFIELDS(user_cols), result);
+}
+
+static int op_users_get(sq_store *st, const chat_store_req *q, json_t **result)
+{
+    json_t *users = json_array();
+    size_t i;
+    json_t *id;
+    if (!users) {
+        return CHAT_ENOMEM;
+    }
+    json_array_foreach (q->ids, i, id) {
+        json_t *u = NULL;
+        int err = sq_get(st, SQ_USER_GET, &id, 1, user_cols, NFIELDS(user_cols), &u);
+        if (err == CHAT_ENOTFOUND) {
+            continue;
+        }
+        if (err || json_array_append_new(users, u)) {
+            json_decref(users);
+            return err ? err : CHAT_ENOMEM;
+        }
+    }
+    *result = users;
+    return 0;
+}
+
+static int op_users_search(sq_store *st, const chat_store_req *q, json_t **result)
+{
+    json_t *users = json_array();
+    int rc;
+    int err = CHAT_ENOMEM;
+    if (!users) {
+        return err;
+    }
+    sqlite3_stmt *stmt = sq_stmt(st, SQ_USERS_SEARCH);
+    if ((err = sq_bind(st, stmt, q->v, 1))) {
+        goto fail;
+    }
+    if (sqlite3_bind_int64(stmt, 2, q->limit) != SQLITE_OK) {
+        err = sq_error(st, sqlite3_errcode(st->db), sqlite3_sql(stmt));
+        goto fail;
+    }
+    while ((rc = sq_step(st, stmt)) == 1) {
+        json_t *u = sq_row(st, stmt, user_cols, NFIELDS(user_cols));
+        if (!u || json_array_append_new(users, u)) {
+            err = u ? CHAT_ENOMEM : CHAT_EINTERNAL;
+            goto fail;
+        }
+    }
+    if (rc < 0) {
+        err = rc;
+        goto fail;
+    }
+    *result = users;
+    return 0;
+fail:
+    json_decref(users);
+    return err;
 }
 
 static int sq_add_member(sq_store *st, json_t *room_id, json_t *user_id, int64_t joined_at)
@@ -754,6 +847,9 @@ static const struct {
     [CHAT_STORE_MESSAGE_INSERT] = {"message_insert", op_message_insert},
     [CHAT_STORE_MESSAGES_PAGE] = {"messages_page", op_messages_page},
     [CHAT_STORE_PING] = {"ping", op_ping},
+    [CHAT_STORE_USER_UPDATE] = {"user_update", op_user_update},
+    [CHAT_STORE_USERS_GET] = {"users_get", op_users_get},
+    [CHAT_STORE_USERS_SEARCH] = {"users_search", op_users_search},
 };
 
 static void sq_call_begin(sq_store *st, const char *op)
@@ -928,15 +1024,28 @@ static int sq_setup(sq_store *st, const chat_store_opts *opts)
                   json_pack("{s:i,s:i}", "found", atoi(version), "supported", SQ_SCHEMA_VERSION));
         return CHAT_EINTERNAL;
     }
-    if (sqlite3_exec(st->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK ||
-        sqlite3_exec(st->db, sq_schema, NULL, NULL, NULL) != SQLITE_OK ||
-        sqlite3_exec(st->db, "PRAGMA user_version = 1; COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
+    /* a new file gets the current schema at once; an older one, its tables as they are
+     * plus the migrations after its version, all in one transaction */
+    int from = atoi(version);
+    char set_version[48];
+    snprintf(set_version, sizeof set_version, "PRAGMA user_version = %d; COMMIT",
+             SQ_SCHEMA_VERSION);
+    int rc = sqlite3_exec(st->db, "BEGIN IMMEDIATE", NULL, NULL, NULL);
+    if (rc == SQLITE_OK) {
+        rc = sqlite3_exec(st->db, sq_schema, NULL, NULL, NULL);
+    }
+    for (int i = from > 0 ? from - 1 : SQ_SCHEMA_VERSION; rc == SQLITE_OK && i < SQ_SCHEMA_VERSION - 1;
+         i++) {
+        rc = sqlite3_exec(st->db, sq_migrations[i], NULL, NULL, NULL);
+    }
+    if (rc != SQLITE_OK ||
+        sqlite3_exec(st->db, set_version, NULL, NULL, NULL) != SQLITE_OK) {
         err = sq_error(st, sqlite3_extended_errcode(st->db), "schema");
         sqlite3_exec(st->db, "ROLLBACK", NULL, NULL, NULL);
         return err;
     }
     for (int i = 0; i < SQ_NSTMTS; i++) {
-        int rc = sqlite3_prepare_v3(st->db, sq_sql[i], -1, SQLITE_PREPARE_PERSISTENT,
+        rc = sqlite3_prepare_v3(st->db, sq_sql[i], -1, SQLITE_PREPARE_PERSISTENT,
                                     &st->stmt[i], NULL);
         if (rc != SQLITE_OK) {
             return sq_error(st, rc, sq_sql[i]);

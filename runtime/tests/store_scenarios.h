@@ -98,7 +98,9 @@ static void test_users(chat_store *s)
     CHECK(json_is_null(json_object_get(r, "lastSeen")));
     CHECK(json_is_null(json_object_get(r, "avatar")));
     CHECK(num(r, "createdAt") == 1000);
-    CHECK(json_object_size(r) == 8);
+    CHECK(json_is_null(json_object_get(r, "displayName")));
+    CHECK(json_is_null(json_object_get(r, "statusText")));
+    CHECK(json_object_size(r) == 10);
     json_decref(r);
 
     CHECK(run(s, CHAT_STORE_USER_CREATE,
@@ -186,6 +188,123 @@ static void test_users(chat_store *s)
               json_pack("{s:s,s:I,s:s}", "id", NO_ROOM, "lastSeen", (json_int_t)1, "status",
                         "online"),
               &r) == CHAT_ENOTFOUND);
+}
+
+/* ---- profiles and the directory (after test_users: alice, Bob, carol) ---- */
+
+static const char *usernames(json_t *users)
+{
+    static char buf[256];
+    size_t i;
+    json_t *u;
+    buf[0] = '\0';
+    if (!json_is_array(users)) {
+        return "(not an array)";
+    }
+    json_array_foreach(users, i, u) {
+        size_t n = strlen(buf);
+        snprintf(buf + n, sizeof buf - n, "%s%s", i ? "," : "", str(u, "username"));
+    }
+    return buf;
+}
+
+static void test_profiles(chat_store *s)
+{
+    json_t *r = NULL;
+
+    /* set, keep what is not named, clear with "" */
+    CHECK(run(s, CHAT_STORE_USER_UPDATE,
+              json_pack("{s:s,s:s,s:s}", "id", ALICE, "displayName", "Alice A.", "avatar",
+                        "https://example.com/a.png"),
+              &r) == 0);
+    CHECK(str(r, "displayName") && strcmp(str(r, "displayName"), "Alice A.") == 0);
+    CHECK(str(r, "avatar") && strcmp(str(r, "avatar"), "https://example.com/a.png") == 0);
+    CHECK(json_is_null(json_object_get(r, "statusText")));
+    CHECK(str(r, "email") && strcmp(str(r, "email"), "Alice@Example.com") == 0);
+    json_decref(r);
+    CHECK(run(s, CHAT_STORE_USER_UPDATE,
+              json_pack("{s:s,s:s,s:n}", "id", ALICE, "statusText", "at lunch", "avatar"),
+              &r) == 0);
+    CHECK(str(r, "displayName") && strcmp(str(r, "displayName"), "Alice A.") == 0);
+    CHECK(str(r, "avatar") && strcmp(str(r, "avatar"), "https://example.com/a.png") == 0);
+    CHECK(str(r, "statusText") && strcmp(str(r, "statusText"), "at lunch") == 0);
+    json_decref(r);
+    CHECK(run(s, CHAT_STORE_USER_UPDATE, json_pack("{s:s,s:s}", "id", ALICE, "avatar", ""),
+              &r) == 0);
+    CHECK(json_is_null(json_object_get(r, "avatar")));
+    CHECK(str(r, "displayName") && strcmp(str(r, "displayName"), "Alice A.") == 0);
+    json_decref(r);
+    CHECK(run(s, CHAT_STORE_USER_GET, json_pack("{s:s}", "id", ALICE), &r) == 0);
+    CHECK(json_is_null(json_object_get(r, "avatar")));
+    CHECK(str(r, "statusText") && strcmp(str(r, "statusText"), "at lunch") == 0);
+    json_decref(r);
+    /* nothing named: the user as it is */
+    CHECK(run(s, CHAT_STORE_USER_UPDATE, json_pack("{s:s}", "id", BOB), &r) == 0);
+    CHECK(str(r, "username") && strcmp(str(r, "username"), "Bob") == 0);
+    json_decref(r);
+    r = NULL;
+    CHECK(run(s, CHAT_STORE_USER_UPDATE, json_pack("{s:s,s:s}", "id", NO_ROOM, "displayName", "x"),
+              &r) == CHAT_ENOTFOUND);
+    CHECK(r == NULL);
+    CHECK(run(s, CHAT_STORE_USER_UPDATE, json_pack("{s:s,s:i}", "id", ALICE, "displayName", 3),
+              &r) == CHAT_EINVAL);
+
+    /* many at once: in the order asked, each once, unknown ids left out */
+    CHECK(run(s, CHAT_STORE_USERS_GET, json_pack("{s:[ssss]}", "ids", CAROL, NO_ROOM, ALICE, CAROL),
+              &r) == 0);
+    CHECK(strcmp(usernames(r), "carol,alice") == 0);
+    CHECK(json_is_null(json_object_get(json_array_get(r, 0), "displayName")));
+    CHECK(str(json_array_get(r, 1), "displayName") &&
+          strcmp(str(json_array_get(r, 1), "displayName"), "Alice A.") == 0);
+    json_decref(r);
+    CHECK(run(s, CHAT_STORE_USERS_GET, json_pack("{s:[s]}", "ids", NO_ROOM), &r) == 0);
+    CHECK(json_is_array(r) && json_array_size(r) == 0);
+    json_decref(r);
+    r = NULL;
+    CHECK(run(s, CHAT_STORE_USERS_GET, json_pack("{s:[]}", "ids"), &r) == CHAT_EINVAL);
+    CHECK(run(s, CHAT_STORE_USERS_GET, json_pack("{s:[i]}", "ids", 1), &r) == CHAT_EINVAL);
+    json_t *many = json_array();
+    for (int i = 0; i <= CHAT_STORE_IDS_MAX; i++) {
+        json_array_append_new(many, json_string(ALICE));
+    }
+    CHECK(run(s, CHAT_STORE_USERS_GET, json_pack("{s:o}", "ids", many), &r) == CHAT_EINVAL);
+    CHECK(r == NULL);
+
+    /* username prefix, any case, ordered by the lower-cased name, bounded */
+    CHECK(run(s, CHAT_STORE_USERS_SEARCH, json_pack("{s:s}", "prefix", "B"), &r) == 0);
+    CHECK(strcmp(usernames(r), "Bob") == 0);
+    json_decref(r);
+    CHECK(run(s, CHAT_STORE_USERS_SEARCH, json_pack("{s:s}", "prefix", "ALI"), &r) == 0);
+    CHECK(strcmp(usernames(r), "alice") == 0);
+    json_decref(r);
+    CHECK(run(s, CHAT_STORE_USERS_SEARCH, json_pack("{s:s}", "prefix", "alicex"), &r) == 0);
+    CHECK(json_is_array(r) && json_array_size(r) == 0);
+    json_decref(r);
+    static const char *const extra[] = {"zed1", "Zed2", "zed3"};
+    static const char *const extra_ids[] = {"650000000000000000000d01", "650000000000000000000d02",
+                                            "650000000000000000000d03"};
+    for (int i = 0; i < 3; i++) {
+        char email[64];
+        snprintf(email, sizeof email, "%s@example.com", extra[i]);
+        CHECK(run(s, CHAT_STORE_USER_CREATE,
+                  json_pack("{s:s,s:s,s:s,s:s,s:I}", "id", extra_ids[i], "email", email,
+                            "username", extra[i], "passwordHash", "h", "createdAt",
+                            (json_int_t)2000 + i),
+                  &r) == 0);
+        json_decref(r);
+    }
+    CHECK(run(s, CHAT_STORE_USERS_SEARCH, json_pack("{s:s}", "prefix", "zed"), &r) == 0);
+    CHECK(strcmp(usernames(r), "zed1,Zed2,zed3") == 0);
+    json_decref(r);
+    CHECK(run(s, CHAT_STORE_USERS_SEARCH, json_pack("{s:s,s:i}", "prefix", "ZE", "limit", 2),
+              &r) == 0);
+    CHECK(strcmp(usernames(r), "zed1,Zed2") == 0);
+    json_decref(r);
+    r = NULL;
+    CHECK(run(s, CHAT_STORE_USERS_SEARCH, json_pack("{s:s}", "prefix", ""), &r) == CHAT_EINVAL);
+    CHECK(run(s, CHAT_STORE_USERS_SEARCH, json_pack("{s:s,s:i}", "prefix", "z", "limit", 0), &r) ==
+          CHAT_EINVAL);
+    CHECK(r == NULL);
 }
 
 /* ---- rooms ---- */

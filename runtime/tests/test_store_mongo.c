@@ -338,6 +338,7 @@ int main(void)
     }
     json_decref(r);
     test_users(s);
+    test_profiles(s);
     test_rooms(s);
     test_messages(s);
     test_paging(s);

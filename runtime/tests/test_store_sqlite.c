@@ -1,5 +1,6 @@
 /* test_store_sqlite.c: the store scenarios (store_scenarios.h) against the SQLite backend,
  * plus what only SQLite has: the data dir's permissions, WAL mode, an uncreatable dir. */
+#include <sqlite3.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -19,6 +20,49 @@ static void cleanup(void)
     }
     rmdir(datadir);
     rmdir(tmpdir);
+}
+
+/* A file written by the first schema (user_version 1, no profile columns) opens, keeps its
+ * users and takes profile changes. */
+static void test_migration(void)
+{
+    char dir[160], path[200];
+    sqlite3 *db = NULL;
+    chat_store *s = NULL;
+    json_t *r = NULL;
+
+    snprintf(dir, sizeof dir, "%s/old", tmpdir);
+    snprintf(path, sizeof path, "%s/chatd.db", dir);
+    CHECK(mkdir(dir, 0700) == 0);
+    CHECK(sqlite3_open(path, &db) == SQLITE_OK);
+    CHECK(sqlite3_exec(db,
+                       "CREATE TABLE users (id TEXT NOT NULL PRIMARY KEY, email TEXT NOT NULL "
+                       "COLLATE NOCASE UNIQUE, username TEXT NOT NULL COLLATE NOCASE UNIQUE, "
+                       "password_hash TEXT NOT NULL, status TEXT NOT NULL DEFAULT 'offline', "
+                       "last_seen INTEGER, avatar TEXT, created_at INTEGER NOT NULL);"
+                       "INSERT INTO users (id, email, username, password_hash, created_at) VALUES "
+                       "('650000000000000000000a01', 'old@example.com', 'old', 'h', 5);"
+                       "PRAGMA user_version = 1;",
+                       NULL, NULL, NULL) == SQLITE_OK);
+    sqlite3_close(db);
+    CHECK(chat__store_open(&s, &loop, &chat__store_sqlite, dir) == 0);
+    if (s) {
+        CHECK(run(s, CHAT_STORE_USER_GET, json_pack("{s:s}", "id", ALICE), &r) == 0);
+        CHECK(str(r, "username") && strcmp(str(r, "username"), "old") == 0);
+        CHECK(json_is_null(json_object_get(r, "displayName")));
+        json_decref(r);
+        CHECK(run(s, CHAT_STORE_USER_UPDATE,
+                  json_pack("{s:s,s:s}", "id", ALICE, "displayName", "Old Timer"), &r) == 0);
+        CHECK(str(r, "displayName") && strcmp(str(r, "displayName"), "Old Timer") == 0);
+        json_decref(r);
+        chat__store_close(s);
+    }
+    static const char *const files[] = {"chatd.db", "chatd.db-wal", "chatd.db-shm"};
+    for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
+        snprintf(path, sizeof path, "%s/%s", dir, files[i]);
+        unlink(path);
+    }
+    rmdir(dir);
 }
 
 static double now_s(void)
@@ -105,6 +149,7 @@ int main(void)
     }
     CHECK(stat(datadir, &sb) == 0 && (sb.st_mode & 0777) == 0700);
     test_users(s);
+    test_profiles(s);
     test_rooms(s);
     test_messages(s);
     test_paging(s);
@@ -116,6 +161,7 @@ int main(void)
 
     test_close_pending();
     test_reopen();
+    test_migration();
     measure_inserts();
 
     /* a data dir that cannot be created */

@@ -495,4 +495,19 @@ nodeTest.describe('the web page in Chromium', () => {
         await bob.page.fill('#composer-input', '');
         assertNoPageErrors();
     });
+
+    test('names come from the directory: bob\'s display name shows on alice\'s page', async () => {
+        const { alice, bob } = people;
+        const res = await srv.http('PATCH', '/me', { displayName: 'Bob the Builder' }, bob.token);
+        assert.equal(res.status, 200, res.text);
+        await alice.page.reload();
+        await alice.page.waitForSelector('#conn-state[data-state="online"]', { state: 'attached' });
+        await openRoom(alice, shared.room);
+        const who = row(alice.page, 'see you tomorrow!').locator('.who');
+        await alice.page.waitForFunction(
+            (el) => el && el.textContent === 'Bob the Builder', await who.elementHandle(),
+            { timeout: UI_WAIT_MS });
+        await shot(alice, '18-alice-directory-names');
+        assertNoPageErrors();
+    });
 });
