@@ -498,6 +498,8 @@ function connectSocket() {
     });
     socket.on('message:new', onMessageNew);
     socket.on('message:ack', onMessageAck);
+    socket.on('message:updated', onMessageChanged);
+    socket.on('message:deleted', onMessageChanged);
     socket.on('typing', onTyping);
     socket.on('presence:update', (p) => {
         state.presence.set(p.userId, { status: p.status, lastSeen: p.lastSeen });
@@ -887,6 +889,36 @@ function onMessageNew(m) {
     renderRoomList();
 }
 
+// an edit or a delete, ours from another device or someone else's: the stored copy wins
+function onMessageChanged(m) {
+    const log = state.logs.get(m.roomId);
+    if (!log || !log.byId.has(m.id)) {
+        return;
+    }
+    log.put(m);
+    if (m.roomId === state.activeId) {
+        renderMessages();
+    }
+}
+
+async function changeMessage(item, remove) {
+    try {
+        if (remove) {
+            const { message } = await emitWithAck('message:delete', { messageId: item.id });
+            onMessageChanged(message);
+            return;
+        }
+        const content = window.prompt('Edit your message', item.content);
+        if (content === null || content === item.content) {
+            return;
+        }
+        const { message } = await emitWithAck('message:edit', { messageId: item.id, content });
+        onMessageChanged(message);
+    } catch (err) {
+        toastError(err);
+    }
+}
+
 function onMessageAck({ clientMsgId, id, createdAt }) {
     for (const log of state.logs.values()) {
         const item = log.byClient.get(RoomLog.clientKey(state.me.id, clientMsgId));
@@ -1108,8 +1140,21 @@ function buildRow(li, item, first, direct, offline) {
     if (!mine && first && !direct) {
         stack.append(el('div', { class: 'who', text: nameOf(item.senderId) }));
     }
-    stack.append(el('div', { class: 'bubble' },
-        el('span', { class: 'text', text: item.content }), stampFor(item, offline)));
+    if (item.deleted) {
+        stack.append(el('div', { class: 'bubble deleted' },
+            el('span', { class: 'text', text: 'This message was deleted' }), stampFor(item, offline)));
+    } else {
+        const edited = item.state === 'sent' && item.updatedAt > item.createdAt;
+        stack.append(el('div', { class: 'bubble' },
+            el('span', { class: 'text', text: item.content }),
+            edited ? el('span', { class: 'edited', text: ' (edited)' }) : null,
+            stampFor(item, offline)));
+        if (mine && item.state === 'sent' && item.id) {
+            stack.append(el('div', { class: 'actions' },
+                el('button', { type: 'button', class: 'link', text: 'Edit', onclick: () => changeMessage(item, false) }),
+                el('button', { type: 'button', class: 'link', text: 'Delete', onclick: () => changeMessage(item, true) })));
+        }
+    }
     if (item.state === 'failed') {
         const code = item.error && item.error.code;
         stack.append(el('div', { class: 'problem', role: 'alert' },
@@ -1162,7 +1207,7 @@ function renderMessages(opts = {}) {
         const key = rowKey(item);
         const li = state.rendered.get(key) || el('li');
         const sig = [item.state, item.id, first, offline, item.error && item.error.message,
-            nameOf(item.senderId), item.content].join('|');
+            nameOf(item.senderId), item.content, item.updatedAt, Boolean(item.deleted)].join('|');
         if (li.dataset.sig !== sig) {
             buildRow(li, item, first, room && room.type === 'direct', offline);
             li.dataset.sig = sig;

@@ -38,7 +38,9 @@ export class RoomLog {
     put(m) {
         const have = this.byId.get(m.id);
         if (have) {
-            if (m.content !== undefined && m.content !== have.content) {
+            if ((m.content !== undefined && m.content !== have.content) ||
+                (m.updatedAt !== undefined && m.updatedAt !== have.updatedAt) ||
+                Boolean(m.deleted) !== Boolean(have.deleted)) {
                 Object.assign(have, m, { pending: false, state: 'sent', error: null });
             }
             return false;

@@ -157,5 +157,7 @@ void chat__on_room_create(chat_call *c, json_t *payload);
 void chat__on_message_send(chat_call *c, json_t *payload);
 void chat__on_typing_start(chat_call *c, json_t *payload);
 void chat__on_typing_stop(chat_call *c, json_t *payload);
+void chat__on_message_edit(chat_call *c, json_t *payload);   /* message_ops.c */
+void chat__on_message_delete(chat_call *c, json_t *payload); /* message_ops.c */
 
 #endif

@@ -591,6 +591,9 @@ static const store_field f_user_update[] = {
     {"statusText", F_STR | F_OPT},
 };
 static const store_field f_users_search[] = {{"prefix", F_STR}, {"limit", F_INT | F_OPT}};
+static const store_field f_message_edit[] = {
+    {"id", F_STR}, {"content", F_STR}, {"updatedAt", F_INT}};
+static const store_field f_message_delete[] = {{"id", F_STR}, {"updatedAt", F_INT}};
 static const store_field f_page[] = {
     {"roomId", F_STR}, {"before", F_STR | F_OPT}, {"limit", F_INT | F_OPT}};
 
@@ -615,6 +618,9 @@ static const struct {
     [CHAT_STORE_USER_UPDATE] = {FIELDS(f_user_update)},
     [CHAT_STORE_USERS_GET] = {NULL, 0}, /* ids: checked below */
     [CHAT_STORE_USERS_SEARCH] = {FIELDS(f_users_search)},
+    [CHAT_STORE_MESSAGE_GET] = {FIELDS(f_id)},
+    [CHAT_STORE_MESSAGE_EDIT] = {FIELDS(f_message_edit)},
+    [CHAT_STORE_MESSAGE_DELETE] = {FIELDS(f_message_delete)},
 };
 
 _Static_assert(sizeof f_message / sizeof f_message[0] <= CHAT_STORE_FIELDS_MAX,

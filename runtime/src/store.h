@@ -33,7 +33,8 @@ typedef enum chat_store_op {
     /* arg {userId}; result: array of rooms the user participates in, newest first */
     CHAT_STORE_ROOMS_FOR_USER,
     /* arg: a message object {id,roomId,senderId,content,attachments,reactions,clientMsgId
-     * (string or null),createdAt,updatedAt}. result {"message":stored,"duplicate":bool}:
+     * (string or null),createdAt,updatedAt}; a stored message also carries deleted: true once
+     * it is a tombstone (the member is absent otherwise). result {"message":stored,"duplicate":bool}:
      * when (senderId, clientMsgId) exists already, the stored one and duplicate=true, and
      * nothing is written. */
     CHAT_STORE_MESSAGE_INSERT,
@@ -54,6 +55,15 @@ typedef enum chat_store_op {
      * the users whose username starts with prefix (ASCII case-insensitive), ordered by the
      * lower-cased username, at most limit (default 10, clamped to CHAT_STORE_SEARCH_MAX). */
     CHAT_STORE_USERS_SEARCH,
+    /* arg {id}; result: the message (a deleted one as its tombstone), or CHAT_ENOTFOUND */
+    CHAT_STORE_MESSAGE_GET,
+    /* arg {id, content, updatedAt}; result: the message after the change. CHAT_ENOTFOUND
+     * when there is no such message or it was deleted. */
+    CHAT_STORE_MESSAGE_EDIT,
+    /* arg {id, updatedAt}: the message becomes a tombstone (deleted: true, content "",
+     * attachments [], reactions {}); result: the tombstone. CHAT_ENOTFOUND when there is no
+     * such message or it was deleted already. */
+    CHAT_STORE_MESSAGE_DELETE,
     CHAT_STORE_NOPS
 } chat_store_op;
 
@@ -83,6 +93,9 @@ enum { CHAT_MB_ROOM, CHAT_MB_USER };
 /* MESSAGE_INSERT */
 enum { CHAT_M_ID, CHAT_M_ROOM, CHAT_M_SENDER, CHAT_M_CONTENT, CHAT_M_ATT, CHAT_M_REACT,
        CHAT_M_CLIENT, CHAT_M_CREATED, CHAT_M_UPDATED };
+/* MESSAGE_EDIT, MESSAGE_DELETE (no content) */
+enum { CHAT_ME_ID, CHAT_ME_CONTENT, CHAT_ME_UPDATED };
+enum { CHAT_MD_ID, CHAT_MD_UPDATED };
 /* MESSAGES_PAGE (the clamped limit: req->limit) */
 enum { CHAT_P_ROOM, CHAT_P_BEFORE, CHAT_P_LIMIT };
 /* USER_BY_LOGIN: v[0] login; USER_GET, ROOM_GET: v[0] id; ROOMS_FOR_USER: v[0] userId;

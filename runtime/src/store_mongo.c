@@ -185,7 +185,7 @@ enum { M_ID = CHAT_M_ID, M_ROOM = CHAT_M_ROOM, M_SENDER = CHAT_M_SENDER, M_CONTE
 
 /* ---- documents -> objects: each object's members in order, from which field ---- */
 
-enum { C_PLAIN, C_OBJECT, C_ARRAY };
+enum { C_PLAIN, C_OBJECT, C_ARRAY, C_FLAG /* true when the field is true, else absent */ };
 
 typedef struct mg_col {
     const char *key;   /* in the result */
@@ -224,6 +224,7 @@ static const mg_col msg_cols[] = {
     {"clientMsgId", "clientMsgId", C_PLAIN},
     {"createdAt", "createdAt", C_PLAIN},
     {"updatedAt", "updatedAt", C_PLAIN},
+    {"deleted", "deleted", C_FLAG},
 };
 
 /* The document as a result object; NULL (logged) on out-of-memory or a corrupt field. */
@@ -237,6 +238,14 @@ static json_t *mg_doc_json(mg_call *c, const bson_t *doc, const mg_col *cols, in
     }
     for (int i = 0; i < n; i++) {
         json_t *v = NULL;
+        if (cols[i].kind == C_FLAG) {
+            if (bson_iter_init_find(&it, doc, cols[i].field) && BSON_ITER_HOLDS_BOOL(&it) &&
+                bson_iter_bool(&it) && json_object_set_new(obj, cols[i].key, json_true())) {
+                json_decref(obj);
+                return NULL;
+            }
+            continue;
+        }
         if (bson_iter_init_find(&it, doc, cols[i].field) && !BSON_ITER_HOLDS_NULL(&it)) {
             v = chat__bson_to_json(&it);
             if (v && cols[i].kind != C_PLAIN &&
@@ -532,6 +541,41 @@ static int op_user_set_seen(mg_call *c, const chat_store_req *q, json_t **result
     return err;
 }
 
+/* One findAndModify on coll answering with the document after the update, as an object with
+ * cols: 0, CHAT_ENOTFOUND (nothing matched query) or an error. */
+static int mg_modify_one(mg_call *c, const char *coll_name, const bson_t *query,
+                         const bson_t *update, const mg_col *cols, int ncols, json_t **result)
+{
+    bson_t reply;
+    bson_error_t error;
+    int err;
+    mongoc_find_and_modify_opts_t *opts = mongoc_find_and_modify_opts_new();
+    mongoc_find_and_modify_opts_set_update(opts, update);
+    mongoc_find_and_modify_opts_set_flags(opts, MONGOC_FIND_AND_MODIFY_RETURN_NEW);
+    mongoc_collection_t *coll = mg_coll(c, coll_name);
+    if (!mongoc_collection_find_and_modify_with_opts(coll, query, opts, &reply, &error)) {
+        err = mg_fail(c, &error, &reply);
+    } else {
+        bson_iter_t it;
+        err = CHAT_ENOTFOUND;
+        if (bson_iter_init_find(&it, &reply, "value") && BSON_ITER_HOLDS_DOCUMENT(&it)) {
+            uint32_t len;
+            const uint8_t *data;
+            bson_t doc;
+            bson_iter_document(&it, &len, &data);
+            err = CHAT_EINTERNAL;
+            if (bson_init_static(&doc, data, len)) {
+                *result = mg_doc_json(c, &doc, cols, ncols);
+                err = *result ? 0 : CHAT_EINTERNAL;
+            }
+        }
+    }
+    bson_destroy(&reply);
+    mongoc_collection_destroy(coll);
+    mongoc_find_and_modify_opts_destroy(opts);
+    return err;
+}
+
 /* Applies a USER_UPDATE in one findAndModify that answers with the user after it. */
 static int op_user_update(mg_call *c, const chat_store_req *q, json_t **result)
 {
@@ -688,6 +732,60 @@ done:
     free(lower);
     free(upper);
     json_decref(users);
+    return err;
+}
+
+/* ---- edits and deletes ---- */
+
+static int op_message_get(mg_call *c, const chat_store_req *q, json_t **result)
+{
+    return mg_find_by_id(c, "messages", q->v[0], msg_cols, NFIELDS(msg_cols), result);
+}
+
+/* {_id: id, deleted: {$ne: true}}: only a live message changes */
+static void mg_live_message(bson_t *query, json_t *id)
+{
+    bson_t ne;
+    mg_append_str(query, "_id", id);
+    BSON_APPEND_DOCUMENT_BEGIN(query, "deleted", &ne);
+    BSON_APPEND_BOOL(&ne, "$ne", true);
+    bson_append_document_end(query, &ne);
+}
+
+static int op_message_edit(mg_call *c, const chat_store_req *q, json_t **result)
+{
+    bson_t query = BSON_INITIALIZER;
+    bson_t update = BSON_INITIALIZER;
+    bson_t set;
+    mg_live_message(&query, q->v[CHAT_ME_ID]);
+    BSON_APPEND_DOCUMENT_BEGIN(&update, "$set", &set);
+    mg_append_str(&set, "content", q->v[CHAT_ME_CONTENT]);
+    BSON_APPEND_INT64(&set, "updatedAt", json_integer_value(q->v[CHAT_ME_UPDATED]));
+    bson_append_document_end(&update, &set);
+    int err = mg_modify_one(c, "messages", &query, &update, msg_cols, NFIELDS(msg_cols), result);
+    bson_destroy(&update);
+    bson_destroy(&query);
+    return err;
+}
+
+static int op_message_delete(mg_call *c, const chat_store_req *q, json_t **result)
+{
+    bson_t query = BSON_INITIALIZER;
+    bson_t update = BSON_INITIALIZER;
+    bson_t set, empty;
+    mg_live_message(&query, q->v[CHAT_MD_ID]);
+    BSON_APPEND_DOCUMENT_BEGIN(&update, "$set", &set);
+    BSON_APPEND_BOOL(&set, "deleted", true);
+    BSON_APPEND_UTF8(&set, "content", "");
+    BSON_APPEND_ARRAY_BEGIN(&set, "attachments", &empty);
+    bson_append_array_end(&set, &empty);
+    BSON_APPEND_DOCUMENT_BEGIN(&set, "reactions", &empty);
+    bson_append_document_end(&set, &empty);
+    BSON_APPEND_INT64(&set, "updatedAt", json_integer_value(q->v[CHAT_MD_UPDATED]));
+    bson_append_document_end(&update, &set);
+    int err = mg_modify_one(c, "messages", &query, &update, msg_cols, NFIELDS(msg_cols), result);
+    bson_destroy(&update);
+    bson_destroy(&query);
     return err;
 }
 
@@ -1062,6 +1160,9 @@ static const struct {
     [CHAT_STORE_USER_UPDATE] = {"user_update", op_user_update, 0},
     [CHAT_STORE_USERS_GET] = {"users_get", op_users_get, 0},
     [CHAT_STORE_USERS_SEARCH] = {"users_search", op_users_search, 0},
+    [CHAT_STORE_MESSAGE_GET] = {"message_get", op_message_get, 0},
+    [CHAT_STORE_MESSAGE_EDIT] = {"message_edit", op_message_edit, 0},
+    [CHAT_STORE_MESSAGE_DELETE] = {"message_delete", op_message_delete, 0},
 };
 
 static int mg_exec(void *impl, const chat_store_req *q, json_t **result)

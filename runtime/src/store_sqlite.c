@@ -58,7 +58,8 @@ static const char sq_schema[] =
     " reactions TEXT NOT NULL DEFAULT '{}',"
     " client_msg_id TEXT,"
     " created_at INTEGER NOT NULL,"
-    " updated_at INTEGER NOT NULL);"
+    " updated_at INTEGER NOT NULL,"
+    " deleted INTEGER NOT NULL DEFAULT 0);"
     "CREATE INDEX IF NOT EXISTS messages_room_time ON messages(room_id, created_at, id);"
     "CREATE INDEX IF NOT EXISTS messages_sender ON messages(sender_id);"
     "CREATE UNIQUE INDEX IF NOT EXISTS messages_client_msg ON messages(sender_id, client_msg_id)"
@@ -70,6 +71,8 @@ static const char *const sq_migrations[] = {
     /* 1 -> 2: profiles */
     "ALTER TABLE users ADD COLUMN display_name TEXT;"
     "ALTER TABLE users ADD COLUMN status_text TEXT;",
+    /* 2 -> 3: edits and deletes */
+    "ALTER TABLE messages ADD COLUMN deleted INTEGER NOT NULL DEFAULT 0;",
 };
 #define SQ_SCHEMA_VERSION (1 + (int)(sizeof sq_migrations / sizeof sq_migrations[0]))
 
@@ -79,7 +82,7 @@ static const char *const sq_migrations[] = {
 #define ROOM_COLS "r.id, r.name, r.type, r.admin, r.settings, r.created_at"
 #define MSG_COLS                                                                            \
     "id, room_id, sender_id, content, attachments, reactions, client_msg_id, created_at, " \
-    "updated_at"
+    "updated_at, deleted"
 
 /* Every statement, prepared once at open. X(name, sql) */
 #define SQ_STMT_MAP(X)                                                                      \
@@ -101,6 +104,11 @@ static const char *const sq_migrations[] = {
                    " WHERE id = ?1")                                                        \
     X(USERS_SEARCH, "SELECT " USER_COLS " FROM users WHERE username >= ?1"                  \
                     " AND username < ?1 || char(127) ORDER BY username LIMIT ?2")            \
+    X(MSG_GET, "SELECT " MSG_COLS " FROM messages WHERE id = ?1")                          \
+    X(MSG_EDIT, "UPDATE messages SET content = ?2, updated_at = ?3"                         \
+                " WHERE id = ?1 AND deleted = 0")                                           \
+    X(MSG_DELETE, "UPDATE messages SET deleted = 1, content = '', attachments = '[]',"     \
+                  " reactions = '{}', updated_at = ?2 WHERE id = ?1 AND deleted = 0")        \
     X(ROOM_INSERT, "INSERT INTO rooms (id, name, type, admin, settings, created_at)"       \
                    " VALUES (?1, ?2, ?3, ?4, coalesce(?5, '{}'), ?6)")                      \
     X(ROOM_GET, "SELECT " ROOM_COLS " FROM rooms r WHERE r.id = ?1")                        \
@@ -312,11 +320,12 @@ static int sq_bind(sq_store *st, sqlite3_stmt *stmt, json_t *const *vals, int n)
 
 /* ---- rows: each object's members in column order ---- */
 
-enum { C_PLAIN, C_OBJECT, C_ARRAY, C_LATER };
+enum { C_PLAIN, C_OBJECT, C_ARRAY, C_LATER, C_FLAG };
 
 typedef struct sq_col {
     const char *key;
-    int kind; /* C_OBJECT, C_ARRAY: JSON text; C_LATER: no column, filled in by the caller */
+    int kind; /* C_OBJECT, C_ARRAY: JSON text; C_LATER: no column, filled in by the caller;
+               * C_FLAG: an integer, the member true when it is not 0 and absent when it is */
 } sq_col;
 
 static const sq_col user_cols[] = {
@@ -332,6 +341,7 @@ static const sq_col msg_cols[] = {
     {"id", C_PLAIN},          {"roomId", C_PLAIN},      {"senderId", C_PLAIN},
     {"content", C_PLAIN},     {"attachments", C_ARRAY}, {"reactions", C_OBJECT},
     {"clientMsgId", C_PLAIN}, {"createdAt", C_PLAIN},   {"updatedAt", C_PLAIN},
+    {"deleted", C_FLAG},
 };
 
 static json_t *sq_column(sqlite3_stmt *stmt, int i, int kind)
@@ -372,6 +382,13 @@ static json_t *sq_row(sq_store *st, sqlite3_stmt *stmt, const sq_col *cols, int 
         goto fail;
     }
     for (int i = 0; i < n; i++) {
+        if (cols[i].kind == C_FLAG) {
+            if (sqlite3_column_int64(stmt, col++) != 0 &&
+                json_object_set_new(obj, cols[i].key, json_true())) {
+                goto fail;
+            }
+            continue;
+        }
         json_t *v = cols[i].kind == C_LATER ? json_null() : sq_column(stmt, col++, cols[i].kind);
         if (!v || json_object_set_new(obj, cols[i].key, v) != 0) {
             chat__log(CHAT_LOG_ERROR, "store_error",
@@ -566,6 +583,39 @@ static int op_users_search(sq_store *st, const chat_store_req *q, json_t **resul
 fail:
     json_decref(users);
     return err;
+}
+
+static int op_message_get(sq_store *st, const chat_store_req *q, json_t **result)
+{
+    return sq_get(st, SQ_MSG_GET, q->v, 1, msg_cols, NFIELDS(msg_cols), result);
+}
+
+/* An UPDATE of one live message (nvals bound), then the message as it is now. */
+static int sq_message_change(sq_store *st, int sid, const chat_store_req *q, int nvals,
+                             json_t **result)
+{
+    sqlite3_stmt *stmt = sq_stmt(st, sid);
+    int err = sq_bind(st, stmt, q->v, nvals);
+    if (!err) {
+        err = sq_step(st, stmt);
+    }
+    if (err) {
+        return err;
+    }
+    if (sqlite3_changes(st->db) == 0) {
+        return CHAT_ENOTFOUND;
+    }
+    return sq_get(st, SQ_MSG_GET, q->v, 1, msg_cols, NFIELDS(msg_cols), result);
+}
+
+static int op_message_edit(sq_store *st, const chat_store_req *q, json_t **result)
+{
+    return sq_message_change(st, SQ_MSG_EDIT, q, CHAT_ME_UPDATED + 1, result);
+}
+
+static int op_message_delete(sq_store *st, const chat_store_req *q, json_t **result)
+{
+    return sq_message_change(st, SQ_MSG_DELETE, q, CHAT_MD_UPDATED + 1, result);
 }
 
 static int sq_add_member(sq_store *st, json_t *room_id, json_t *user_id, int64_t joined_at)
@@ -850,6 +900,9 @@ static const struct {
     [CHAT_STORE_USER_UPDATE] = {"user_update", op_user_update},
     [CHAT_STORE_USERS_GET] = {"users_get", op_users_get},
     [CHAT_STORE_USERS_SEARCH] = {"users_search", op_users_search},
+    [CHAT_STORE_MESSAGE_GET] = {"message_get", op_message_get},
+    [CHAT_STORE_MESSAGE_EDIT] = {"message_edit", op_message_edit},
+    [CHAT_STORE_MESSAGE_DELETE] = {"message_delete", op_message_delete},
 };
 
 static void sq_call_begin(sq_store *st, const char *op)

@@ -660,6 +660,84 @@ typedef struct call_stats {
 
 static call_stats cs;
 
+/* ---- edits and deletes (after test_rooms: ROOM1 exists) ---- */
+
+static void test_edits(chat_store *s)
+{
+    static const char M1[] = "65000000000000000e000001";
+    static const char M2[] = "65000000000000000e000002";
+    json_t *r = NULL;
+
+    CHECK(run(s, CHAT_STORE_MESSAGE_INSERT, message(M1, ROOM1, ALICE, "first", NULL, 5000), &r) ==
+          0);
+    json_decref(r);
+    CHECK(run(s, CHAT_STORE_MESSAGE_INSERT, message(M2, ROOM1, BOB, "second", NULL, 5001), &r) ==
+          0);
+    CHECK(json_object_get(json_object_get(r, "message"), "deleted") == NULL);
+    json_decref(r);
+
+    CHECK(run(s, CHAT_STORE_MESSAGE_GET, json_pack("{s:s}", "id", M1), &r) == 0);
+    CHECK(str(r, "content") && strcmp(str(r, "content"), "first") == 0);
+    CHECK(json_object_get(r, "deleted") == NULL);
+    CHECK(num(r, "updatedAt") == 5000);
+    json_decref(r);
+    r = NULL;
+    CHECK(run(s, CHAT_STORE_MESSAGE_GET, json_pack("{s:s}", "id", NO_ROOM), &r) == CHAT_ENOTFOUND);
+    CHECK(r == NULL);
+
+    CHECK(run(s, CHAT_STORE_MESSAGE_EDIT,
+              json_pack("{s:s,s:s,s:I}", "id", M1, "content", "first, edited", "updatedAt",
+                        (json_int_t)6000),
+              &r) == 0);
+    CHECK(str(r, "content") && strcmp(str(r, "content"), "first, edited") == 0);
+    CHECK(num(r, "createdAt") == 5000 && num(r, "updatedAt") == 6000);
+    CHECK(str(r, "senderId") && strcmp(str(r, "senderId"), ALICE) == 0);
+    json_decref(r);
+
+    CHECK(run(s, CHAT_STORE_MESSAGE_DELETE,
+              json_pack("{s:s,s:I}", "id", M2, "updatedAt", (json_int_t)7000), &r) == 0);
+    CHECK(json_is_true(json_object_get(r, "deleted")));
+    CHECK(str(r, "content") && strcmp(str(r, "content"), "") == 0);
+    CHECK(json_array_size(json_object_get(r, "attachments")) == 0);
+    CHECK(json_object_size(json_object_get(r, "reactions")) == 0);
+    CHECK(num(r, "updatedAt") == 7000);
+    json_decref(r);
+    /* a tombstone neither changes again nor is deleted twice */
+    r = NULL;
+    CHECK(run(s, CHAT_STORE_MESSAGE_EDIT,
+              json_pack("{s:s,s:s,s:I}", "id", M2, "content", "back", "updatedAt",
+                        (json_int_t)8000),
+              &r) == CHAT_ENOTFOUND);
+    CHECK(run(s, CHAT_STORE_MESSAGE_DELETE,
+              json_pack("{s:s,s:I}", "id", M2, "updatedAt", (json_int_t)8000), &r) ==
+          CHAT_ENOTFOUND);
+    CHECK(run(s, CHAT_STORE_MESSAGE_EDIT,
+              json_pack("{s:s,s:s,s:I}", "id", NO_ROOM, "content", "x", "updatedAt",
+                        (json_int_t)8000),
+              &r) == CHAT_ENOTFOUND);
+    CHECK(run(s, CHAT_STORE_MESSAGE_EDIT, json_pack("{s:s,s:s}", "id", M1, "content", "x"), &r) ==
+          CHAT_EINVAL);
+    CHECK(r == NULL);
+    /* history shows the edit and the tombstone */
+    CHECK(run(s, CHAT_STORE_MESSAGES_PAGE, page_arg(ROOM1, NULL, 1000), &r) == 0);
+    json_t *msgs = json_object_get(r, "messages");
+    int seen = 0;
+    size_t i;
+    json_t *m;
+    json_array_foreach(msgs, i, m) {
+        if (strcmp(str(m, "id"), M1) == 0) {
+            CHECK(strcmp(str(m, "content"), "first, edited") == 0 && num(m, "updatedAt") == 6000);
+            CHECK(json_object_get(m, "deleted") == NULL);
+            seen++;
+        } else if (strcmp(str(m, "id"), M2) == 0) {
+            CHECK(json_is_true(json_object_get(m, "deleted")) && strcmp(str(m, "content"), "") == 0);
+            seen++;
+        }
+    }
+    CHECK(seen == 2);
+    json_decref(r);
+}
+
 static void on_insert(int status, json_t *result, void *arg)
 {
     (void)arg;

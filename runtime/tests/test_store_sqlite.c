@@ -40,6 +40,13 @@ static void test_migration(void)
                        "COLLATE NOCASE UNIQUE, username TEXT NOT NULL COLLATE NOCASE UNIQUE, "
                        "password_hash TEXT NOT NULL, status TEXT NOT NULL DEFAULT 'offline', "
                        "last_seen INTEGER, avatar TEXT, created_at INTEGER NOT NULL);"
+                       "CREATE TABLE messages (id TEXT NOT NULL PRIMARY KEY, room_id TEXT NOT "
+                       "NULL, sender_id TEXT NOT NULL, content TEXT NOT NULL, attachments TEXT NOT "
+                       "NULL DEFAULT '[]', reactions TEXT NOT NULL DEFAULT '{}', client_msg_id "
+                       "TEXT, created_at INTEGER NOT NULL, updated_at INTEGER NOT NULL);"
+                       "INSERT INTO messages (id, room_id, sender_id, content, created_at, "
+                       "updated_at) VALUES ('65000000000000000f000001', '6500000000000000000001a1',"
+                       " '650000000000000000000a01', 'old words', 5, 5);"
                        "INSERT INTO users (id, email, username, password_hash, created_at) VALUES "
                        "('650000000000000000000a01', 'old@example.com', 'old', 'h', 5);"
                        "PRAGMA user_version = 1;",
@@ -54,6 +61,17 @@ static void test_migration(void)
         CHECK(run(s, CHAT_STORE_USER_UPDATE,
                   json_pack("{s:s,s:s}", "id", ALICE, "displayName", "Old Timer"), &r) == 0);
         CHECK(str(r, "displayName") && strcmp(str(r, "displayName"), "Old Timer") == 0);
+        json_decref(r);
+        CHECK(run(s, CHAT_STORE_MESSAGE_GET, json_pack("{s:s}", "id", "65000000000000000f000001"),
+                  &r) == 0);
+        CHECK(str(r, "content") && strcmp(str(r, "content"), "old words") == 0);
+        CHECK(json_object_get(r, "deleted") == NULL);
+        json_decref(r);
+        CHECK(run(s, CHAT_STORE_MESSAGE_DELETE,
+                  json_pack("{s:s,s:I}", "id", "65000000000000000f000001", "updatedAt",
+                            (json_int_t)9),
+                  &r) == 0);
+        CHECK(json_is_true(json_object_get(r, "deleted")));
         json_decref(r);
         chat__store_close(s);
     }
@@ -153,6 +171,7 @@ int main(void)
     test_rooms(s);
     test_messages(s);
     test_paging(s);
+    test_edits(s);
     test_calls(s);
     char wal[256];
     snprintf(wal, sizeof wal, "%s/chatd.db-wal", datadir);

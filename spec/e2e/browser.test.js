@@ -510,4 +510,28 @@ nodeTest.describe('the web page in Chromium', () => {
         await shot(alice, '18-alice-directory-names');
         assertNoPageErrors();
     });
+
+    test('alice edits and then deletes her message; bob sees "(edited)", then a tombstone', async () => {
+        const { alice, bob } = people;
+        await openRoom(bob, shared.room);
+        await send(alice, 'a tpyo in here');
+        const sentRow = row(alice.page, 'a tpyo in here').and(alice.page.locator('[data-state="sent"]'));
+        await sentRow.waitFor();
+        await row(bob.page, 'a tpyo in here').waitFor();
+        alice.page.once('dialog', (d) => d.accept('no typo in here'));
+        await sentRow.hover();
+        await sentRow.getByRole('button', { name: 'Edit' }).click();
+        await row(bob.page, 'no typo in here').locator('.edited').waitFor();
+        assert.equal(await row(bob.page, 'a tpyo in here').count(), 0);
+        await shot(bob, '19-bob-sees-edit');
+        const edited = row(alice.page, 'no typo in here');
+        await edited.hover();
+        await edited.getByRole('button', { name: 'Delete' }).click();
+        await bob.page.waitForFunction(() =>
+            [...document.querySelectorAll('#messages li.msg')].some((li) =>
+                li.textContent.includes('This message was deleted')));
+        assert.equal(await row(bob.page, 'no typo in here').count(), 0);
+        await shot(bob, '20-bob-sees-tombstone');
+        assertNoPageErrors();
+    });
 });
