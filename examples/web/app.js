@@ -500,6 +500,7 @@ function connectSocket() {
     socket.on('message:ack', onMessageAck);
     socket.on('message:updated', onMessageChanged);
     socket.on('message:deleted', onMessageChanged);
+    socket.on('message:reaction', onReaction);
     socket.on('typing', onTyping);
     socket.on('presence:update', (p) => {
         state.presence.set(p.userId, { status: p.status, lastSeen: p.lastSeen });
@@ -901,6 +902,27 @@ function onMessageChanged(m) {
     }
 }
 
+function onReaction({ messageId, roomId, reactions }) {
+    const log = state.logs.get(roomId);
+    const item = log && log.byId.get(messageId);
+    if (!item) {
+        return;
+    }
+    item.reactions = reactions;
+    if (roomId === state.activeId) {
+        renderMessages();
+    }
+}
+
+async function react(item, emoji, on) {
+    try {
+        const { message } = await emitWithAck('message:react', { messageId: item.id, emoji, on });
+        onReaction({ messageId: message.id, roomId: message.roomId, reactions: message.reactions });
+    } catch (err) {
+        toastError(err);
+    }
+}
+
 async function changeMessage(item, remove) {
     try {
         if (remove) {
@@ -1149,10 +1171,29 @@ function buildRow(li, item, first, direct, offline) {
             el('span', { class: 'text', text: item.content }),
             edited ? el('span', { class: 'edited', text: ' (edited)' }) : null,
             stampFor(item, offline)));
-        if (mine && item.state === 'sent' && item.id) {
+        const reactions = Object.entries(item.reactions || {}).filter(([, who]) => who.length);
+        if (reactions.length) {
+            stack.append(el('div', { class: 'reactions' }, ...reactions.map(([emoji, who]) => {
+                const me = who.includes(state.me.id);
+                return el('button', {
+                    type: 'button',
+                    class: `reaction${me ? ' mine' : ''}`,
+                    title: who.map(nameOf).join(', '),
+                    'aria-pressed': String(me),
+                    text: `${emoji} ${who.length}`,
+                    onclick: () => react(item, emoji, !me),
+                });
+            })));
+        }
+        if (item.state === 'sent' && item.id) {
+            const own = (item.reactions && item.reactions['👍']) || [];
             stack.append(el('div', { class: 'actions' },
-                el('button', { type: 'button', class: 'link', text: 'Edit', onclick: () => changeMessage(item, false) }),
-                el('button', { type: 'button', class: 'link', text: 'Delete', onclick: () => changeMessage(item, true) })));
+                el('button', {
+                    type: 'button', class: 'link', text: '👍', title: 'React with 👍', 'aria-label': 'React with 👍',
+                    onclick: () => react(item, '👍', !own.includes(state.me.id)),
+                }),
+                mine ? el('button', { type: 'button', class: 'link', text: 'Edit', onclick: () => changeMessage(item, false) }) : null,
+                mine ? el('button', { type: 'button', class: 'link', text: 'Delete', onclick: () => changeMessage(item, true) }) : null));
         }
     }
     if (item.state === 'failed') {
@@ -1207,7 +1248,8 @@ function renderMessages(opts = {}) {
         const key = rowKey(item);
         const li = state.rendered.get(key) || el('li');
         const sig = [item.state, item.id, first, offline, item.error && item.error.message,
-            nameOf(item.senderId), item.content, item.updatedAt, Boolean(item.deleted)].join('|');
+            nameOf(item.senderId), item.content, item.updatedAt, Boolean(item.deleted),
+            JSON.stringify(item.reactions || {})].join('|');
         if (li.dataset.sig !== sig) {
             buildRow(li, item, first, room && room.type === 'direct', offline);
             li.dataset.sig = sig;

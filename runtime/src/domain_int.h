@@ -159,5 +159,6 @@ void chat__on_typing_start(chat_call *c, json_t *payload);
 void chat__on_typing_stop(chat_call *c, json_t *payload);
 void chat__on_message_edit(chat_call *c, json_t *payload);   /* message_ops.c */
 void chat__on_message_delete(chat_call *c, json_t *payload); /* message_ops.c */
+void chat__on_message_react(chat_call *c, json_t *payload);  /* message_ops.c */
 
 #endif

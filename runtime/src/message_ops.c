@@ -1,18 +1,88 @@
-/* message_ops.c: changes to a stored message: message:edit and message:delete. The sender,
- * or the room's admin, may change a message of a room they are a member of; a policy hook
- * (message/edit, message/delete) decides first; members get message:updated or
- * message:deleted on every node, and the room's recent-messages cache is dropped. */
+/* message_ops.c: changes to a stored message: message:edit and message:delete (the sender or
+ * the room's admin, a member of its room) and message:react (any member). A policy hook
+ * (message/edit, message/delete, message/react) decides first; members get message:updated,
+ * message:deleted or message:reaction on every node, and the room's recent-messages cache is
+ * dropped. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "domain_int.h"
 
-/* c->input: {messageId, content?, message (the stored one, once loaded)} */
+/* c->input: {messageId, content? (edit), emoji + on (react), message (the stored one, once
+ * loaded)} */
+
+#define REACTIONS_MAX 20 /* different emoji on one message */
 
 static const char *op_name(chat_call *c)
 {
-    return json_object_get(c->input, "content") ? "edit" : "delete";
+    return json_object_get(c->input, "content") ? "edit"
+           : json_object_get(c->input, "emoji") ? "react"
+                                                : "delete";
+}
+
+/* ---- emoji: one short grapheme ---- */
+
+/* The next code point of s (valid UTF-8: jansson checked it); advances *i. */
+static unsigned next_cp(const unsigned char *s, size_t n, size_t *i)
+{
+    unsigned c = s[*i];
+    int more = c < 0x80 ? 0 : c < 0xe0 ? 1 : c < 0xf0 ? 2 : 3;
+    c &= more == 0 ? 0x7f : more == 1 ? 0x1f : more == 2 ? 0x0f : 0x07;
+    (*i)++;
+    while (more-- > 0 && *i < n) {
+        c = c << 6 | (s[(*i)++] & 0x3f);
+    }
+    return c;
+}
+
+static int pictographic(unsigned c)
+{
+    return c == 0xa9 || c == 0xae || (c >= 0x203c && c <= 0x3299) ||
+           (c >= 0x1f000 && c <= 0x1faff);
+}
+
+static int regional(unsigned c)
+{
+    return c >= 0x1f1e6 && c <= 0x1f1ff;
+}
+
+/* 1 when s is one emoji: a pictograph (or a keycap base 0-9 # *), then only variation
+ * selectors, skin tones, tags, a keycap mark, a second regional indicator (a flag), or
+ * ZWJ + another pictograph; at most 10 code points and CHAT_STORE_EMOJI_MAX bytes. */
+static int valid_emoji(json_t *v)
+{
+    const unsigned char *s = (const unsigned char *)json_string_value(v);
+    size_t n = json_string_length(v), i = 0;
+    if (!s || n < 1 || n > CHAT_STORE_EMOJI_MAX || strlen((const char *)s) != n) {
+        return 0;
+    }
+    unsigned first = next_cp(s, n, &i);
+    int keycap = (first >= '0' && first <= '9') || first == '#' || first == '*';
+    if (!pictographic(first) && !keycap) {
+        return 0;
+    }
+    int count = 1, after_zwj = 0, flag = regional(first);
+    while (i < n) {
+        unsigned c = next_cp(s, n, &i);
+        if (++count > 10) {
+            return 0;
+        }
+        if (after_zwj) {
+            if (!pictographic(c)) {
+                return 0;
+            }
+            after_zwj = 0;
+        } else if (c == 0x200d) {
+            after_zwj = 1;
+        } else if (flag == 1 && regional(c)) {
+            flag = 2;
+        } else if (!(c == 0xfe0f || c == 0xfe0e || c == 0x20e3 || (c >= 0x1f3fb && c <= 0x1f3ff) ||
+                     (c >= 0xe0020 && c <= 0xe007f))) {
+            return 0;
+        }
+    }
+    return !after_zwj && flag != 1 && (!keycap || strstr((const char *)s, "\xe2\x83\xa3"));
 }
 
 static void changed(int status, json_t *message, void *arg)
@@ -24,13 +94,23 @@ static void changed(int status, json_t *message, void *arg)
                         status == CHAT_ENOTFOUND ? "that message was deleted" : NULL);
         return;
     }
-    int edit = strcmp(op_name(c), "edit") == 0;
+    const char *op = op_name(c);
     char key[64], except[32];
     snprintf(key, sizeof key, "messages:%s:version", c->room_id);
     chat__kv_incr(c->rt->kv, key, 1, 0, NULL, NULL); /* the cached history is now old */
     snprintf(except, sizeof except, "s:%s", c->k ? c->k->id : "-");
-    chat__fanout_room(c->rt, c->room_id, except, edit ? "message:updated" : "message:deleted",
-                      message);
+    if (strcmp(op, "react") == 0) {
+        json_t *note = json_pack(
+            "{s:O,s:s,s:s,s:O,s:O,s:O}", "messageId", json_object_get(message, "id"), "roomId",
+            c->room_id, "userId", c->user_id, "emoji", json_object_get(c->input, "emoji"), "on",
+            json_object_get(c->input, "on"), "reactions", json_object_get(message, "reactions"));
+        chat__fanout_room(c->rt, c->room_id, except, "message:reaction", note);
+        json_decref(note);
+    } else {
+        chat__fanout_room(c->rt, c->room_id, except,
+                          strcmp(op, "edit") == 0 ? "message:updated" : "message:deleted",
+                          message);
+    }
     chat__call_done(c, json_pack("{s:o}", "message", message));
 }
 
@@ -43,6 +123,14 @@ static void change_allowed(chat_call *c, json_t *ev)
     int64_t before = json_integer_value(json_object_get(msg, "updatedAt"));
     if (now <= before) {
         now = before + 1;
+    }
+    if (strcmp(op_name(c), "react") == 0) {
+        chat__call_store(c, CHAT_STORE_MESSAGE_REACT,
+                         json_pack("{s:O,s:s,s:O,s:O}", "id", id, "userId", c->user_id, "emoji",
+                                   json_object_get(c->input, "emoji"), "on",
+                                   json_object_get(c->input, "on")),
+                         changed);
+        return;
     }
     if (strcmp(op_name(c), "edit") == 0) {
         json_t *content = json_object_get(ev, "content");
@@ -67,9 +155,31 @@ static void change_allowed(chat_call *c, json_t *ev)
                      json_pack("{s:O,s:I}", "id", id, "updatedAt", (json_int_t)now), changed);
 }
 
+static void react_member(chat_call *c)
+{
+    json_t *msg = json_object_get(c->input, "message");
+    json_t *reactions = json_object_get(msg, "reactions");
+    const char *emoji = json_string_value(json_object_get(c->input, "emoji"));
+    if (json_is_true(json_object_get(c->input, "on")) && !json_object_get(reactions, emoji) &&
+        json_object_size(reactions) >= REACTIONS_MAX) {
+        chat__call_fail(c, CHAT_ECONFLICT,
+                        "this message has 20 different reactions already; add to one of them");
+        return;
+    }
+    json_t *ev = json_pack("{s:o,s:o,s:O,s:O,s:O,s:O}", "socket", chat__socket_json(c->k),
+                           "user", chat__call_user_json(c), "room", c->room, "message", msg,
+                           "emoji", json_object_get(c->input, "emoji"), "on",
+                           json_object_get(c->input, "on"));
+    chat__call_hook(c, "message/react", ev, change_allowed);
+}
+
 /* Member, with the room at hand: the sender or the room's admin may go on. */
 static void change_member(chat_call *c)
 {
+    if (strcmp(op_name(c), "react") == 0) {
+        react_member(c);
+        return;
+    }
     json_t *msg = json_object_get(c->input, "message");
     const char *sender = json_string_value(json_object_get(msg, "senderId"));
     const char *admin = json_string_value(json_object_get(c->room, "admin"));
@@ -158,4 +268,29 @@ void chat__on_message_edit(chat_call *c, json_t *payload)
 void chat__on_message_delete(chat_call *c, json_t *payload)
 {
     change_start(c, payload, 0);
+}
+
+void chat__on_message_react(chat_call *c, json_t *payload)
+{
+    const char *id = json_string_value(json_object_get(payload, "messageId"));
+    json_t *emoji = json_object_get(payload, "emoji");
+    json_t *on = json_object_get(payload, "on");
+    if (!chat__is_object_id(id)) {
+        chat__call_fail(c, CHAT_EINVAL, "messageId must be a message id (24 hex characters)");
+        return;
+    }
+    if (!valid_emoji(emoji)) {
+        chat__call_fail(c, CHAT_EINVAL, "emoji must be one emoji (at most 32 bytes)");
+        return;
+    }
+    if (!json_is_boolean(on)) {
+        chat__call_fail(c, CHAT_EINVAL, "on must be true (add the reaction) or false (remove it)");
+        return;
+    }
+    c->input = json_pack("{s:s,s:O,s:O}", "messageId", id, "emoji", emoji, "on", on);
+    if (!c->input) {
+        chat__call_fail(c, CHAT_ENOMEM, NULL);
+        return;
+    }
+    chat__call_store(c, CHAT_STORE_MESSAGE_GET, json_pack("{s:s}", "id", id), message_loaded);
 }

@@ -550,6 +550,7 @@ enum {
     F_INT = 1u << JSON_INTEGER,
     F_OBJ = 1u << JSON_OBJECT,
     F_ARR = 1u << JSON_ARRAY,
+    F_BOOL = 1u << JSON_TRUE | 1u << JSON_FALSE,
     F_OPT = 1u << 16, /* may be missing or null */
 };
 
@@ -594,6 +595,8 @@ static const store_field f_users_search[] = {{"prefix", F_STR}, {"limit", F_INT 
 static const store_field f_message_edit[] = {
     {"id", F_STR}, {"content", F_STR}, {"updatedAt", F_INT}};
 static const store_field f_message_delete[] = {{"id", F_STR}, {"updatedAt", F_INT}};
+static const store_field f_message_react[] = {
+    {"id", F_STR}, {"userId", F_STR}, {"emoji", F_STR}, {"on", F_BOOL}};
 static const store_field f_page[] = {
     {"roomId", F_STR}, {"before", F_STR | F_OPT}, {"limit", F_INT | F_OPT}};
 
@@ -621,6 +624,7 @@ static const struct {
     [CHAT_STORE_MESSAGE_GET] = {FIELDS(f_id)},
     [CHAT_STORE_MESSAGE_EDIT] = {FIELDS(f_message_edit)},
     [CHAT_STORE_MESSAGE_DELETE] = {FIELDS(f_message_delete)},
+    [CHAT_STORE_MESSAGE_REACT] = {FIELDS(f_message_react)},
 };
 
 _Static_assert(sizeof f_message / sizeof f_message[0] <= CHAT_STORE_FIELDS_MAX,
@@ -730,6 +734,16 @@ int chat__store_check(int op, json_t *arg, chat_store_req *req)
             return CHAT_EINVAL;
         }
         req->limit = limit > CHAT_STORE_SEARCH_MAX ? CHAT_STORE_SEARCH_MAX : limit;
+    }
+    if (op == CHAT_STORE_MESSAGE_REACT) {
+        /* the emoji is a key of reactions: a MongoDB field name as well */
+        json_t *e = req->v[CHAT_MR_EMOJI];
+        const char *es = json_string_value(e);
+        size_t n = json_string_length(e);
+        if (n < 1 || n > CHAT_STORE_EMOJI_MAX || strlen(es) != n || strchr(es, '.') ||
+            es[0] == '$') {
+            return CHAT_EINVAL;
+        }
     }
     if (op == CHAT_STORE_ROOM_CREATE) {
         /* participants: strings, each once, in join order */

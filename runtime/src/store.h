@@ -64,6 +64,12 @@ typedef enum chat_store_op {
      * attachments [], reactions {}); result: the tombstone. CHAT_ENOTFOUND when there is no
      * such message or it was deleted already. */
     CHAT_STORE_MESSAGE_DELETE,
+    /* arg {id, userId, emoji, on (bool)}: userId is added to (on) or removed from the
+     * message's reactions[emoji], an array of user ids, each once, in the order they
+     * reacted; an emptied emoji disappears. emoji: 1..CHAT_STORE_EMOJI_MAX bytes, no '.',
+     * not starting with '$' (a MongoDB field name). result: the message after, or
+     * CHAT_ENOTFOUND when there is no such message or it was deleted. updatedAt stays. */
+    CHAT_STORE_MESSAGE_REACT,
     CHAT_STORE_NOPS
 } chat_store_op;
 
@@ -96,6 +102,8 @@ enum { CHAT_M_ID, CHAT_M_ROOM, CHAT_M_SENDER, CHAT_M_CONTENT, CHAT_M_ATT, CHAT_M
 /* MESSAGE_EDIT, MESSAGE_DELETE (no content) */
 enum { CHAT_ME_ID, CHAT_ME_CONTENT, CHAT_ME_UPDATED };
 enum { CHAT_MD_ID, CHAT_MD_UPDATED };
+/* MESSAGE_REACT */
+enum { CHAT_MR_ID, CHAT_MR_USER, CHAT_MR_EMOJI, CHAT_MR_ON };
 /* MESSAGES_PAGE (the clamped limit: req->limit) */
 enum { CHAT_P_ROOM, CHAT_P_BEFORE, CHAT_P_LIMIT };
 /* USER_BY_LOGIN: v[0] login; USER_GET, ROOM_GET: v[0] id; ROOMS_FOR_USER: v[0] userId;
@@ -108,6 +116,7 @@ enum { CHAT_P_ROOM, CHAT_P_BEFORE, CHAT_P_LIMIT };
 #define CHAT_STORE_SEARCH_DEFAULT 10
 #define CHAT_STORE_SEARCH_MAX 50   /* users one USERS_SEARCH answers at most */
 #define CHAT_STORE_PREFIX_MAX 64   /* bytes of a USERS_SEARCH prefix */
+#define CHAT_STORE_EMOJI_MAX 32    /* bytes of a MESSAGE_REACT emoji */
 
 typedef struct chat_store_req {
     int op;

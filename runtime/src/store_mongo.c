@@ -185,7 +185,8 @@ enum { M_ID = CHAT_M_ID, M_ROOM = CHAT_M_ROOM, M_SENDER = CHAT_M_SENDER, M_CONTE
 
 /* ---- documents -> objects: each object's members in order, from which field ---- */
 
-enum { C_PLAIN, C_OBJECT, C_ARRAY, C_FLAG /* true when the field is true, else absent */ };
+enum { C_PLAIN, C_OBJECT, C_ARRAY, C_FLAG /* true when the field is true, else absent */,
+       C_REACTIONS /* an object whose emptied arrays ($pull leaves them) are left out */ };
 
 typedef struct mg_col {
     const char *key;   /* in the result */
@@ -220,7 +221,7 @@ static const mg_col msg_cols[] = {
     {"senderId", "senderId", C_PLAIN},
     {"content", "content", C_PLAIN},
     {"attachments", "attachments", C_ARRAY},
-    {"reactions", "reactions", C_OBJECT},
+    {"reactions", "reactions", C_REACTIONS},
     {"clientMsgId", "clientMsgId", C_PLAIN},
     {"createdAt", "createdAt", C_PLAIN},
     {"updatedAt", "updatedAt", C_PLAIN},
@@ -249,12 +250,22 @@ static json_t *mg_doc_json(mg_call *c, const bson_t *doc, const mg_col *cols, in
         if (bson_iter_init_find(&it, doc, cols[i].field) && !BSON_ITER_HOLDS_NULL(&it)) {
             v = chat__bson_to_json(&it);
             if (v && cols[i].kind != C_PLAIN &&
-                json_typeof(v) != (cols[i].kind == C_OBJECT ? JSON_OBJECT : JSON_ARRAY)) {
+                json_typeof(v) != (cols[i].kind == C_ARRAY ? JSON_ARRAY : JSON_OBJECT)) {
                 json_decref(v);
                 v = NULL;
             }
+            if (v && cols[i].kind == C_REACTIONS) {
+                const char *k;
+                json_t *x;
+                void *tmp;
+                json_object_foreach_safe (v, tmp, k, x) {
+                    if (json_is_array(x) && !json_array_size(x)) {
+                        json_object_del(v, k);
+                    }
+                }
+            }
         } else {
-            v = cols[i].kind == C_OBJECT  ? json_object()
+            v = cols[i].kind == C_OBJECT || cols[i].kind == C_REACTIONS ? json_object()
                 : cols[i].kind == C_ARRAY ? json_array()
                                           : json_null();
         }
@@ -789,6 +800,30 @@ static int op_message_delete(mg_call *c, const chat_store_req *q, json_t **resul
     return err;
 }
 
+/* $addToSet or $pull on reactions.<emoji>: one atomic update, answered with the message. */
+static int op_message_react(mg_call *c, const chat_store_req *q, json_t **result)
+{
+    json_t *const *v = q->v;
+    bson_t query = BSON_INITIALIZER;
+    bson_t update = BSON_INITIALIZER;
+    bson_t op;
+    size_t n = json_string_length(v[CHAT_MR_EMOJI]);
+    char *path = malloc(n + sizeof "reactions.");
+    if (!path) {
+        return CHAT_ENOMEM;
+    }
+    snprintf(path, n + sizeof "reactions.", "reactions.%s", json_string_value(v[CHAT_MR_EMOJI]));
+    mg_live_message(&query, v[CHAT_MR_ID]);
+    BSON_APPEND_DOCUMENT_BEGIN(&update, json_is_true(v[CHAT_MR_ON]) ? "$addToSet" : "$pull", &op);
+    mg_append_str(&op, path, v[CHAT_MR_USER]);
+    bson_append_document_end(&update, &op);
+    int err = mg_modify_one(c, "messages", &query, &update, msg_cols, NFIELDS(msg_cols), result);
+    bson_destroy(&update);
+    bson_destroy(&query);
+    free(path);
+    return err;
+}
+
 /* ---- rooms ---- */
 
 static int op_room_create(mg_call *c, const chat_store_req *q, json_t **result)
@@ -1163,6 +1198,7 @@ static const struct {
     [CHAT_STORE_MESSAGE_GET] = {"message_get", op_message_get, 0},
     [CHAT_STORE_MESSAGE_EDIT] = {"message_edit", op_message_edit, 0},
     [CHAT_STORE_MESSAGE_DELETE] = {"message_delete", op_message_delete, 0},
+    [CHAT_STORE_MESSAGE_REACT] = {"message_react", op_message_react, 0},
 };
 
 static int mg_exec(void *impl, const chat_store_req *q, json_t **result)

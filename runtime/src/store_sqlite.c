@@ -109,6 +109,8 @@ static const char *const sq_migrations[] = {
                 " WHERE id = ?1 AND deleted = 0")                                           \
     X(MSG_DELETE, "UPDATE messages SET deleted = 1, content = '', attachments = '[]',"     \
                   " reactions = '{}', updated_at = ?2 WHERE id = ?1 AND deleted = 0")        \
+    X(MSG_REACTIONS, "SELECT reactions FROM messages WHERE id = ?1 AND deleted = 0")        \
+    X(MSG_SET_REACTIONS, "UPDATE messages SET reactions = ?2 WHERE id = ?1")                \
     X(ROOM_INSERT, "INSERT INTO rooms (id, name, type, admin, settings, created_at)"       \
                    " VALUES (?1, ?2, ?3, ?4, coalesce(?5, '{}'), ?6)")                      \
     X(ROOM_GET, "SELECT " ROOM_COLS " FROM rooms r WHERE r.id = ?1")                        \
@@ -618,6 +620,60 @@ static int op_message_delete(sq_store *st, const chat_store_req *q, json_t **res
     return sq_message_change(st, SQ_MSG_DELETE, q, CHAT_MD_UPDATED + 1, result);
 }
 
+/* Read, change and write the reactions in one transaction (the write lock is taken first, so
+ * two reactions never lose each other). */
+static int op_message_react(sq_store *st, const chat_store_req *q, json_t **result)
+{
+    json_t *const *v = q->v;
+    json_t *reactions = NULL;
+    int err;
+    static const sq_col cols[] = {{"reactions", C_OBJECT}};
+
+    if ((err = sq_run(st, SQ_BEGIN)) ||
+        (err = sq_get(st, SQ_MSG_REACTIONS, v, 1, cols, 1, &reactions))) {
+        goto done;
+    }
+    const char *emoji = json_string_value(v[CHAT_MR_EMOJI]);
+    json_t *obj = json_object_get(reactions, "reactions");
+    json_t *users = json_object_get(obj, emoji);
+    if (users && !json_is_array(users)) {
+        users = NULL; /* not ours: replaced */
+        json_object_del(obj, emoji);
+    }
+    int at = -1;
+    size_t i;
+    json_t *u;
+    json_array_foreach (users, i, u) {
+        if (json_equal(u, v[CHAT_MR_USER])) {
+            at = (int)i;
+        }
+    }
+    err = CHAT_ENOMEM;
+    if (json_is_true(v[CHAT_MR_ON]) && at < 0) {
+        if (!users && json_object_set_new(obj, emoji, users = json_array())) {
+            goto done;
+        }
+        if (json_array_append(users, v[CHAT_MR_USER])) {
+            goto done;
+        }
+    } else if (!json_is_true(v[CHAT_MR_ON]) && at >= 0) {
+        json_array_remove(users, (size_t)at);
+        if (!json_array_size(users)) {
+            json_object_del(obj, emoji);
+        }
+    }
+    json_t *set[2] = {v[CHAT_MR_ID], obj};
+    sqlite3_stmt *stmt = sq_stmt(st, SQ_MSG_SET_REACTIONS);
+    if ((err = sq_bind(st, stmt, set, 2)) || (err = sq_step(st, stmt)) ||
+        (err = sq_get(st, SQ_MSG_GET, v, 1, msg_cols, NFIELDS(msg_cols), result))) {
+        goto done;
+    }
+    err = sq_run(st, SQ_COMMIT);
+done:
+    json_decref(reactions);
+    return err; /* sq_exec rolls back and drops *result on failure */
+}
+
 static int sq_add_member(sq_store *st, json_t *room_id, json_t *user_id, int64_t joined_at)
 {
     json_t *v[2] = {room_id, user_id};
@@ -903,6 +959,7 @@ static const struct {
     [CHAT_STORE_MESSAGE_GET] = {"message_get", op_message_get},
     [CHAT_STORE_MESSAGE_EDIT] = {"message_edit", op_message_edit},
     [CHAT_STORE_MESSAGE_DELETE] = {"message_delete", op_message_delete},
+    [CHAT_STORE_MESSAGE_REACT] = {"message_react", op_message_react},
 };
 
 static void sq_call_begin(sq_store *st, const char *op)

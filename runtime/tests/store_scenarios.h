@@ -738,6 +738,88 @@ static void test_edits(chat_store *s)
     json_decref(r);
 }
 
+/* ---- reactions (after test_edits) ---- */
+
+static json_t *react(const char *id, const char *user, const char *emoji, int on)
+{
+    return json_pack("{s:s,s:s,s:s,s:b}", "id", id, "userId", user, "emoji", emoji, "on", on);
+}
+
+/* reactions[emoji] as "a,b", "" when absent, "(bad)" when not an array */
+static const char *reacted(json_t *msg, const char *emoji)
+{
+    json_t *r = json_object_get(json_object_get(msg, "reactions"), emoji);
+    static char buf[200];
+    size_t i;
+    json_t *u;
+    buf[0] = '\0';
+    if (r && !json_is_array(r)) {
+        return "(bad)";
+    }
+    json_array_foreach(r, i, u) {
+        size_t n = strlen(buf);
+        snprintf(buf + n, sizeof buf - n, "%s%c", i ? "," : "", json_string_value(u)[23]);
+    }
+    return buf;
+}
+
+static void test_reactions(chat_store *s)
+{
+    static const char M[] = "65000000000000000e000003";
+    static const char GONE[] = "65000000000000000e000002"; /* deleted by test_edits */
+    static const char THUMBS[] = "\xf0\x9f\x91\x8d";
+    static const char HEART[] = "\xe2\x9d\xa4\xef\xb8\x8f";
+    json_t *r = NULL;
+
+    CHECK(run(s, CHAT_STORE_MESSAGE_INSERT, message(M, ROOM1, ALICE, "react to me", NULL, 5002),
+              &r) == 0);
+    json_decref(r);
+    CHECK(run(s, CHAT_STORE_MESSAGE_REACT, react(M, BOB, THUMBS, 1), &r) == 0);
+    CHECK(strcmp(reacted(r, THUMBS), "2") == 0);
+    CHECK(num(r, "updatedAt") == 5002);
+    json_decref(r);
+    CHECK(run(s, CHAT_STORE_MESSAGE_REACT, react(M, ALICE, THUMBS, 1), &r) == 0);
+    json_decref(r);
+    /* once per user per emoji */
+    CHECK(run(s, CHAT_STORE_MESSAGE_REACT, react(M, BOB, THUMBS, 1), &r) == 0);
+    CHECK(strcmp(reacted(r, THUMBS), "2,1") == 0);
+    json_decref(r);
+    CHECK(run(s, CHAT_STORE_MESSAGE_REACT, react(M, CAROL, HEART, 1), &r) == 0);
+    CHECK(strcmp(reacted(r, HEART), "3") == 0);
+    CHECK(json_object_size(json_object_get(r, "reactions")) == 2);
+    json_decref(r);
+    CHECK(run(s, CHAT_STORE_MESSAGE_REACT, react(M, BOB, THUMBS, 0), &r) == 0);
+    CHECK(strcmp(reacted(r, THUMBS), "1") == 0);
+    json_decref(r);
+    /* removing what is not there changes nothing; the last one out removes the emoji */
+    CHECK(run(s, CHAT_STORE_MESSAGE_REACT, react(M, BOB, HEART, 0), &r) == 0);
+    CHECK(strcmp(reacted(r, HEART), "3") == 0);
+    json_decref(r);
+    CHECK(run(s, CHAT_STORE_MESSAGE_REACT, react(M, CAROL, HEART, 0), &r) == 0);
+    CHECK(json_object_get(json_object_get(r, "reactions"), HEART) == NULL);
+    CHECK(json_object_size(json_object_get(r, "reactions")) == 1);
+    json_decref(r);
+    /* history carries them */
+    CHECK(run(s, CHAT_STORE_MESSAGE_GET, json_pack("{s:s}", "id", M), &r) == 0);
+    CHECK(strcmp(reacted(r, THUMBS), "1") == 0);
+    CHECK(json_object_size(json_object_get(r, "reactions")) == 1);
+    json_decref(r);
+    /* no message, a tombstone, bad arguments */
+    r = NULL;
+    CHECK(run(s, CHAT_STORE_MESSAGE_REACT, react(NO_ROOM, BOB, THUMBS, 1), &r) == CHAT_ENOTFOUND);
+    CHECK(run(s, CHAT_STORE_MESSAGE_REACT, react(GONE, BOB, THUMBS, 1), &r) == CHAT_ENOTFOUND);
+    CHECK(run(s, CHAT_STORE_MESSAGE_REACT, react(M, BOB, "a.b", 1), &r) == CHAT_EINVAL);
+    CHECK(run(s, CHAT_STORE_MESSAGE_REACT, react(M, BOB, "$x", 1), &r) == CHAT_EINVAL);
+    CHECK(run(s, CHAT_STORE_MESSAGE_REACT, react(M, BOB, "", 1), &r) == CHAT_EINVAL);
+    CHECK(run(s, CHAT_STORE_MESSAGE_REACT,
+              json_pack("{s:s,s:s,s:s,s:i}", "id", M, "userId", BOB, "emoji", THUMBS, "on", 1),
+              &r) == CHAT_EINVAL);
+    CHECK(r == NULL);
+    CHECK(run(s, CHAT_STORE_MESSAGE_GET, json_pack("{s:s}", "id", GONE), &r) == 0);
+    CHECK(json_object_size(json_object_get(r, "reactions")) == 0);
+    json_decref(r);
+}
+
 static void on_insert(int status, json_t *result, void *arg)
 {
     (void)arg;

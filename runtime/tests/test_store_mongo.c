@@ -343,6 +343,7 @@ int main(void)
     test_messages(s);
     test_paging(s);
     test_edits(s);
+    test_reactions(s);
     test_calls(s);
     chat__store_close(s);
     test_close_pending();

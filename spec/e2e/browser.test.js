@@ -534,4 +534,22 @@ nodeTest.describe('the web page in Chromium', () => {
         await shot(bob, '20-bob-sees-tombstone');
         assertNoPageErrors();
     });
+
+    test('bob reacts with 👍 to alice\'s message; alice sees the count and takes part', async () => {
+        const { alice, bob } = people;
+        await send(alice, 'react if you agree');
+        const bobRow = row(bob.page, 'react if you agree');
+        await bobRow.waitFor();
+        await bobRow.hover();
+        await bobRow.getByRole('button', { name: 'React with 👍' }).click();
+        const chip = row(alice.page, 'react if you agree').locator('.reaction');
+        await alice.page.waitForFunction((el) => el && el.textContent === '👍 1', await chip.elementHandle(),
+            { timeout: UI_WAIT_MS });
+        await chip.click();
+        await bob.page.waitForFunction(() => [...document.querySelectorAll('#messages li.msg')]
+            .some((li) => li.textContent.includes('react if you agree') &&
+                (li.querySelector('.reaction') || {}).textContent === '👍 2'));
+        await shot(bob, '21-bob-sees-reactions');
+        assertNoPageErrors();
+    });
 });

@@ -1,0 +1,140 @@
+'use strict';
+// Reactions (issue 15 item 2): message:react {messageId, emoji, on}; one per user per emoji;
+// the message carries reactions {emoji: [userId, ...]} (who, and so how many); members on
+// every node get message:reaction; history shows them; bad input changes nothing; a
+// message/react policy decides.
+const assert = require('node:assert/strict');
+const fs = require('node:fs');
+const os = require('node:os');
+const path = require('node:path');
+const h = require('./helpers');
+const { test, emitAck, assertAckOk, assertAckError, send } = h;
+const { forEachStack } = require('./stacks');
+
+async function threeInARoom(st) {
+    const users = [];
+    for (const n of ['ra', 'rb', 'rc']) {
+        users.push(await st.node(0).register(h.uniqueName(n)));
+    }
+    const [a, b, c] = users;
+    const sa = await st.node(0).connect(a.token);
+    const sb = await st.node(1).connect(b.token);
+    const sc = await st.node(1).connect(c.token);
+    const ack = await emitAck(sa, 'room:create', {
+        name: h.uniqueName('reacts'), type: 'group', participants: [b.user.id, c.user.id],
+    });
+    assertAckOk(ack, 'room:create');
+    return { a, b, c, sa, sb, sc, room: ack.room };
+}
+
+async function stored(st, token, roomId, id) {
+    const res = await st.node(1).http('GET', `/messages?roomId=${roomId}&limit=50`, undefined, token);
+    assert.equal(res.status, 200, res.text);
+    return res.body.messages.find((m) => m.id === id);
+}
+
+const THUMBS = '👍';
+const FAMILY = '👨‍👩‍👧';
+const FLAG = '🇫🇷';
+const KEYCAP = '1️⃣';
+
+forEachStack('message:react', (st) => {
+    test('members add and remove reactions; everyone sees them live and in history', async () => {
+        const { a, b, c, sa, sb, sc, room } = await threeInARoom(st);
+        const m = await send(sa, room.id, 'react to this');
+        await stored(st, a.token, room.id, m.id); // the cached history holds no reactions yet
+        let ack = await emitAck(sb, 'message:react', { messageId: m.id, emoji: THUMBS, on: true });
+        assertAckOk(ack, 'message:react');
+        assert.deepEqual(ack.message.reactions, { [THUMBS]: [b.user.id] });
+        const live = await h.waitFor(sa, 'message:reaction', (x) => x.messageId === m.id);
+        assert.deepEqual(live, {
+            messageId: m.id, roomId: room.id, userId: b.user.id, emoji: THUMBS, on: true,
+            reactions: { [THUMBS]: [b.user.id] },
+        });
+        await h.waitFor(sc, 'message:reaction', (x) => x.messageId === m.id);
+
+        ack = await emitAck(sc, 'message:react', { messageId: m.id, emoji: THUMBS, on: true });
+        assert.deepEqual(ack.message.reactions[THUMBS], [b.user.id, c.user.id]);
+        // once per user per emoji: a second "on" changes nothing
+        ack = await emitAck(sb, 'message:react', { messageId: m.id, emoji: THUMBS, on: true });
+        assert.deepEqual(ack.message.reactions[THUMBS], [b.user.id, c.user.id]);
+        for (const e of [FAMILY, FLAG, KEYCAP, '❤️', '👍🏽']) {
+            assertAckOk(await emitAck(sa, 'message:react', { messageId: m.id, emoji: e, on: true }), e);
+        }
+        ack = await emitAck(sb, 'message:react', { messageId: m.id, emoji: THUMBS, on: false });
+        assert.deepEqual(ack.message.reactions[THUMBS], [c.user.id]);
+        const off = await h.waitFor(sa, 'message:reaction',
+            (x) => x.messageId === m.id && x.on === false && x.userId === b.user.id);
+        assert.deepEqual(off.reactions[THUMBS], [c.user.id]);
+        ack = await emitAck(sc, 'message:react', { messageId: m.id, emoji: THUMBS, on: false });
+        assert.ok(!(THUMBS in ack.message.reactions), 'the last one out removes the emoji');
+
+        const s = await stored(st, b.token, room.id, m.id);
+        assert.deepEqual(Object.keys(s.reactions).sort(), [FAMILY, FLAG, KEYCAP, '❤️', '👍🏽'].sort());
+        assert.deepEqual(s.reactions[FAMILY], [a.user.id]);
+        assert.equal(s.updatedAt, m.updatedAt, 'a reaction is not an edit');
+    });
+
+    test('bad input: the error shape, and nothing changes', async () => {
+        const { a, sa, sb, room } = await threeInARoom(st);
+        const m = await send(sa, room.id, 'no reactions yet');
+        const bad = [
+            [{ messageId: m.id, emoji: 'ok', on: true }, 'invalid_payload'],
+            [{ messageId: m.id, emoji: '👍👍', on: true }, 'invalid_payload'],
+            [{ messageId: m.id, emoji: '', on: true }, 'invalid_payload'],
+            [{ messageId: m.id, emoji: '1', on: true }, 'invalid_payload'],
+            [{ messageId: m.id, emoji: '🇫', on: true }, 'invalid_payload'],
+            [{ messageId: m.id, emoji: '👍'.repeat(9), on: true }, 'invalid_payload'],
+            [{ messageId: m.id, emoji: 5, on: true }, 'invalid_payload'],
+            [{ messageId: m.id, emoji: THUMBS, on: 'yes' }, 'invalid_payload'],
+            [{ messageId: m.id, emoji: THUMBS }, 'invalid_payload'],
+            [{ messageId: 'x', emoji: THUMBS, on: true }, 'invalid_payload'],
+            [{ messageId: h.randomHex24(), emoji: THUMBS, on: true }, 'not_found'],
+        ];
+        for (const [payload, code] of bad) {
+            assertAckError(await emitAck(sb, 'message:react', payload), code);
+        }
+        const d = await st.node(1).register(h.uniqueName('rd'));
+        const sd = await st.node(1).connect(d.token);
+        assertAckError(await emitAck(sd, 'message:react', { messageId: m.id, emoji: THUMBS, on: true }), 'forbidden');
+        // a deleted message takes no reactions
+        const gone = await send(sa, room.id, 'soon gone');
+        assertAckOk(await emitAck(sa, 'message:delete', { messageId: gone.id }));
+        assertAckError(await emitAck(sb, 'message:react', { messageId: gone.id, emoji: THUMBS, on: true }), 'not_found');
+        // at most 20 different emoji on one message
+        const many = ['😀', '😁', '😂', '😃', '😄', '😅', '😆', '😇', '😈', '😉',
+            '😊', '😋', '😌', '😍', '😎', '😏', '😐', '😑', '😒', '😓'];
+        for (const e of many) {
+            assertAckOk(await emitAck(sb, 'message:react', { messageId: m.id, emoji: e, on: true }), e);
+        }
+        assertAckError(await emitAck(sb, 'message:react', { messageId: m.id, emoji: '🙈', on: true }), 'conflict');
+        assertAckOk(await emitAck(sa, 'message:react', { messageId: m.id, emoji: '😀', on: true }),
+            'adding to an existing one is fine');
+        const s = await stored(st, a.token, room.id, m.id);
+        assert.equal(Object.keys(s.reactions).length, 20);
+        assert.deepEqual(await stored(st, a.token, room.id, gone.id).then((x) => x.reactions), {});
+        assert.equal(sd.inbox.list('message:reaction').length, 0, 'a non-member hears nothing');
+    });
+});
+
+const scripts = fs.mkdtempSync(path.join(os.tmpdir(), 'chatd-react-scripts-'));
+fs.writeFileSync(path.join(scripts, 'reactions.lua'), `
+local chat = require "chat"
+chat.hook("message/react", function(ev)
+  if ev.emoji == "💩" then
+    return chat.reject("policy_rejected", "keep it friendly")
+  end
+end)
+`);
+
+forEachStack('message:react with a policy', (st) => {
+    test('message/react rejects a reaction; nothing is stored or sent', async () => {
+        const { a, sa, sb, room } = await threeInARoom(st);
+        const m = await send(sa, room.id, 'be nice');
+        assertAckError(await emitAck(sb, 'message:react', { messageId: m.id, emoji: '💩', on: true }), 'policy_rejected');
+        assertAckOk(await emitAck(sb, 'message:react', { messageId: m.id, emoji: THUMBS, on: true }));
+        await h.waitFor(sa, 'message:reaction', (x) => x.emoji === THUMBS);
+        assert.equal(sa.inbox.list('message:reaction', (x) => x.emoji === '💩').length, 0);
+        assert.deepEqual(Object.keys((await stored(st, a.token, room.id, m.id)).reactions), [THUMBS]);
+    });
+}, { scripts });
