@@ -32,6 +32,8 @@ const state = {
     logs: new Map(), // roomId -> RoomLog
     last: new Map(), // roomId -> newest message we know of (for previews and order)
     unread: new Map(), // roomId -> count
+    reads: new Map(), // roomId -> { userId: id of the last message they read }
+    readSent: new Map(), // roomId -> the message id we last marked read there
     names: new Map(), // userId -> { name, self, dir (from the directory), user }
     presence: new Map(), // userId -> { status, lastSeen }
     typing: new Map(), // roomId -> Map(userId -> timer)
@@ -333,7 +335,7 @@ function signOut(note = null) {
     Object.assign(state, {
         token: null, me: null, conn: 'connecting', wasOnline: false, activeId: null, typingSent: null,
     });
-    for (const k of ['rooms', 'logs', 'last', 'unread', 'names', 'presence', 'typing', 'rendered']) {
+    for (const k of ['rooms', 'logs', 'last', 'unread', 'reads', 'readSent', 'names', 'presence', 'typing', 'rendered']) {
         state[k].clear();
     }
     roomAddedAt.clear();
@@ -501,6 +503,7 @@ function connectSocket() {
     socket.on('message:updated', onMessageChanged);
     socket.on('message:deleted', onMessageChanged);
     socket.on('message:reaction', onReaction);
+    socket.on('room:read', onRoomRead);
     socket.on('typing', onTyping);
     socket.on('presence:update', (p) => {
         state.presence.set(p.userId, { status: p.status, lastSeen: p.lastSeen });
@@ -576,6 +579,17 @@ async function loadRooms() {
     for (const room of rooms) {
         addRoom(room);
         seen.add(room.id);
+        // the server counts what we have not read (room:read markers), on any device
+        if (typeof room.unread === 'number' && room.id !== state.activeId) {
+            if (room.unread) {
+                state.unread.set(room.id, room.unread);
+            } else {
+                state.unread.delete(room.id);
+            }
+        }
+        if (room.reads) {
+            state.reads.set(room.id, { ...room.reads });
+        }
     }
     for (const id of [...state.rooms.keys()]) {
         // a room we joined or made after asking is not in this answer, but still ours
@@ -1185,6 +1199,10 @@ function buildRow(li, item, first, direct, offline) {
                 });
             })));
         }
+        const readers = seenBy(item);
+        if (readers.length) {
+            stack.append(el('div', { class: 'seen', text: `Seen by ${readers.map(nameOf).join(', ')}` }));
+        }
         if (item.state === 'sent' && item.id) {
             const own = (item.reactions && item.reactions['👍']) || [];
             stack.append(el('div', { class: 'actions' },
@@ -1249,7 +1267,7 @@ function renderMessages(opts = {}) {
         const li = state.rendered.get(key) || el('li');
         const sig = [item.state, item.id, first, offline, item.error && item.error.message,
             nameOf(item.senderId), item.content, item.updatedAt, Boolean(item.deleted),
-            JSON.stringify(item.reactions || {})].join('|');
+            JSON.stringify(item.reactions || {}), seenBy(item).join(',')].join('|');
         if (li.dataset.sig !== sig) {
             buildRow(li, item, first, room && room.type === 'direct', offline);
             li.dataset.sig = sig;
@@ -1290,6 +1308,45 @@ function renderMessages(opts = {}) {
     } else if (opts.bottom || atBottom) {
         list.scrollTop = list.scrollHeight;
     }
+    markRead(roomId, log);
+}
+
+// ---- read markers -----------------------------------------------------------------------
+// The open room is read up to its newest stored message: room:read tells the server (and so
+// our other devices and the other members); room:read from others says where they stopped,
+// shown as "Seen by" under that message.
+
+function markRead(roomId, log) {
+    const newest = log.newestStored();
+    if (!newest || !newest.id || state.conn !== 'online' || document.visibilityState === 'hidden' ||
+        state.readSent.get(roomId) === newest.id) {
+        return;
+    }
+    state.readSent.set(roomId, newest.id);
+    emitWithAck('room:read', { roomId, messageId: newest.id }).catch(() => {
+        state.readSent.delete(roomId); // tried again on the next draw
+    });
+}
+
+function onRoomRead({ roomId, userId, messageId }) {
+    const reads = state.reads.get(roomId) || {};
+    reads[userId] = messageId;
+    state.reads.set(roomId, reads);
+    if (userId === state.me.id && roomId !== state.activeId) {
+        state.unread.delete(roomId); // read on another device
+        renderRoomList();
+    }
+    if (roomId === state.activeId) {
+        renderMessages();
+    }
+}
+
+function seenBy(item) {
+    const reads = item.id && state.reads.get(item.roomId);
+    if (!reads) {
+        return [];
+    }
+    return Object.entries(reads).filter(([u, id]) => id === item.id && u !== state.me.id).map(([u]) => u);
 }
 
 // ---- typing -----------------------------------------------------------------------------

@@ -19,7 +19,7 @@ static const event_handler event_handlers[] = {
     {"room:create", chat__on_room_create},   {"message:send", chat__on_message_send},
     {"typing:start", chat__on_typing_start}, {"typing:stop", chat__on_typing_stop},
     {"message:edit", chat__on_message_edit}, {"message:delete", chat__on_message_delete},
-    {"message:react", chat__on_message_react},
+    {"message:react", chat__on_message_react}, {"room:read", chat__on_room_read},
 };
 
 static void custom_event_answered(chat_call *c, json_t *ev)

@@ -160,5 +160,8 @@ void chat__on_typing_stop(chat_call *c, json_t *payload);
 void chat__on_message_edit(chat_call *c, json_t *payload);   /* message_ops.c */
 void chat__on_message_delete(chat_call *c, json_t *payload); /* message_ops.c */
 void chat__on_message_react(chat_call *c, json_t *payload);  /* message_ops.c */
+void chat__on_room_read(chat_call *c, json_t *payload);      /* reads.c */
+/* reads.c: answers c with {rooms}, each with unread, lastReadId and reads. Takes rooms. */
+void chat__rooms_answer_with_reads(chat_call *c, json_t *rooms);
 
 #endif

@@ -234,7 +234,7 @@ static void rooms_loaded(int status, json_t *rooms, void *arg)
         chat__call_fail(c, status, NULL);
         return;
     }
-    chat__call_done(c, json_pack("{s:o}", "rooms", rooms));
+    chat__rooms_answer_with_reads(c, rooms); /* reads.c: unread counts and markers */
 }
 
 static void rest_rooms_list(chat_http_req *req, const char *user_id)

@@ -597,6 +597,8 @@ static const store_field f_message_edit[] = {
 static const store_field f_message_delete[] = {{"id", F_STR}, {"updatedAt", F_INT}};
 static const store_field f_message_react[] = {
     {"id", F_STR}, {"userId", F_STR}, {"emoji", F_STR}, {"on", F_BOOL}};
+static const store_field f_read_set[] = {
+    {"roomId", F_STR}, {"userId", F_STR}, {"messageId", F_STR}, {"at", F_INT}};
 static const store_field f_page[] = {
     {"roomId", F_STR}, {"before", F_STR | F_OPT}, {"limit", F_INT | F_OPT}};
 
@@ -625,6 +627,8 @@ static const struct {
     [CHAT_STORE_MESSAGE_EDIT] = {FIELDS(f_message_edit)},
     [CHAT_STORE_MESSAGE_DELETE] = {FIELDS(f_message_delete)},
     [CHAT_STORE_MESSAGE_REACT] = {FIELDS(f_message_react)},
+    [CHAT_STORE_READ_SET] = {FIELDS(f_read_set)},
+    [CHAT_STORE_READ_STATE] = {FIELDS(f_user_id)}, /* roomIds: checked below */
 };
 
 _Static_assert(sizeof f_message / sizeof f_message[0] <= CHAT_STORE_FIELDS_MAX,
@@ -757,6 +761,13 @@ int chat__store_check(int op, json_t *arg, chat_store_req *req)
         json_t *ids = json_object_get(arg, "ids");
         if (!json_is_array(ids) || json_array_size(ids) < 1 ||
             json_array_size(ids) > CHAT_STORE_IDS_MAX) {
+            return CHAT_EINVAL;
+        }
+        return unique_strings(ids, &req->ids, req);
+    }
+    if (op == CHAT_STORE_READ_STATE) {
+        json_t *ids = json_object_get(arg, "roomIds");
+        if (!json_is_array(ids) || json_array_size(ids) > CHAT_STORE_ROOMS_MAX) {
             return CHAT_EINVAL;
         }
         return unique_strings(ids, &req->ids, req);

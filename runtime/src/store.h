@@ -70,6 +70,16 @@ typedef enum chat_store_op {
      * not starting with '$' (a MongoDB field name). result: the message after, or
      * CHAT_ENOTFOUND when there is no such message or it was deleted. updatedAt stays. */
     CHAT_STORE_MESSAGE_REACT,
+    /* arg {roomId, userId, messageId, at}: the user has read the room up to messageId, which
+     * must be a message of the room (else CHAT_ENOTFOUND). A marker only moves forward (by
+     * the message's createdAt, then id). result {roomId, userId, messageId, at, moved}: the
+     * marker after the call (an earlier messageId leaves the later one: moved false). */
+    CHAT_STORE_READ_SET,
+    /* arg {userId, roomIds: [id]} (0..CHAT_STORE_ROOMS_MAX). result {<roomId>: {unread,
+     * lastReadId, reads}}: unread counts the room's live messages from others after the
+     * user's marker (all of them without one), at most CHAT_STORE_UNREAD_MAX; lastReadId the
+     * user's marker or null; reads {<userId>: messageId} every member's marker. */
+    CHAT_STORE_READ_STATE,
     CHAT_STORE_NOPS
 } chat_store_op;
 
@@ -102,6 +112,8 @@ enum { CHAT_M_ID, CHAT_M_ROOM, CHAT_M_SENDER, CHAT_M_CONTENT, CHAT_M_ATT, CHAT_M
 /* MESSAGE_EDIT, MESSAGE_DELETE (no content) */
 enum { CHAT_ME_ID, CHAT_ME_CONTENT, CHAT_ME_UPDATED };
 enum { CHAT_MD_ID, CHAT_MD_UPDATED };
+/* READ_SET; READ_STATE: v[0] userId, req->ids the room ids */
+enum { CHAT_RD_ROOM, CHAT_RD_USER, CHAT_RD_MSG, CHAT_RD_AT };
 /* MESSAGE_REACT */
 enum { CHAT_MR_ID, CHAT_MR_USER, CHAT_MR_EMOJI, CHAT_MR_ON };
 /* MESSAGES_PAGE (the clamped limit: req->limit) */
@@ -117,6 +129,8 @@ enum { CHAT_P_ROOM, CHAT_P_BEFORE, CHAT_P_LIMIT };
 #define CHAT_STORE_SEARCH_MAX 50   /* users one USERS_SEARCH answers at most */
 #define CHAT_STORE_PREFIX_MAX 64   /* bytes of a USERS_SEARCH prefix */
 #define CHAT_STORE_EMOJI_MAX 32    /* bytes of a MESSAGE_REACT emoji */
+#define CHAT_STORE_ROOMS_MAX 1000  /* room ids one READ_STATE takes */
+#define CHAT_STORE_UNREAD_MAX 1000 /* unread counts stop here ("1000 or more") */
 
 typedef struct chat_store_req {
     int op;
@@ -125,7 +139,8 @@ typedef struct chat_store_req {
                            * join order (owned by the req; an empty array when none) */
     json_int_t limit;     /* MESSAGES_PAGE: 1..CHAT_STORE_PAGE_MAX; USERS_SEARCH: 1..
                            * CHAT_STORE_SEARCH_MAX */
-    json_t *ids;          /* USERS_GET: the strings of arg.ids, each once, in order (owned) */
+    json_t *ids;          /* USERS_GET: the strings of arg.ids; READ_STATE: of arg.roomIds; each
+                           * once, in order (owned) */
 } chat_store_req;
 
 /* Checks arg for op and fills req. 0, or CHAT_EINVAL when arg is not an object, a field is

@@ -15,6 +15,8 @@
  *   messages  {_id, roomId, senderId, content, attachments, reactions, clientMsgId,
  *              clientKey, createdAt, updatedAt}; roomId_1_createdAt_1__id_1 for paging and
  *              unique senderId_1_clientKey_1 for idempotent sends.
+ *   read_markers {_id: roomId + ":" + userId, roomId, userId, messageId, msgCreatedAt, at};
+ *              roomId_1. msgCreatedAt, messageId is the marker's position.
  * Ids are the 24-hex strings the domain makes, stored as strings in _id (not the ObjectId
  * type): every other field that names an id (participants, roomId, senderId, admin) holds
  * the same string, the API speaks strings, and no conversion can disagree between backends.
@@ -824,6 +826,207 @@ static int op_message_react(mg_call *c, const chat_store_req *q, json_t **result
     return err;
 }
 
+/* ---- read markers ---- */
+
+static const mg_col read_cols[] = {
+    {"roomId", "roomId", C_PLAIN},
+    {"userId", "userId", C_PLAIN},
+    {"messageId", "messageId", C_PLAIN},
+    {"at", "at", C_PLAIN},
+};
+
+/* position < (created, id): {$or: [{msgCreatedAt: {$lt: created}}, {msgCreatedAt: created,
+ * messageId: {$lt: id}}]} appended to filter (field names given) */
+static void mg_before(bson_t *filter, const char *time_field, const char *id_field,
+                      int64_t created, json_t *id, const char *op)
+{
+    bson_t or, a, b, lt, lt2;
+    BSON_APPEND_ARRAY_BEGIN(filter, "$or", &or);
+    BSON_APPEND_DOCUMENT_BEGIN(&or, "0", &a);
+    BSON_APPEND_DOCUMENT_BEGIN(&a, time_field, &lt);
+    BSON_APPEND_INT64(&lt, op, created);
+    bson_append_document_end(&a, &lt);
+    bson_append_document_end(&or, &a);
+    BSON_APPEND_DOCUMENT_BEGIN(&or, "1", &b);
+    BSON_APPEND_INT64(&b, time_field, created);
+    BSON_APPEND_DOCUMENT_BEGIN(&b, id_field, &lt2);
+    mg_append_str(&lt2, op, id);
+    bson_append_document_end(&b, &lt2);
+    bson_append_document_end(&or, &b);
+    bson_append_array_end(filter, &or);
+}
+
+static char *mg_marker_id(json_t *room, json_t *user)
+{
+    char *key = malloc(json_string_length(room) + json_string_length(user) + 2);
+    if (key) {
+        sprintf(key, "%s:%s", json_string_value(room), json_string_value(user));
+    }
+    return key;
+}
+
+/* An upsert guarded by the position: an older marker matches and moves; a newer one does
+ * not match, so the upsert tries to insert its _id and hits the duplicate key: not moved. */
+static int op_read_set(mg_call *c, const chat_store_req *q, json_t **result)
+{
+    json_t *const *v = q->v;
+    json_t *pos = NULL;
+    static const mg_col pos_cols[] = {{"createdAt", "createdAt", C_PLAIN}};
+    bson_t pf = BSON_INITIALIZER;
+    mg_append_str(&pf, "_id", v[CHAT_RD_MSG]);
+    mg_append_str(&pf, "roomId", v[CHAT_RD_ROOM]);
+    int err = mg_find_one(c, "messages", &pf, NULL, pos_cols, 1, &pos);
+    bson_destroy(&pf);
+    if (err) {
+        return err;
+    }
+    int64_t created = json_integer_value(json_object_get(pos, "createdAt"));
+    json_decref(pos);
+    char *key = mg_marker_id(v[CHAT_RD_ROOM], v[CHAT_RD_USER]);
+    if (!key) {
+        return CHAT_ENOMEM;
+    }
+    bson_t filter = BSON_INITIALIZER;
+    bson_t update = BSON_INITIALIZER;
+    bson_t opts = BSON_INITIALIZER;
+    bson_t set;
+    bson_t reply;
+    bson_error_t error;
+    BSON_APPEND_UTF8(&filter, "_id", key);
+    mg_before(&filter, "msgCreatedAt", "messageId", created, v[CHAT_RD_MSG], "$lt");
+    BSON_APPEND_DOCUMENT_BEGIN(&update, "$set", &set);
+    mg_append_str(&set, "roomId", v[CHAT_RD_ROOM]);
+    mg_append_str(&set, "userId", v[CHAT_RD_USER]);
+    mg_append_str(&set, "messageId", v[CHAT_RD_MSG]);
+    BSON_APPEND_INT64(&set, "msgCreatedAt", created);
+    BSON_APPEND_INT64(&set, "at", json_integer_value(v[CHAT_RD_AT]));
+    bson_append_document_end(&update, &set);
+    BSON_APPEND_BOOL(&opts, "upsert", true);
+    int moved = 1;
+    mongoc_collection_t *coll = mg_coll(c, "read_markers");
+    if (!mongoc_collection_update_one(coll, &filter, &update, &opts, &reply, &error)) {
+        err = mg_fail(c, &error, &reply);
+        if (err == CHAT_ECONFLICT) {
+            err = 0;
+            moved = 0;
+        }
+    }
+    bson_destroy(&reply);
+    mongoc_collection_destroy(coll);
+    bson_destroy(&opts);
+    bson_destroy(&update);
+    bson_destroy(&filter);
+    if (!err) {
+        bson_t id = BSON_INITIALIZER;
+        BSON_APPEND_UTF8(&id, "_id", key);
+        err = mg_find_one(c, "read_markers", &id, NULL, read_cols, NFIELDS(read_cols), result);
+        bson_destroy(&id);
+    }
+    free(key);
+    if (!err && json_object_set_new(*result, "moved", json_boolean(moved))) {
+        err = CHAT_ENOMEM;
+    }
+    return err;
+}
+
+static int op_read_state(mg_call *c, const chat_store_req *q, json_t **result)
+{
+    json_t *user = q->v[0];
+    json_t *out = json_object();
+    json_t *markers = json_array();
+    static const mg_col cols[] = {{"roomId", "roomId", C_PLAIN},
+                                  {"userId", "userId", C_PLAIN},
+                                  {"messageId", "messageId", C_PLAIN},
+                                  {"msgCreatedAt", "msgCreatedAt", C_PLAIN}};
+    size_t i, j;
+    json_t *room, *m;
+    int err = CHAT_ENOMEM;
+
+    if (!out || !markers) {
+        goto done;
+    }
+    if (!json_array_size(q->ids)) {
+        err = 0;
+        goto done;
+    }
+    bson_t filter = BSON_INITIALIZER;
+    bson_t in_doc, in;
+    BSON_APPEND_DOCUMENT_BEGIN(&filter, "roomId", &in_doc);
+    BSON_APPEND_ARRAY_BEGIN(&in_doc, "$in", &in);
+    json_array_foreach (q->ids, i, room) {
+        char k[24];
+        snprintf(k, sizeof k, "%u", (unsigned)i);
+        mg_append_str(&in, k, room);
+    }
+    bson_append_array_end(&in_doc, &in);
+    bson_append_document_end(&filter, &in_doc);
+    err = mg_find_all(c, "read_markers", &filter, NULL, cols, NFIELDS(cols), markers);
+    bson_destroy(&filter);
+    if (err) {
+        goto done;
+    }
+    mongoc_collection_t *coll = mg_coll(c, "messages");
+    json_array_foreach (q->ids, i, room) {
+        json_t *reads = json_object();
+        json_t *mine = NULL;
+        json_array_foreach (markers, j, m) {
+            if (json_equal(json_object_get(m, "roomId"), room)) {
+                json_object_set(reads, json_string_value(json_object_get(m, "userId")),
+                                json_object_get(m, "messageId"));
+                if (json_equal(json_object_get(m, "userId"), user)) {
+                    mine = m;
+                }
+            }
+        }
+        bson_t cf = BSON_INITIALIZER;
+        bson_t ne, ne2, co = BSON_INITIALIZER;
+        bson_error_t error;
+        bson_t reply;
+        mg_append_str(&cf, "roomId", room);
+        BSON_APPEND_DOCUMENT_BEGIN(&cf, "senderId", &ne);
+        mg_append_str(&ne, "$ne", user);
+        bson_append_document_end(&cf, &ne);
+        BSON_APPEND_DOCUMENT_BEGIN(&cf, "deleted", &ne2);
+        BSON_APPEND_BOOL(&ne2, "$ne", true);
+        bson_append_document_end(&cf, &ne2);
+        if (mine) {
+            /* after the marker: (createdAt, _id) > (msgCreatedAt, messageId) */
+            mg_before(&cf, "createdAt", "_id",
+                      json_integer_value(json_object_get(mine, "msgCreatedAt")),
+                      json_object_get(mine, "messageId"), "$gt");
+        }
+        BSON_APPEND_INT64(&co, "limit", CHAT_STORE_UNREAD_MAX);
+        int64_t n = mongoc_collection_count_documents(coll, &cf, &co, NULL, &reply, &error);
+        if (n < 0) {
+            err = mg_fail(c, &error, &reply);
+        }
+        bson_destroy(&reply);
+        bson_destroy(&co);
+        bson_destroy(&cf);
+        if (!err && (!reads || json_object_set_new(out, json_string_value(room),
+                                                   json_pack("{s:I,s:O,s:O}", "unread",
+                                                             (json_int_t)n, "lastReadId",
+                                                             mine ? json_object_get(mine, "messageId")
+                                                                  : json_null(),
+                                                             "reads", reads)))) {
+            err = CHAT_ENOMEM;
+        }
+        json_decref(reads);
+        if (err) {
+            break;
+        }
+    }
+    mongoc_collection_destroy(coll);
+done:
+    json_decref(markers);
+    if (err) {
+        json_decref(out);
+        return err;
+    }
+    *result = out;
+    return 0;
+}
+
 /* ---- rooms ---- */
 
 static int op_room_create(mg_call *c, const chat_store_req *q, json_t **result)
@@ -1199,6 +1402,8 @@ static const struct {
     [CHAT_STORE_MESSAGE_EDIT] = {"message_edit", op_message_edit, 0},
     [CHAT_STORE_MESSAGE_DELETE] = {"message_delete", op_message_delete, 0},
     [CHAT_STORE_MESSAGE_REACT] = {"message_react", op_message_react, 0},
+    [CHAT_STORE_READ_SET] = {"read_set", op_read_set, 1},
+    [CHAT_STORE_READ_STATE] = {"read_state", op_read_state, 0},
 };
 
 static int mg_exec(void *impl, const chat_store_req *q, json_t **result)
@@ -1380,6 +1585,7 @@ static const mg_index mg_indexes[] = {
     {"messages", "roomId_1_createdAt_1__id_1", {"roomId", "createdAt", "_id"}, {1, 1, 1}, 0},
     /* its senderId prefix also serves lookups by sender: no separate senderId index */
     {"messages", "senderId_1_clientKey_1", {"senderId", "clientKey"}, {1, 1}, 1},
+    {"read_markers", "roomId_1", {"roomId"}, {1}, 0},
 };
 
 /* One createIndexes command per index: FerretDB 1.24 drops the connection (a panic) when one

@@ -61,6 +61,14 @@ static const char sq_schema[] =
     " updated_at INTEGER NOT NULL,"
     " deleted INTEGER NOT NULL DEFAULT 0);"
     "CREATE INDEX IF NOT EXISTS messages_room_time ON messages(room_id, created_at, id);"
+    /* how far each member has read each room: msg_created_at, message_id is the position */
+    "CREATE TABLE IF NOT EXISTS read_markers ("
+    " room_id TEXT NOT NULL REFERENCES rooms(id) ON DELETE CASCADE,"
+    " user_id TEXT NOT NULL,"
+    " message_id TEXT NOT NULL,"
+    " msg_created_at INTEGER NOT NULL,"
+    " at INTEGER NOT NULL,"
+    " PRIMARY KEY (room_id, user_id));"
     "CREATE INDEX IF NOT EXISTS messages_sender ON messages(sender_id);"
     "CREATE UNIQUE INDEX IF NOT EXISTS messages_client_msg ON messages(sender_id, client_msg_id)"
     " WHERE client_msg_id IS NOT NULL;";
@@ -111,6 +119,20 @@ static const char *const sq_migrations[] = {
                   " reactions = '{}', updated_at = ?2 WHERE id = ?1 AND deleted = 0")        \
     X(MSG_REACTIONS, "SELECT reactions FROM messages WHERE id = ?1 AND deleted = 0")        \
     X(MSG_SET_REACTIONS, "UPDATE messages SET reactions = ?2 WHERE id = ?1")                \
+    X(READ_UPSERT, "INSERT INTO read_markers (room_id, user_id, message_id, msg_created_at, at)" \
+                   " VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (room_id, user_id) DO UPDATE SET" \
+                   " message_id = excluded.message_id, msg_created_at = excluded.msg_created_at," \
+                   " at = excluded.at WHERE (excluded.msg_created_at, excluded.message_id) >"   \
+                   " (read_markers.msg_created_at, read_markers.message_id)")                  \
+    X(READ_GET, "SELECT room_id, user_id, message_id, at FROM read_markers"                  \
+                " WHERE room_id = ?1 AND user_id = ?2")                                     \
+    X(READ_ROOM, "SELECT user_id, message_id, msg_created_at FROM read_markers"              \
+                 " WHERE room_id = ?1 ORDER BY rowid")                                      \
+    X(UNREAD_AFTER, "SELECT count(*) FROM (SELECT 1 FROM messages WHERE room_id = ?1"        \
+                    " AND (created_at, id) > (?2, ?3) AND sender_id <> ?4 AND deleted = 0"   \
+                    " LIMIT ?5)")                                                           \
+    X(UNREAD_ALL, "SELECT count(*) FROM (SELECT 1 FROM messages WHERE room_id = ?1"          \
+                  " AND sender_id <> ?2 AND deleted = 0 LIMIT ?3)")                         \
     X(ROOM_INSERT, "INSERT INTO rooms (id, name, type, admin, settings, created_at)"       \
                    " VALUES (?1, ?2, ?3, ?4, coalesce(?5, '{}'), ?6)")                      \
     X(ROOM_GET, "SELECT " ROOM_COLS " FROM rooms r WHERE r.id = ?1")                        \
@@ -674,6 +696,129 @@ done:
     return err; /* sq_exec rolls back and drops *result on failure */
 }
 
+static int op_read_set(sq_store *st, const chat_store_req *q, json_t **result)
+{
+    json_t *const *v = q->v;
+    json_t *pos = NULL;
+    int err;
+    static const sq_col pos_cols[] = {{"createdAt", C_PLAIN}, {"id", C_PLAIN}};
+    static const sq_col read_cols[] = {
+        {"roomId", C_PLAIN}, {"userId", C_PLAIN}, {"messageId", C_PLAIN}, {"at", C_PLAIN}};
+
+    json_t *key[2] = {v[CHAT_RD_MSG], v[CHAT_RD_ROOM]};
+    if ((err = sq_run(st, SQ_BEGIN)) ||
+        (err = sq_get(st, SQ_MSG_POSITION, key, 2, pos_cols, 2, &pos))) {
+        goto done;
+    }
+    json_t *row[5] = {v[CHAT_RD_ROOM], v[CHAT_RD_USER], v[CHAT_RD_MSG],
+                      json_object_get(pos, "createdAt"), v[CHAT_RD_AT]};
+    sqlite3_stmt *stmt = sq_stmt(st, SQ_READ_UPSERT);
+    if ((err = sq_bind(st, stmt, row, 5)) || (err = sq_step(st, stmt))) {
+        goto done;
+    }
+    int moved = sqlite3_changes(st->db) > 0;
+    if ((err = sq_get(st, SQ_READ_GET, v, 2, read_cols, 4, result))) {
+        goto done;
+    }
+    if (json_object_set_new(*result, "moved", json_boolean(moved))) {
+        err = CHAT_ENOMEM;
+        goto done;
+    }
+    err = sq_run(st, SQ_COMMIT);
+done:
+    json_decref(pos);
+    return err;
+}
+
+/* One count query; *n the count. */
+static int sq_count(sq_store *st, sqlite3_stmt *stmt, json_int_t *n)
+{
+    int rc = sq_step(st, stmt);
+    if (rc < 0) {
+        return rc;
+    }
+    *n = rc == 1 ? sqlite3_column_int64(stmt, 0) : 0;
+    return 0;
+}
+
+static int op_read_state(sq_store *st, const chat_store_req *q, json_t **result)
+{
+    json_t *user = q->v[0];
+    json_t *out = json_object();
+    size_t i;
+    json_t *room;
+    int err = 0;
+
+    if (!out) {
+        return CHAT_ENOMEM;
+    }
+    json_array_foreach (q->ids, i, room) {
+        json_t *reads = json_object();
+        json_t *mine = NULL; /* [createdAt, id] of the user's marker */
+        json_int_t unread = 0;
+        int rc;
+        sqlite3_stmt *stmt = sq_stmt(st, SQ_READ_ROOM);
+        if (!reads) {
+            err = CHAT_ENOMEM;
+            break;
+        }
+        if (!(err = sq_bind(st, stmt, &room, 1))) {
+            while ((rc = sq_step(st, stmt)) == 1) {
+                const char *uid = (const char *)sqlite3_column_text(stmt, 0);
+                json_t *mid = sq_column(stmt, 1, C_PLAIN);
+                if (!uid || !mid || json_object_set_new(reads, uid, mid)) {
+                    err = CHAT_ENOMEM;
+                    break;
+                }
+                if (strcmp(uid, json_string_value(user)) == 0) {
+                    json_decref(mine);
+                    mine = json_pack("[I,O]", (json_int_t)sqlite3_column_int64(stmt, 2), mid);
+                }
+            }
+            if (!err && rc < 0) {
+                err = rc;
+            }
+        }
+        if (!err) {
+            if (mine) {
+                json_t *vals[4] = {room, json_array_get(mine, 0), json_array_get(mine, 1), user};
+                stmt = sq_stmt(st, SQ_UNREAD_AFTER);
+                err = sq_bind(st, stmt, vals, 4);
+                if (!err && sqlite3_bind_int64(stmt, 5, CHAT_STORE_UNREAD_MAX) != SQLITE_OK) {
+                    err = CHAT_EINTERNAL;
+                }
+            } else {
+                json_t *vals[2] = {room, user};
+                stmt = sq_stmt(st, SQ_UNREAD_ALL);
+                err = sq_bind(st, stmt, vals, 2);
+                if (!err && sqlite3_bind_int64(stmt, 3, CHAT_STORE_UNREAD_MAX) != SQLITE_OK) {
+                    err = CHAT_EINTERNAL;
+                }
+            }
+            if (!err) {
+                err = sq_count(st, stmt, &unread);
+            }
+        }
+        if (!err && json_object_set_new(out, json_string_value(room),
+                                        json_pack("{s:I,s:O,s:O}", "unread", unread, "lastReadId",
+                                                  mine ? json_array_get(mine, 1) : json_null(),
+                                                  "reads", reads))) {
+            err = CHAT_ENOMEM;
+        }
+        json_decref(mine);
+        json_decref(reads);
+        if (err) {
+            break;
+        }
+    }
+    if (err) {
+        json_decref(out);
+        return err;
+    }
+    *result = out;
+    return 0;
+}
+
 static int sq_add_member(sq_store *st, json_t *room_id, json_t *user_id, int64_t joined_at)
 {
     json_t *v[2] = {room_id, user_id};
@@ -960,6 +1105,8 @@ static const struct {
     [CHAT_STORE_MESSAGE_EDIT] = {"message_edit", op_message_edit},
     [CHAT_STORE_MESSAGE_DELETE] = {"message_delete", op_message_delete},
     [CHAT_STORE_MESSAGE_REACT] = {"message_react", op_message_react},
+    [CHAT_STORE_READ_SET] = {"read_set", op_read_set},
+    [CHAT_STORE_READ_STATE] = {"read_state", op_read_state},
 };
 
 static void sq_call_begin(sq_store *st, const char *op)

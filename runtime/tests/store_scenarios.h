@@ -820,6 +820,109 @@ static void test_reactions(chat_store *s)
     json_decref(r);
 }
 
+/* ---- read markers and unread counts ---- */
+
+static json_t *read_arg(const char *room_id, const char *user, const char *msg, json_int_t at)
+{
+    return json_pack("{s:s,s:s,s:s,s:I}", "roomId", room_id, "userId", user, "messageId", msg,
+                     "at", at);
+}
+
+static json_t *read_state(chat_store *s, const char *user, const char *room_id)
+{
+    json_t *r = NULL;
+    CHECK(run(s, CHAT_STORE_READ_STATE, json_pack("{s:s,s:[s]}", "userId", user, "roomIds", room_id),
+              &r) == 0);
+    json_t *one = json_incref(json_object_get(r, room_id));
+    json_decref(r);
+    return one;
+}
+
+static void test_reads(chat_store *s)
+{
+    static const char RR[] = "6500000000000000000007a7";
+    static const char R1[] = "65000000000000000f100001", R2[] = "65000000000000000f100002",
+                      R3[] = "65000000000000000f100003", R4[] = "65000000000000000f100004";
+    json_t *r = NULL;
+
+    CHECK(run(s, CHAT_STORE_ROOM_CREATE, room(RR, "reads", 9000, NULL), &r) == 0);
+    json_decref(r);
+    CHECK(run(s, CHAT_STORE_MESSAGE_INSERT, message(R1, RR, ALICE, "one", NULL, 9001), &r) == 0);
+    json_decref(r);
+    CHECK(run(s, CHAT_STORE_MESSAGE_INSERT, message(R2, RR, BOB, "two", NULL, 9002), &r) == 0);
+    json_decref(r);
+    CHECK(run(s, CHAT_STORE_MESSAGE_INSERT, message(R3, RR, BOB, "three", NULL, 9003), &r) == 0);
+    json_decref(r);
+    CHECK(run(s, CHAT_STORE_MESSAGE_INSERT, message(R4, RR, BOB, "four", NULL, 9003), &r) == 0);
+    json_decref(r);
+
+    /* no marker: every message from the others is unread */
+    r = read_state(s, ALICE, RR);
+    CHECK(num(r, "unread") == 3);
+    CHECK(json_is_null(json_object_get(r, "lastReadId")));
+    CHECK(json_object_size(json_object_get(r, "reads")) == 0);
+    json_decref(r);
+
+    CHECK(run(s, CHAT_STORE_READ_SET, read_arg(RR, ALICE, R2, 10000), &r) == 0);
+    CHECK(json_is_true(json_object_get(r, "moved")));
+    CHECK(str(r, "messageId") && strcmp(str(r, "messageId"), R2) == 0);
+    CHECK(str(r, "roomId") && strcmp(str(r, "roomId"), RR) == 0);
+    CHECK(num(r, "at") == 10000);
+    json_decref(r);
+    r = read_state(s, ALICE, RR);
+    CHECK(num(r, "unread") == 2);
+    CHECK(str(r, "lastReadId") && strcmp(str(r, "lastReadId"), R2) == 0);
+    json_decref(r);
+    /* a tombstone is not unread */
+    CHECK(run(s, CHAT_STORE_MESSAGE_DELETE, json_pack("{s:s,s:I}", "id", R4, "updatedAt",
+                                                      (json_int_t)9999), &r) == 0);
+    json_decref(r);
+    r = read_state(s, ALICE, RR);
+    CHECK(num(r, "unread") == 1);
+    json_decref(r);
+    /* never backwards */
+    CHECK(run(s, CHAT_STORE_READ_SET, read_arg(RR, ALICE, R1, 11000), &r) == 0);
+    CHECK(!json_is_true(json_object_get(r, "moved")));
+    CHECK(str(r, "messageId") && strcmp(str(r, "messageId"), R2) == 0);
+    CHECK(num(r, "at") == 10000);
+    json_decref(r);
+    CHECK(run(s, CHAT_STORE_READ_SET, read_arg(RR, ALICE, R2, 11000), &r) == 0);
+    CHECK(!json_is_true(json_object_get(r, "moved")));
+    json_decref(r);
+    /* the same createdAt: the id decides */
+    CHECK(run(s, CHAT_STORE_READ_SET, read_arg(RR, BOB, R4, 12000), &r) == 0);
+    CHECK(json_is_true(json_object_get(r, "moved")));
+    json_decref(r);
+    CHECK(run(s, CHAT_STORE_READ_SET, read_arg(RR, BOB, R3, 12001), &r) == 0);
+    CHECK(!json_is_true(json_object_get(r, "moved")));
+    CHECK(str(r, "messageId") && strcmp(str(r, "messageId"), R4) == 0);
+    json_decref(r);
+    r = read_state(s, BOB, RR);
+    CHECK(num(r, "unread") == 0);
+    json_t *reads = json_object_get(r, "reads");
+    CHECK(json_object_size(reads) == 2);
+    CHECK(str(reads, ALICE) && strcmp(str(reads, ALICE), R2) == 0);
+    CHECK(str(reads, BOB) && strcmp(str(reads, BOB), R4) == 0);
+    json_decref(r);
+
+    /* a message of another room, or none, is not a marker */
+    r = NULL;
+    CHECK(run(s, CHAT_STORE_READ_SET, read_arg(ROOM1, ALICE, R3, 1), &r) == CHAT_ENOTFOUND);
+    CHECK(run(s, CHAT_STORE_READ_SET, read_arg(RR, ALICE, NO_ROOM, 1), &r) == CHAT_ENOTFOUND);
+    CHECK(run(s, CHAT_STORE_READ_SET, json_pack("{s:s,s:s}", "roomId", RR, "userId", ALICE), &r) ==
+          CHAT_EINVAL);
+    CHECK(run(s, CHAT_STORE_READ_STATE, json_pack("{s:s,s:s}", "userId", ALICE, "roomIds", RR), &r) ==
+          CHAT_EINVAL);
+    CHECK(r == NULL);
+    CHECK(run(s, CHAT_STORE_READ_STATE, json_pack("{s:s,s:[]}", "userId", ALICE, "roomIds"), &r) ==
+          0);
+    CHECK(json_is_object(r) && json_object_size(r) == 0);
+    json_decref(r);
+    r = read_state(s, CAROL, RR); /* not even a member: counts like anyone without a marker */
+    CHECK(num(r, "unread") == 3);
+    json_decref(r);
+}
+
 static void on_insert(int status, json_t *result, void *arg)
 {
     (void)arg;

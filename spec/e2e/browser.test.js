@@ -552,4 +552,27 @@ nodeTest.describe('the web page in Chromium', () => {
         await shot(bob, '21-bob-sees-reactions');
         assertNoPageErrors();
     });
+
+    test('read markers: alice sees "Seen by" bob; unread counts come from the server after a reload', async () => {
+        const { alice, bob } = people;
+        await send(alice, 'did you see this one?');
+        await row(bob.page, 'did you see this one?').waitFor();
+        // bob has the room open: his page marks it read, and alice's shows where he stopped
+        await row(alice.page, 'did you see this one?').locator('.seen', { hasText: 'Seen by Bob the Builder' })
+            .waitFor({ timeout: UI_WAIT_MS });
+        await shot(alice, '22-alice-seen-by-bob');
+        // two messages while alice looks at another room; after a reload the count is the server's
+        await openRoom(alice, shared.dm);
+        for (const text of ['unread one', 'unread two']) {
+            await send(bob, text);
+            await row(bob.page, text).and(bob.page.locator('[data-state="sent"]')).waitFor();
+        }
+        await alice.page.reload();
+        await alice.page.waitForSelector('#conn-state[data-state="online"]', { state: 'attached' });
+        const badge = alice.page.locator(`#room-list a[data-room-id="${shared.room}"] .badge`);
+        await badge.waitFor({ timeout: UI_WAIT_MS });
+        assert.equal(await badge.textContent(), '2');
+        await shot(alice, '23-alice-unread-after-reload');
+        assertNoPageErrors();
+    });
 });
