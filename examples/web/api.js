@@ -114,6 +114,14 @@ export class Api {
         return this.request('GET', `/users?ids=${ids.map(encodeURIComponent).join(',')}`);
     }
 
+    notifications() {
+        return this.request('GET', '/notifications?limit=50');
+    }
+
+    readNotifications(ids) {
+        return this.request('POST', '/notifications/read', { ids });
+    }
+
     updateMe(changes) {
         return this.request('PATCH', '/me', changes);
     }

@@ -34,6 +34,7 @@ const state = {
     unread: new Map(), // roomId -> count
     reads: new Map(), // roomId -> { userId: id of the last message they read }
     readSent: new Map(), // roomId -> the message id we last marked read there
+    notes: new Map(), // notification id -> unread notification (mentions of us)
     names: new Map(), // userId -> { name, self, dir (from the directory), user }
     presence: new Map(), // userId -> { status, lastSeen }
     typing: new Map(), // roomId -> Map(userId -> timer)
@@ -152,9 +153,16 @@ function shortTime(ms) {
 
 // ---- toasts and the connection state -------------------------------------------------------
 
-function toast(message, { title = null, error = false, ms = 6000 } = {}) {
-    const node = el('div', { class: `toast${error ? ' error' : ''}`, role: error ? 'alert' : 'status' },
-        title ? el('strong', { text: title }) : null, message);
+function toast(message, { title = null, error = false, ms = 6000, onclick = null } = {}) {
+    const node = el('div', { class: `toast${error ? ' error' : ''}${onclick ? ' action' : ''}`,
+        role: error ? 'alert' : 'status' },
+    title ? el('strong', { text: title }) : null, message);
+    if (onclick) {
+        node.addEventListener('click', () => {
+            node.remove();
+            onclick();
+        });
+    }
     $('toasts').append(node);
     setTimeout(() => node.remove(), ms);
 }
@@ -335,7 +343,7 @@ function signOut(note = null) {
     Object.assign(state, {
         token: null, me: null, conn: 'connecting', wasOnline: false, activeId: null, typingSent: null,
     });
-    for (const k of ['rooms', 'logs', 'last', 'unread', 'reads', 'readSent', 'names', 'presence', 'typing', 'rendered']) {
+    for (const k of ['rooms', 'logs', 'last', 'unread', 'reads', 'readSent', 'notes', 'names', 'presence', 'typing', 'rendered']) {
         state[k].clear();
     }
     roomAddedAt.clear();
@@ -504,6 +512,7 @@ function connectSocket() {
     socket.on('message:deleted', onMessageChanged);
     socket.on('message:reaction', onReaction);
     socket.on('room:read', onRoomRead);
+    socket.on('notification', onNotification);
     socket.on('typing', onTyping);
     socket.on('presence:update', (p) => {
         state.presence.set(p.userId, { status: p.status, lastSeen: p.lastSeen });
@@ -1316,7 +1325,40 @@ function renderMessages(opts = {}) {
 // our other devices and the other members); room:read from others says where they stopped,
 // shown as "Seen by" under that message.
 
+// ---- notifications ----------------------------------------------------------------------
+// A mention of us arrives as `notification` (live, and the unread ones again on connect). The
+// page says so once, and marks the mentions of a room read when that room is open.
+
+function onNotification(n) {
+    if (!n || n.read || state.notes.has(n.id)) {
+        return;
+    }
+    state.notes.set(n.id, n);
+    const d = n.data || {};
+    if (d.roomId === state.activeId) {
+        readNotesOf(d.roomId);
+        return;
+    }
+    const room = state.rooms.get(d.roomId);
+    toast(d.excerpt || '', {
+        title: `${nameOf(d.senderId)} mentioned you${room ? ` in ${roomTitle(room)}` : ''}`,
+        ms: 10000,
+        onclick: room ? () => showRoom(d.roomId) : null, // opens the room, which reads them
+    });
+}
+
+function readNotesOf(roomId) {
+    const ids = [...state.notes.values()].filter((n) => n.data && n.data.roomId === roomId && !n.read)
+        .map((n) => n.id);
+    if (!ids.length) {
+        return;
+    }
+    ids.forEach((id) => { state.notes.get(id).read = true; });
+    api.readNotifications(ids).catch(() => ids.forEach((id) => { state.notes.get(id).read = false; }));
+}
+
 function markRead(roomId, log) {
+    readNotesOf(roomId);
     const newest = log.newestStored();
     if (!newest || !newest.id || state.conn !== 'online' || document.visibilityState === 'hidden' ||
         state.readSent.get(roomId) === newest.id) {

@@ -119,6 +119,7 @@ static void connect_rooms_loaded(int status, json_t *rooms, void *arg)
     if (json_is_object(json_object_get(cc->auth, "since"))) {
         catch_up(k, json_object_get(cc->auth, "since"));
     }
+    chat__notifications_on_connect(k); /* notifications.c: the unread ones */
 done:
     json_decref(rooms);
     connect_ctx_free(cc);

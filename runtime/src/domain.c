@@ -101,5 +101,8 @@ int chat__domain_start(chat_runtime *rt)
     if (!rc) {
         rc = chat__rest_start(rt);
     }
-    return rc ? rc : chat__users_start(rt);
+    if (!rc) {
+        rc = chat__users_start(rt);
+    }
+    return rc ? rc : chat__notifications_start(rt);
 }

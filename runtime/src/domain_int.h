@@ -147,6 +147,10 @@ void chat__domain_event(chat_sock *k, const char *event, json_t *args, int64_t a
 int chat__rest_start(chat_runtime *rt);
 /* users.c: profiles and the directory (PATCH /me, GET /users...). */
 int chat__users_start(chat_runtime *rt);
+/* notifications.c: routes; mentions of a stored message; a connected socket's unread ones */
+int chat__notifications_start(chat_runtime *rt);
+void chat__mentions_after_message(chat_runtime *rt, json_t *message);
+void chat__notifications_on_connect(chat_sock *k);
 /* users.c: the user's profile or presence changed: drop the cached copy. */
 void chat__users_changed(chat_runtime *rt, const char *user_id);
 

@@ -21,7 +21,8 @@ int luaopen_chat_json(lua_State *L);
 static const char *const known_hooks[] = {
     "connect", "room/join", "room/joined", "room/leave", "message/before", "message/after",
     "typing",  "disconnect", "user/update", "user/updated",
-    "message/edit", "message/delete", "message/react", "room/read", NULL,
+    "message/edit", "message/delete", "message/react", "room/read",
+    "notification/before", NULL,
 };
 
 /* chat.hook(name, fn, priority = 0): higher priorities run first; equal ones in the order

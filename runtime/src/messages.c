@@ -42,6 +42,7 @@ static void message_stored(int status, json_t *result, void *arg)
         json_decref(ack);
     }
     if (!json_is_true(json_object_get(result, "duplicate"))) {
+        chat__mentions_after_message(c->rt, message); /* notifications.c */
         chat__notify_hook(c->rt, "message/after",
                           json_pack("{s:o,s:o,s:{s:s},s:O}", "socket", chat__socket_json(c->k),
                                     "user", chat__call_user_json(c), "room", "id", c->room_id,

@@ -599,6 +599,10 @@ static const store_field f_message_react[] = {
     {"id", F_STR}, {"userId", F_STR}, {"emoji", F_STR}, {"on", F_BOOL}};
 static const store_field f_read_set[] = {
     {"roomId", F_STR}, {"userId", F_STR}, {"messageId", F_STR}, {"at", F_INT}};
+static const store_field f_notify_insert[] = {
+    {"id", F_STR}, {"userId", F_STR}, {"type", F_STR}, {"data", F_OBJ}, {"createdAt", F_INT}};
+static const store_field f_notify_list[] = {
+    {"userId", F_STR}, {"before", F_STR | F_OPT}, {"limit", F_INT | F_OPT}};
 static const store_field f_page[] = {
     {"roomId", F_STR}, {"before", F_STR | F_OPT}, {"limit", F_INT | F_OPT}};
 
@@ -629,6 +633,9 @@ static const struct {
     [CHAT_STORE_MESSAGE_REACT] = {FIELDS(f_message_react)},
     [CHAT_STORE_READ_SET] = {FIELDS(f_read_set)},
     [CHAT_STORE_READ_STATE] = {FIELDS(f_user_id)}, /* roomIds: checked below */
+    [CHAT_STORE_NOTIFY_INSERT] = {FIELDS(f_notify_insert)},
+    [CHAT_STORE_NOTIFY_LIST] = {FIELDS(f_notify_list)},
+    [CHAT_STORE_NOTIFY_READ] = {FIELDS(f_user_id)}, /* ids: checked below */
 };
 
 _Static_assert(sizeof f_message / sizeof f_message[0] <= CHAT_STORE_FIELDS_MAX,
@@ -761,6 +768,24 @@ int chat__store_check(int op, json_t *arg, chat_store_req *req)
         json_t *ids = json_object_get(arg, "ids");
         if (!json_is_array(ids) || json_array_size(ids) < 1 ||
             json_array_size(ids) > CHAT_STORE_IDS_MAX) {
+            return CHAT_EINVAL;
+        }
+        return unique_strings(ids, &req->ids, req);
+    }
+    if (op == CHAT_STORE_NOTIFY_LIST) {
+        json_int_t limit = req->v[CHAT_NL_LIMIT] ? json_integer_value(req->v[CHAT_NL_LIMIT])
+                                                 : CHAT_STORE_PAGE_DEFAULT;
+        if (limit < 1) {
+            return CHAT_EINVAL;
+        }
+        req->limit = limit > CHAT_STORE_PAGE_MAX ? CHAT_STORE_PAGE_MAX : limit;
+    }
+    if (op == CHAT_STORE_NOTIFY_READ) {
+        json_t *ids = json_object_get(arg, "ids");
+        if (!ids || json_is_null(ids)) {
+            return 0; /* all */
+        }
+        if (!json_is_array(ids) || json_array_size(ids) > CHAT_STORE_IDS_MAX) {
             return CHAT_EINVAL;
         }
         return unique_strings(ids, &req->ids, req);

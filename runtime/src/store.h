@@ -80,6 +80,16 @@ typedef enum chat_store_op {
      * user's marker (all of them without one), at most CHAT_STORE_UNREAD_MAX; lastReadId the
      * user's marker or null; reads {<userId>: messageId} every member's marker. */
     CHAT_STORE_READ_STATE,
+    /* arg {id, userId, type, data (object), createdAt}; result: the notification {id, userId,
+     * type, data, createdAt, read: false}. */
+    CHAT_STORE_NOTIFY_INSERT,
+    /* arg {userId, before (notification id or null), limit}; result {notifications: [newest
+     * first], nextBefore (id or null), unread (the user's unread ones, at most
+     * CHAT_STORE_UNREAD_MAX)}. CHAT_ENOTFOUND if before is not one of the user's. */
+    CHAT_STORE_NOTIFY_LIST,
+    /* arg {userId, ids (null: all of the user's)}: 0..CHAT_STORE_IDS_MAX ids; ids of others
+     * are ignored. result {updated: how many became read}. */
+    CHAT_STORE_NOTIFY_READ,
     CHAT_STORE_NOPS
 } chat_store_op;
 
@@ -114,6 +124,10 @@ enum { CHAT_ME_ID, CHAT_ME_CONTENT, CHAT_ME_UPDATED };
 enum { CHAT_MD_ID, CHAT_MD_UPDATED };
 /* READ_SET; READ_STATE: v[0] userId, req->ids the room ids */
 enum { CHAT_RD_ROOM, CHAT_RD_USER, CHAT_RD_MSG, CHAT_RD_AT };
+/* NOTIFY_INSERT; NOTIFY_LIST (limit clamped: req->limit); NOTIFY_READ: v[0] userId, req->ids
+ * (NULL: all) */
+enum { CHAT_N_ID, CHAT_N_USER, CHAT_N_TYPE, CHAT_N_DATA, CHAT_N_CREATED };
+enum { CHAT_NL_USER, CHAT_NL_BEFORE, CHAT_NL_LIMIT };
 /* MESSAGE_REACT */
 enum { CHAT_MR_ID, CHAT_MR_USER, CHAT_MR_EMOJI, CHAT_MR_ON };
 /* MESSAGES_PAGE (the clamped limit: req->limit) */

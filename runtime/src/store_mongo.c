@@ -17,6 +17,7 @@
  *              unique senderId_1_clientKey_1 for idempotent sends.
  *   read_markers {_id: roomId + ":" + userId, roomId, userId, messageId, msgCreatedAt, at};
  *              roomId_1. msgCreatedAt, messageId is the marker's position.
+ *   notifications {_id, userId, type, data, createdAt, read}; userId_1_createdAt_1__id_1.
  * Ids are the 24-hex strings the domain makes, stored as strings in _id (not the ObjectId
  * type): every other field that names an id (participants, roomId, senderId, admin) holds
  * the same string, the API speaks strings, and no conversion can disagree between backends.
@@ -1027,6 +1028,156 @@ done:
     return 0;
 }
 
+/* ---- notifications ---- */
+
+static const mg_col note_cols[] = {
+    {"id", "_id", C_PLAIN},         {"userId", "userId", C_PLAIN},
+    {"type", "type", C_PLAIN},      {"data", "data", C_OBJECT},
+    {"createdAt", "createdAt", C_PLAIN}, {"read", "read", C_PLAIN},
+};
+
+static int op_notify_insert(mg_call *c, const chat_store_req *q, json_t **result)
+{
+    json_t *const *v = q->v;
+    bson_t doc = BSON_INITIALIZER;
+    int err = CHAT_EINVAL;
+    if (mg_append_str(&doc, "_id", v[CHAT_N_ID]) && mg_append_str(&doc, "userId", v[CHAT_N_USER]) &&
+        mg_append_str(&doc, "type", v[CHAT_N_TYPE]) &&
+        chat__bson_append_json(&doc, "data", -1, v[CHAT_N_DATA]) &&
+        BSON_APPEND_INT64(&doc, "createdAt", json_integer_value(v[CHAT_N_CREATED])) &&
+        BSON_APPEND_BOOL(&doc, "read", false)) {
+        err = mg_insert(c, "notifications", &doc);
+    }
+    if (err == CHAT_ECONFLICT) {
+        c->conflict = "id";
+    }
+    if (!err) {
+        *result = mg_doc_json(c, &doc, note_cols, NFIELDS(note_cols));
+        err = *result ? 0 : CHAT_ENOMEM;
+    }
+    bson_destroy(&doc);
+    return err;
+}
+
+static int op_notify_list(mg_call *c, const chat_store_req *q, json_t **result)
+{
+    json_t *const *v = q->v;
+    json_t *notes = json_array();
+    json_t *pos = NULL;
+    bson_t filter = BSON_INITIALIZER;
+    bson_t opts = BSON_INITIALIZER;
+    bson_t sort;
+    int err = CHAT_ENOMEM;
+
+    if (!notes) {
+        goto done;
+    }
+    mg_append_str(&filter, "userId", v[CHAT_NL_USER]);
+    if (v[CHAT_NL_BEFORE]) {
+        static const mg_col pos_cols[] = {{"createdAt", "createdAt", C_PLAIN}};
+        bson_t pf = BSON_INITIALIZER;
+        mg_append_str(&pf, "_id", v[CHAT_NL_BEFORE]);
+        mg_append_str(&pf, "userId", v[CHAT_NL_USER]);
+        err = mg_find_one(c, "notifications", &pf, NULL, pos_cols, 1, &pos);
+        bson_destroy(&pf);
+        if (err) {
+            goto done;
+        }
+        mg_before(&filter, "createdAt", "_id", json_integer_value(json_object_get(pos, "createdAt")),
+                  v[CHAT_NL_BEFORE], "$lt");
+    }
+    BSON_APPEND_DOCUMENT_BEGIN(&opts, "sort", &sort);
+    BSON_APPEND_INT32(&sort, "createdAt", -1);
+    BSON_APPEND_INT32(&sort, "_id", -1);
+    bson_append_document_end(&opts, &sort);
+    BSON_APPEND_INT64(&opts, "limit", q->limit + 1);
+    if ((err = mg_find_all(c, "notifications", &filter, &opts, note_cols, NFIELDS(note_cols), notes))) {
+        goto done;
+    }
+    json_t *next = json_null();
+    if ((json_int_t)json_array_size(notes) > q->limit) {
+        json_array_remove(notes, (size_t)q->limit);
+        next = json_object_get(json_array_get(notes, (size_t)q->limit - 1), "id");
+    }
+    bson_t uf = BSON_INITIALIZER;
+    bson_t co = BSON_INITIALIZER;
+    bson_t reply;
+    bson_error_t error;
+    mg_append_str(&uf, "userId", v[CHAT_NL_USER]);
+    BSON_APPEND_BOOL(&uf, "read", false);
+    BSON_APPEND_INT64(&co, "limit", CHAT_STORE_UNREAD_MAX);
+    mongoc_collection_t *coll = mg_coll(c, "notifications");
+    int64_t unread = mongoc_collection_count_documents(coll, &uf, &co, NULL, &reply, &error);
+    if (unread < 0) {
+        err = mg_fail(c, &error, &reply);
+    }
+    bson_destroy(&reply);
+    mongoc_collection_destroy(coll);
+    bson_destroy(&co);
+    bson_destroy(&uf);
+    if (!err) {
+        *result = json_pack("{s:O,s:O,s:I}", "notifications", notes, "nextBefore", next, "unread",
+                            (json_int_t)unread);
+        err = *result ? 0 : CHAT_ENOMEM;
+    }
+done:
+    bson_destroy(&opts);
+    bson_destroy(&filter);
+    json_decref(pos);
+    json_decref(notes);
+    return err;
+}
+
+static int op_notify_read(mg_call *c, const chat_store_req *q, json_t **result)
+{
+    bson_t filter = BSON_INITIALIZER;
+    bson_t update = BSON_INITIALIZER;
+    bson_t set;
+    bson_t reply;
+    bson_error_t error;
+    int err = 0;
+
+    mg_append_str(&filter, "userId", q->v[0]);
+    BSON_APPEND_BOOL(&filter, "read", false);
+    if (q->ids) {
+        bson_t id, in;
+        size_t i;
+        json_t *x;
+        BSON_APPEND_DOCUMENT_BEGIN(&filter, "_id", &id);
+        BSON_APPEND_ARRAY_BEGIN(&id, "$in", &in);
+        json_array_foreach (q->ids, i, x) {
+            char k[24];
+            snprintf(k, sizeof k, "%u", (unsigned)i);
+            mg_append_str(&in, k, x);
+        }
+        bson_append_array_end(&id, &in);
+        bson_append_document_end(&filter, &id);
+    }
+    BSON_APPEND_DOCUMENT_BEGIN(&update, "$set", &set);
+    BSON_APPEND_BOOL(&set, "read", true);
+    bson_append_document_end(&update, &set);
+    int64_t updated = 0;
+    mongoc_collection_t *coll = mg_coll(c, "notifications");
+    if (q->ids && !json_array_size(q->ids)) {
+        /* nothing named: nothing to do */
+    } else if (!mongoc_collection_update_many(coll, &filter, &update, NULL, &reply, &error)) {
+        err = mg_fail(c, &error, &reply);
+        bson_destroy(&reply);
+    } else {
+        bson_iter_t it;
+        updated = bson_iter_init_find(&it, &reply, "modifiedCount") ? bson_iter_as_int64(&it) : 0;
+        bson_destroy(&reply);
+    }
+    mongoc_collection_destroy(coll);
+    bson_destroy(&update);
+    bson_destroy(&filter);
+    if (!err) {
+        *result = json_pack("{s:I}", "updated", (json_int_t)updated);
+        err = *result ? 0 : CHAT_ENOMEM;
+    }
+    return err;
+}
+
 /* ---- rooms ---- */
 
 static int op_room_create(mg_call *c, const chat_store_req *q, json_t **result)
@@ -1404,6 +1555,9 @@ static const struct {
     [CHAT_STORE_MESSAGE_REACT] = {"message_react", op_message_react, 0},
     [CHAT_STORE_READ_SET] = {"read_set", op_read_set, 1},
     [CHAT_STORE_READ_STATE] = {"read_state", op_read_state, 0},
+    [CHAT_STORE_NOTIFY_INSERT] = {"notify_insert", op_notify_insert, 1},
+    [CHAT_STORE_NOTIFY_LIST] = {"notify_list", op_notify_list, 0},
+    [CHAT_STORE_NOTIFY_READ] = {"notify_read", op_notify_read, 0},
 };
 
 static int mg_exec(void *impl, const chat_store_req *q, json_t **result)
@@ -1586,6 +1740,7 @@ static const mg_index mg_indexes[] = {
     /* its senderId prefix also serves lookups by sender: no separate senderId index */
     {"messages", "senderId_1_clientKey_1", {"senderId", "clientKey"}, {1, 1}, 1},
     {"read_markers", "roomId_1", {"roomId"}, {1}, 0},
+    {"notifications", "userId_1_createdAt_1__id_1", {"userId", "createdAt", "_id"}, {1, 1, 1}, 0},
 };
 
 /* One createIndexes command per index: FerretDB 1.24 drops the connection (a panic) when one

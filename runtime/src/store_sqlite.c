@@ -61,6 +61,15 @@ static const char sq_schema[] =
     " updated_at INTEGER NOT NULL,"
     " deleted INTEGER NOT NULL DEFAULT 0);"
     "CREATE INDEX IF NOT EXISTS messages_room_time ON messages(room_id, created_at, id);"
+    "CREATE TABLE IF NOT EXISTS notifications ("
+    " id TEXT NOT NULL PRIMARY KEY,"
+    " user_id TEXT NOT NULL,"
+    " type TEXT NOT NULL,"
+    " data TEXT NOT NULL DEFAULT '{}',"
+    " created_at INTEGER NOT NULL,"
+    " read INTEGER NOT NULL DEFAULT 0);"
+    "CREATE INDEX IF NOT EXISTS notifications_user_time"
+    " ON notifications(user_id, created_at, id);"
     /* how far each member has read each room: msg_created_at, message_id is the position */
     "CREATE TABLE IF NOT EXISTS read_markers ("
     " room_id TEXT NOT NULL REFERENCES rooms(id) ON DELETE CASCADE,"
@@ -87,6 +96,7 @@ static const char *const sq_migrations[] = {
 #define USER_COLS                                                                            \
     "id, email, username, password_hash, status, last_seen, avatar, created_at, display_name," \
     " status_text"
+#define NOTE_COLS "id, user_id, type, data, created_at, read"
 #define ROOM_COLS "r.id, r.name, r.type, r.admin, r.settings, r.created_at"
 #define MSG_COLS                                                                            \
     "id, room_id, sender_id, content, attachments, reactions, client_msg_id, created_at, " \
@@ -133,6 +143,20 @@ static const char *const sq_migrations[] = {
                     " LIMIT ?5)")                                                           \
     X(UNREAD_ALL, "SELECT count(*) FROM (SELECT 1 FROM messages WHERE room_id = ?1"          \
                   " AND sender_id <> ?2 AND deleted = 0 LIMIT ?3)")                         \
+    X(NOTE_INSERT, "INSERT INTO notifications (id, user_id, type, data, created_at)"       \
+                   " VALUES (?1, ?2, ?3, ?4, ?5)")                                          \
+    X(NOTE_POSITION, "SELECT created_at, id FROM notifications WHERE id = ?1"              \
+                     " AND user_id = ?2")                                                   \
+    X(NOTE_PAGE, "SELECT " NOTE_COLS " FROM notifications WHERE user_id = ?1"              \
+                 " ORDER BY created_at DESC, id DESC LIMIT ?2")                             \
+    X(NOTE_PAGE_BEFORE, "SELECT " NOTE_COLS " FROM notifications WHERE user_id = ?1"       \
+                        " AND (created_at, id) < (?2, ?3)"                                  \
+                        " ORDER BY created_at DESC, id DESC LIMIT ?4")                      \
+    X(NOTE_UNREAD, "SELECT count(*) FROM (SELECT 1 FROM notifications WHERE user_id = ?1"  \
+                   " AND read = 0 LIMIT ?2)")                                               \
+    X(NOTE_READ_ONE, "UPDATE notifications SET read = 1 WHERE id = ?2 AND user_id = ?1"    \
+                     " AND read = 0")                                                       \
+    X(NOTE_READ_ALL, "UPDATE notifications SET read = 1 WHERE user_id = ?1 AND read = 0")   \
     X(ROOM_INSERT, "INSERT INTO rooms (id, name, type, admin, settings, created_at)"       \
                    " VALUES (?1, ?2, ?3, ?4, coalesce(?5, '{}'), ?6)")                      \
     X(ROOM_GET, "SELECT " ROOM_COLS " FROM rooms r WHERE r.id = ?1")                        \
@@ -366,6 +390,11 @@ static const sq_col msg_cols[] = {
     {"content", C_PLAIN},     {"attachments", C_ARRAY}, {"reactions", C_OBJECT},
     {"clientMsgId", C_PLAIN}, {"createdAt", C_PLAIN},   {"updatedAt", C_PLAIN},
     {"deleted", C_FLAG},
+};
+
+static const sq_col note_cols[] = {
+    {"id", C_PLAIN},      {"userId", C_PLAIN},    {"type", C_PLAIN},
+    {"data", C_OBJECT},   {"createdAt", C_PLAIN}, {"read", C_LATER},
 };
 
 static json_t *sq_column(sqlite3_stmt *stmt, int i, int kind)
@@ -819,6 +848,131 @@ static int op_read_state(sq_store *st, const chat_store_req *q, json_t **result)
     return 0;
 }
 
+static int op_notify_insert(sq_store *st, const chat_store_req *q, json_t **result)
+{
+    json_t *const *v = q->v;
+    sqlite3_stmt *stmt = sq_stmt(st, SQ_NOTE_INSERT);
+    int err = sq_bind(st, stmt, v, CHAT_N_CREATED + 1);
+    if (!err) {
+        err = sq_step(st, stmt);
+    }
+    if (err) {
+        return err;
+    }
+    *result = json_pack("{s:O,s:O,s:O,s:O,s:O,s:b}", "id", v[CHAT_N_ID], "userId", v[CHAT_N_USER],
+                        "type", v[CHAT_N_TYPE], "data", v[CHAT_N_DATA], "createdAt",
+                        v[CHAT_N_CREATED], "read", 0);
+    return *result ? 0 : CHAT_ENOMEM;
+}
+
+/* The rows of a notifications page; "read" is the last column, an integer. */
+static int sq_note_rows(sq_store *st, sqlite3_stmt *stmt, json_int_t limit, json_t *into,
+                        int *more)
+{
+    int rc;
+    json_int_t n = 0;
+    while ((rc = sq_step(st, stmt)) == 1) {
+        if (n == limit) {
+            *more = 1;
+            break;
+        }
+        json_t *row = sq_row(st, stmt, note_cols, NFIELDS(note_cols));
+        if (!row || json_object_set_new(row, "read", json_boolean(sqlite3_column_int64(stmt, 5))) ||
+            json_array_append_new(into, row)) {
+            return row ? CHAT_ENOMEM : CHAT_EINTERNAL;
+        }
+        n++;
+    }
+    return rc < 0 ? rc : 0;
+}
+
+static int op_notify_list(sq_store *st, const chat_store_req *q, json_t **result)
+{
+    json_t *const *v = q->v;
+    json_t *notes = json_array();
+    json_t *pos = NULL;
+    json_int_t unread = 0;
+    int more = 0;
+    int err = CHAT_ENOMEM;
+    sqlite3_stmt *stmt;
+
+    if (!notes) {
+        return err;
+    }
+    if (v[CHAT_NL_BEFORE]) {
+        static const sq_col pos_cols[] = {{"createdAt", C_PLAIN}, {"id", C_PLAIN}};
+        json_t *key[2] = {v[CHAT_NL_BEFORE], v[CHAT_NL_USER]};
+        if ((err = sq_get(st, SQ_NOTE_POSITION, key, 2, pos_cols, 2, &pos))) {
+            goto done;
+        }
+        json_t *page[3] = {v[CHAT_NL_USER], json_object_get(pos, "createdAt"), v[CHAT_NL_BEFORE]};
+        stmt = sq_stmt(st, SQ_NOTE_PAGE_BEFORE);
+        err = sq_bind(st, stmt, page, 3);
+    } else {
+        stmt = sq_stmt(st, SQ_NOTE_PAGE);
+        err = sq_bind(st, stmt, v, 1);
+    }
+    if (!err && sqlite3_bind_int64(stmt, v[CHAT_NL_BEFORE] ? 4 : 2, q->limit + 1) != SQLITE_OK) {
+        err = CHAT_EINTERNAL;
+    }
+    if (err || (err = sq_note_rows(st, stmt, q->limit, notes, &more))) {
+        goto done;
+    }
+    stmt = sq_stmt(st, SQ_NOTE_UNREAD);
+    if ((err = sq_bind(st, stmt, v, 1))) {
+        goto done;
+    }
+    if (sqlite3_bind_int64(stmt, 2, CHAT_STORE_UNREAD_MAX) != SQLITE_OK) {
+        err = CHAT_EINTERNAL;
+        goto done;
+    }
+    if ((err = sq_count(st, stmt, &unread))) {
+        goto done;
+    }
+    json_t *last = json_array_get(notes, json_array_size(notes) - 1);
+    *result = json_pack("{s:O,s:O,s:I}", "notifications", notes, "nextBefore",
+                        more ? json_object_get(last, "id") : json_null(), "unread", unread);
+    err = *result ? 0 : CHAT_ENOMEM;
+done:
+    json_decref(pos);
+    json_decref(notes);
+    return err;
+}
+
+static int op_notify_read(sq_store *st, const chat_store_req *q, json_t **result)
+{
+    json_t *user = q->v[0];
+    json_int_t updated = 0;
+    int err;
+
+    if (!q->ids) {
+        sqlite3_stmt *stmt = sq_stmt(st, SQ_NOTE_READ_ALL);
+        if ((err = sq_bind(st, stmt, &user, 1)) || (err = sq_step(st, stmt))) {
+            return err;
+        }
+        updated = sqlite3_changes(st->db);
+    } else {
+        size_t i;
+        json_t *id;
+        if ((err = sq_run(st, SQ_BEGIN))) {
+            return err;
+        }
+        json_array_foreach (q->ids, i, id) {
+            json_t *vals[2] = {user, id};
+            sqlite3_stmt *stmt = sq_stmt(st, SQ_NOTE_READ_ONE);
+            if ((err = sq_bind(st, stmt, vals, 2)) || (err = sq_step(st, stmt))) {
+                return err;
+            }
+            updated += sqlite3_changes(st->db);
+        }
+        if ((err = sq_run(st, SQ_COMMIT))) {
+            return err;
+        }
+    }
+    *result = json_pack("{s:I}", "updated", updated);
+    return *result ? 0 : CHAT_ENOMEM;
+}
+
 static int sq_add_member(sq_store *st, json_t *room_id, json_t *user_id, int64_t joined_at)
 {
     json_t *v[2] = {room_id, user_id};
@@ -1107,6 +1261,9 @@ static const struct {
     [CHAT_STORE_MESSAGE_REACT] = {"message_react", op_message_react},
     [CHAT_STORE_READ_SET] = {"read_set", op_read_set},
     [CHAT_STORE_READ_STATE] = {"read_state", op_read_state},
+    [CHAT_STORE_NOTIFY_INSERT] = {"notify_insert", op_notify_insert},
+    [CHAT_STORE_NOTIFY_LIST] = {"notify_list", op_notify_list},
+    [CHAT_STORE_NOTIFY_READ] = {"notify_read", op_notify_read},
 };
 
 static void sq_call_begin(sq_store *st, const char *op)

@@ -923,6 +923,88 @@ static void test_reads(chat_store *s)
     json_decref(r);
 }
 
+/* ---- notifications ---- */
+
+static json_t *note(const char *id, const char *user, json_int_t created)
+{
+    return json_pack("{s:s,s:s,s:s,s:{s:s},s:I}", "id", id, "userId", user, "type", "mention",
+                     "data", "roomId", ROOM1, "createdAt", created);
+}
+
+static void test_notifications(chat_store *s)
+{
+    static const char N[5][25] = {"65000000000000000a000001", "65000000000000000a000002",
+                                  "65000000000000000a000003", "65000000000000000a000004",
+                                  "65000000000000000a000005"};
+    json_t *r = NULL;
+
+    CHECK(run(s, CHAT_STORE_NOTIFY_INSERT, note(N[0], ALICE, 100), &r) == 0);
+    CHECK(str(r, "id") && strcmp(str(r, "id"), N[0]) == 0);
+    CHECK(str(r, "type") && strcmp(str(r, "type"), "mention") == 0);
+    CHECK(json_is_false(json_object_get(r, "read")));
+    CHECK(str(json_object_get(r, "data"), "roomId") &&
+          strcmp(str(json_object_get(r, "data"), "roomId"), ROOM1) == 0);
+    json_decref(r);
+    CHECK(run(s, CHAT_STORE_NOTIFY_INSERT, note(N[1], ALICE, 101), &r) == 0);
+    json_decref(r);
+    CHECK(run(s, CHAT_STORE_NOTIFY_INSERT, note(N[2], ALICE, 101), &r) == 0);
+    json_decref(r);
+    CHECK(run(s, CHAT_STORE_NOTIFY_INSERT, note(N[3], BOB, 102), &r) == 0);
+    json_decref(r);
+    r = NULL;
+    CHECK(run(s, CHAT_STORE_NOTIFY_INSERT, note(N[3], BOB, 102), &r) == CHAT_ECONFLICT);
+    json_decref(r);
+    r = NULL;
+    CHECK(run(s, CHAT_STORE_NOTIFY_INSERT, json_pack("{s:s,s:s}", "id", N[4], "userId", ALICE), &r) ==
+          CHAT_EINVAL);
+
+    /* newest first, in pages */
+    CHECK(run(s, CHAT_STORE_NOTIFY_LIST, json_pack("{s:s,s:i}", "userId", ALICE, "limit", 2), &r) ==
+          0);
+    json_t *list = json_object_get(r, "notifications");
+    CHECK(json_array_size(list) == 2);
+    CHECK(strcmp(str(json_array_get(list, 0), "id"), N[2]) == 0);
+    CHECK(strcmp(str(json_array_get(list, 1), "id"), N[1]) == 0);
+    CHECK(str(r, "nextBefore") && strcmp(str(r, "nextBefore"), N[1]) == 0);
+    CHECK(num(r, "unread") == 3);
+    json_decref(r);
+    CHECK(run(s, CHAT_STORE_NOTIFY_LIST,
+              json_pack("{s:s,s:s,s:i}", "userId", ALICE, "before", N[1], "limit", 2), &r) == 0);
+    list = json_object_get(r, "notifications");
+    CHECK(json_array_size(list) == 1 && strcmp(str(json_array_get(list, 0), "id"), N[0]) == 0);
+    CHECK(json_is_null(json_object_get(r, "nextBefore")));
+    json_decref(r);
+    r = NULL;
+    CHECK(run(s, CHAT_STORE_NOTIFY_LIST,
+              json_pack("{s:s,s:s,s:i}", "userId", ALICE, "before", N[3], "limit", 2), &r) ==
+          CHAT_ENOTFOUND); /* bob's */
+
+    /* read: some, others' ignored, then all */
+    CHECK(run(s, CHAT_STORE_NOTIFY_READ, json_pack("{s:s,s:[sss]}", "userId", ALICE, "ids", N[0], N[3], N[0]),
+              &r) == 0);
+    CHECK(num(r, "updated") == 1);
+    json_decref(r);
+    CHECK(run(s, CHAT_STORE_NOTIFY_LIST, json_pack("{s:s}", "userId", ALICE), &r) == 0);
+    CHECK(num(r, "unread") == 2);
+    list = json_object_get(r, "notifications");
+    CHECK(json_is_true(json_object_get(json_array_get(list, 2), "read")));
+    CHECK(json_is_false(json_object_get(json_array_get(list, 0), "read")));
+    json_decref(r);
+    CHECK(run(s, CHAT_STORE_NOTIFY_READ, json_pack("{s:s,s:n}", "userId", ALICE, "ids"), &r) == 0);
+    CHECK(num(r, "updated") == 2);
+    json_decref(r);
+    CHECK(run(s, CHAT_STORE_NOTIFY_READ, json_pack("{s:s}", "userId", ALICE), &r) == 0);
+    CHECK(num(r, "updated") == 0);
+    json_decref(r);
+    CHECK(run(s, CHAT_STORE_NOTIFY_LIST, json_pack("{s:s}", "userId", BOB), &r) == 0);
+    CHECK(num(r, "unread") == 1);
+    json_decref(r);
+    r = NULL;
+    CHECK(run(s, CHAT_STORE_NOTIFY_READ, json_pack("{s:s,s:s}", "userId", ALICE, "ids", N[0]), &r) ==
+          CHAT_EINVAL);
+    CHECK(r == NULL);
+}
+
 static void on_insert(int status, json_t *result, void *arg)
 {
     (void)arg;

@@ -345,6 +345,7 @@ int main(void)
     test_edits(s);
     test_reactions(s);
     test_reads(s);
+    test_notifications(s);
     test_calls(s);
     chat__store_close(s);
     test_close_pending();

@@ -575,4 +575,22 @@ nodeTest.describe('the web page in Chromium', () => {
         await shot(alice, '23-alice-unread-after-reload');
         assertNoPageErrors();
     });
+
+    test('a mention: bob is told on his page; the toast opens the room, which marks it read', async () => {
+        const { alice, bob } = people;
+        await openRoom(bob, shared.dm);
+        await openRoom(alice, shared.room);
+        await send(alice, `@${bob.username} can you check this?`);
+        const t = bob.page.locator('#toasts .toast', { hasText: 'mentioned you' });
+        await t.waitFor({ timeout: UI_WAIT_MS });
+        assert.match(await t.textContent(), /can you check this\?/);
+        await shot(bob, '24-bob-mentioned');
+        await t.click(); // the toast opens the room
+        await bob.page.waitForFunction((id) => document.getElementById('room-id').textContent === id, shared.room);
+        await h.eventually(async () => {
+            const res = await srv.http('GET', '/notifications', undefined, bob.token);
+            return res.body.unread === 0 && res.body.notifications.length === 1;
+        }, 'bob\'s page marked the mention read when he opened the room');
+        assertNoPageErrors();
+    });
 });
