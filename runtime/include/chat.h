@@ -88,6 +88,8 @@ typedef struct chat_config {
     char *sqlite_synchronous; /* "normal" (default: an ack survives a crash of chatd, not a
                                * power loss) or "full" (survives a power loss; slower) */
     int store_batch_max;    /* message inserts per group commit; default 1024; 1: no batching */
+    int upload_max_bytes;   /* largest file POST /uploads takes; default 1000000 */
+    char *upload_types;     /* media types uploads may have, comma-separated */
 } chat_config;
 
 /* Fills every field with its default (strings are copies). */

@@ -90,6 +90,11 @@ static const option_def options[] = {
     {"store_batch_max", "CHAT_STORE_BATCH_MAX", INT(store_batch_max), "1024", 1, 100000,
      "message inserts written in one transaction (SQLite) or one insertMany (MongoDB) at most; "
      "1: one write per message"},
+    {"upload_max_bytes", "CHAT_UPLOAD_MAX_BYTES", INT(upload_max_bytes), "1000000", 1, INT_MAX,
+     "largest file POST /uploads stores, in bytes (a body over max_payload is refused first)"},
+    {"upload_types", "CHAT_UPLOAD_TYPES", STR(upload_types),
+     "image/png,image/jpeg,image/gif,image/webp,application/pdf,text/plain", 0, 0,
+     "media types an upload may have, comma-separated"},
 };
 
 #define NOPTIONS (sizeof options / sizeof options[0])

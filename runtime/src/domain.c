@@ -104,5 +104,8 @@ int chat__domain_start(chat_runtime *rt)
     if (!rc) {
         rc = chat__users_start(rt);
     }
-    return rc ? rc : chat__notifications_start(rt);
+    if (!rc) {
+        rc = chat__notifications_start(rt);
+    }
+    return rc ? rc : chat__uploads_start(rt);
 }

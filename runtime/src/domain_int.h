@@ -151,6 +151,10 @@ int chat__users_start(chat_runtime *rt);
 int chat__notifications_start(chat_runtime *rt);
 void chat__mentions_after_message(chat_runtime *rt, json_t *message);
 void chat__notifications_on_connect(chat_sock *k);
+/* uploads.c: routes; a message's {uploadId} attachments checked, filled in and linked to
+ * c->room_id, then next (or the call fails and nothing is linked) */
+int chat__uploads_start(chat_runtime *rt);
+void chat__attachments_resolve(chat_call *c, chat_call_step next);
 /* users.c: the user's profile or presence changed: drop the cached copy. */
 void chat__users_changed(chat_runtime *rt, const char *user_id);
 

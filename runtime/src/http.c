@@ -18,6 +18,7 @@ void chat__http_req_unref(chat_http_req *req)
     free(req->query);
     free(req->authorization);
     free(req->if_none_match);
+    free(req->content_type_in);
     chat__buf_free(&req->body);
     chat__buf_free(&req->resp);
     free(req);

@@ -25,6 +25,7 @@ struct chat_http_req {
     char *query; /* raw "a=b&c=d", url-decoded per pair by chat__http_query */
     char *authorization;
     char *if_none_match;
+    char *content_type_in; /* the request's Content-Type, or NULL */
     chat_buf body;
     size_t body_seen; /* bytes offered, including those dropped past the limit */
     int body_too_large;

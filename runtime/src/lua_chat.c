@@ -22,7 +22,7 @@ static const char *const known_hooks[] = {
     "connect", "room/join", "room/joined", "room/leave", "message/before", "message/after",
     "typing",  "disconnect", "user/update", "user/updated",
     "message/edit", "message/delete", "message/react", "room/read",
-    "notification/before", NULL,
+    "notification/before", "upload/before", NULL,
 };
 
 /* chat.hook(name, fn, priority = 0): higher priorities run first; equal ones in the order

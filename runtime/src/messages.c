@@ -161,12 +161,17 @@ static void message_send_checked(chat_call *c)
     }
 }
 
+static void message_attachments(chat_call *c)
+{
+    chat__attachments_resolve(c, message_send_checked);
+}
+
 void chat__on_message_send(chat_call *c, json_t *payload)
 {
     if (chat__take_room_id(c, payload) || chat__take_message(c, payload)) {
         return;
     }
-    chat__require_member(c, message_send_checked);
+    chat__require_member(c, message_attachments); /* uploads.c, then message_send_checked */
 }
 
 /* ---- typing ---- */

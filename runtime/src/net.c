@@ -241,6 +241,7 @@ static int on_http(chat_runtime *rt, struct lws *wsi, net_pss *pss, const char *
     req->query = copy_query(wsi);
     req->authorization = copy_header(wsi, WSI_TOKEN_HTTP_AUTHORIZATION);
     req->if_none_match = copy_header(wsi, WSI_TOKEN_HTTP_IF_NONE_MATCH);
+    req->content_type_in = copy_header(wsi, WSI_TOKEN_HTTP_CONTENT_TYPE);
     pss->req = req;
     pss->dispatched = 0;
     pss->completions = 0;

@@ -32,7 +32,7 @@ static int copy_config(chat_config *dst, const chat_config *src)
     char **strs[] = {&dst->listen,      &dst->data_dir, &dst->jwt_secret, &dst->log_level,
                      &dst->static_dir,  &dst->scripts_dir, &dst->lua_dir,  &dst->admin_token,
                      &dst->node_id,     &dst->redis_url,   &dst->mongo_uri,
-                     &dst->sqlite_synchronous};
+                     &dst->sqlite_synchronous, &dst->upload_types};
     for (size_t i = 0; i < sizeof strs / sizeof strs[0]; i++) {
         if (*strs[i] && !(*strs[i] = strdup(*strs[i]))) {
             for (size_t j = 0; j < i; j++) {

@@ -603,6 +603,10 @@ static const store_field f_notify_insert[] = {
     {"id", F_STR}, {"userId", F_STR}, {"type", F_STR}, {"data", F_OBJ}, {"createdAt", F_INT}};
 static const store_field f_notify_list[] = {
     {"userId", F_STR}, {"before", F_STR | F_OPT}, {"limit", F_INT | F_OPT}};
+static const store_field f_upload[] = {
+    {"id", F_STR},   {"uploaderId", F_STR}, {"name", F_STR},
+    {"type", F_STR}, {"size", F_INT},       {"createdAt", F_INT}};
+static const store_field f_upload_post[] = {{"id", F_STR}, {"roomId", F_STR}};
 static const store_field f_page[] = {
     {"roomId", F_STR}, {"before", F_STR | F_OPT}, {"limit", F_INT | F_OPT}};
 
@@ -636,6 +640,9 @@ static const struct {
     [CHAT_STORE_NOTIFY_INSERT] = {FIELDS(f_notify_insert)},
     [CHAT_STORE_NOTIFY_LIST] = {FIELDS(f_notify_list)},
     [CHAT_STORE_NOTIFY_READ] = {FIELDS(f_user_id)}, /* ids: checked below */
+    [CHAT_STORE_UPLOAD_INSERT] = {FIELDS(f_upload)},
+    [CHAT_STORE_UPLOAD_GET] = {FIELDS(f_id)},
+    [CHAT_STORE_UPLOAD_POST] = {FIELDS(f_upload_post)},
 };
 
 _Static_assert(sizeof f_message / sizeof f_message[0] <= CHAT_STORE_FIELDS_MAX,

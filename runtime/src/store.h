@@ -90,6 +90,16 @@ typedef enum chat_store_op {
     /* arg {userId, ids (null: all of the user's)}: 0..CHAT_STORE_IDS_MAX ids; ids of others
      * are ignored. result {updated: how many became read}. */
     CHAT_STORE_NOTIFY_READ,
+    /* arg {id, uploaderId, name, type, size, createdAt}: a file's metadata (the bytes are in
+     * the data directory). result: the upload {id, uploaderId, name, type, size, createdAt,
+     * rooms: []}. */
+    CHAT_STORE_UPLOAD_INSERT,
+    /* arg {id}; result: the upload, rooms the ids of the rooms it was posted in (each once,
+     * in order), or CHAT_ENOTFOUND */
+    CHAT_STORE_UPLOAD_GET,
+    /* arg {id, roomId}: the upload was posted in roomId. result: the upload after, or
+     * CHAT_ENOTFOUND. Idempotent. */
+    CHAT_STORE_UPLOAD_POST,
     CHAT_STORE_NOPS
 } chat_store_op;
 
@@ -128,6 +138,8 @@ enum { CHAT_RD_ROOM, CHAT_RD_USER, CHAT_RD_MSG, CHAT_RD_AT };
  * (NULL: all) */
 enum { CHAT_N_ID, CHAT_N_USER, CHAT_N_TYPE, CHAT_N_DATA, CHAT_N_CREATED };
 enum { CHAT_NL_USER, CHAT_NL_BEFORE, CHAT_NL_LIMIT };
+/* UPLOAD_INSERT; UPLOAD_GET: v[0] id; UPLOAD_POST: v[0] id, v[1] roomId */
+enum { CHAT_UP_ID, CHAT_UP_UPLOADER, CHAT_UP_NAME, CHAT_UP_TYPE, CHAT_UP_SIZE, CHAT_UP_CREATED };
 /* MESSAGE_REACT */
 enum { CHAT_MR_ID, CHAT_MR_USER, CHAT_MR_EMOJI, CHAT_MR_ON };
 /* MESSAGES_PAGE (the clamped limit: req->limit) */

@@ -18,6 +18,8 @@
  *   read_markers {_id: roomId + ":" + userId, roomId, userId, messageId, msgCreatedAt, at};
  *              roomId_1. msgCreatedAt, messageId is the marker's position.
  *   notifications {_id, userId, type, data, createdAt, read}; userId_1_createdAt_1__id_1.
+ *   uploads   {_id, uploaderId, name, type, size, createdAt, rooms}: a file's metadata (the
+ *              bytes live in the data directory, as with SQLite).
  * Ids are the 24-hex strings the domain makes, stored as strings in _id (not the ObjectId
  * type): every other field that names an id (participants, roomId, senderId, admin) holds
  * the same string, the API speaks strings, and no conversion can disagree between backends.
@@ -1178,6 +1180,60 @@ static int op_notify_read(mg_call *c, const chat_store_req *q, json_t **result)
     return err;
 }
 
+/* ---- uploads ---- */
+
+static const mg_col upload_cols[] = {
+    {"id", "_id", C_PLAIN},        {"uploaderId", "uploaderId", C_PLAIN},
+    {"name", "name", C_PLAIN},     {"type", "type", C_PLAIN},
+    {"size", "size", C_PLAIN},     {"createdAt", "createdAt", C_PLAIN},
+    {"rooms", "rooms", C_ARRAY},
+};
+
+static int op_upload_insert(mg_call *c, const chat_store_req *q, json_t **result)
+{
+    json_t *const *v = q->v;
+    bson_t doc = BSON_INITIALIZER;
+    bson_t rooms;
+    int err = CHAT_EINVAL;
+    if (mg_append_str(&doc, "_id", v[CHAT_UP_ID]) &&
+        mg_append_str(&doc, "uploaderId", v[CHAT_UP_UPLOADER]) &&
+        mg_append_str(&doc, "name", v[CHAT_UP_NAME]) && mg_append_str(&doc, "type", v[CHAT_UP_TYPE]) &&
+        BSON_APPEND_INT64(&doc, "size", json_integer_value(v[CHAT_UP_SIZE])) &&
+        BSON_APPEND_INT64(&doc, "createdAt", json_integer_value(v[CHAT_UP_CREATED])) &&
+        BSON_APPEND_ARRAY_BEGIN(&doc, "rooms", &rooms) && bson_append_array_end(&doc, &rooms)) {
+        err = mg_insert(c, "uploads", &doc);
+    }
+    if (err == CHAT_ECONFLICT) {
+        c->conflict = "id";
+    }
+    if (!err) {
+        *result = mg_doc_json(c, &doc, upload_cols, NFIELDS(upload_cols));
+        err = *result ? 0 : CHAT_ENOMEM;
+    }
+    bson_destroy(&doc);
+    return err;
+}
+
+static int op_upload_get(mg_call *c, const chat_store_req *q, json_t **result)
+{
+    return mg_find_by_id(c, "uploads", q->v[0], upload_cols, NFIELDS(upload_cols), result);
+}
+
+static int op_upload_post(mg_call *c, const chat_store_req *q, json_t **result)
+{
+    bson_t query = BSON_INITIALIZER;
+    bson_t update = BSON_INITIALIZER;
+    bson_t op;
+    mg_append_str(&query, "_id", q->v[0]);
+    BSON_APPEND_DOCUMENT_BEGIN(&update, "$addToSet", &op);
+    mg_append_str(&op, "rooms", q->v[1]);
+    bson_append_document_end(&update, &op);
+    int err = mg_modify_one(c, "uploads", &query, &update, upload_cols, NFIELDS(upload_cols), result);
+    bson_destroy(&update);
+    bson_destroy(&query);
+    return err;
+}
+
 /* ---- rooms ---- */
 
 static int op_room_create(mg_call *c, const chat_store_req *q, json_t **result)
@@ -1558,6 +1614,9 @@ static const struct {
     [CHAT_STORE_NOTIFY_INSERT] = {"notify_insert", op_notify_insert, 1},
     [CHAT_STORE_NOTIFY_LIST] = {"notify_list", op_notify_list, 0},
     [CHAT_STORE_NOTIFY_READ] = {"notify_read", op_notify_read, 0},
+    [CHAT_STORE_UPLOAD_INSERT] = {"upload_insert", op_upload_insert, 1},
+    [CHAT_STORE_UPLOAD_GET] = {"upload_get", op_upload_get, 0},
+    [CHAT_STORE_UPLOAD_POST] = {"upload_post", op_upload_post, 0},
 };
 
 static int mg_exec(void *impl, const chat_store_req *q, json_t **result)

@@ -70,6 +70,17 @@ static const char sq_schema[] =
     " read INTEGER NOT NULL DEFAULT 0);"
     "CREATE INDEX IF NOT EXISTS notifications_user_time"
     " ON notifications(user_id, created_at, id);"
+    "CREATE TABLE IF NOT EXISTS uploads ("
+    " id TEXT NOT NULL PRIMARY KEY,"
+    " uploader_id TEXT NOT NULL,"
+    " name TEXT NOT NULL,"
+    " type TEXT NOT NULL,"
+    " size INTEGER NOT NULL,"
+    " created_at INTEGER NOT NULL);"
+    "CREATE TABLE IF NOT EXISTS upload_rooms ("
+    " upload_id TEXT NOT NULL REFERENCES uploads(id) ON DELETE CASCADE,"
+    " room_id TEXT NOT NULL,"
+    " PRIMARY KEY (upload_id, room_id));"
     /* how far each member has read each room: msg_created_at, message_id is the position */
     "CREATE TABLE IF NOT EXISTS read_markers ("
     " room_id TEXT NOT NULL REFERENCES rooms(id) ON DELETE CASCADE,"
@@ -157,6 +168,13 @@ static const char *const sq_migrations[] = {
     X(NOTE_READ_ONE, "UPDATE notifications SET read = 1 WHERE id = ?2 AND user_id = ?1"    \
                      " AND read = 0")                                                       \
     X(NOTE_READ_ALL, "UPDATE notifications SET read = 1 WHERE user_id = ?1 AND read = 0")   \
+    X(UPLOAD_INSERT, "INSERT INTO uploads (id, uploader_id, name, type, size, created_at)"  \
+                     " VALUES (?1, ?2, ?3, ?4, ?5, ?6)")                                    \
+    X(UPLOAD_GET, "SELECT id, uploader_id, name, type, size, created_at FROM uploads"       \
+                  " WHERE id = ?1")                                                         \
+    X(UPLOAD_ROOMS, "SELECT room_id FROM upload_rooms WHERE upload_id = ?1 ORDER BY rowid") \
+    X(UPLOAD_POST, "INSERT INTO upload_rooms (upload_id, room_id) VALUES (?1, ?2)"          \
+                   " ON CONFLICT (upload_id, room_id) DO NOTHING")                          \
     X(ROOM_INSERT, "INSERT INTO rooms (id, name, type, admin, settings, created_at)"       \
                    " VALUES (?1, ?2, ?3, ?4, coalesce(?5, '{}'), ?6)")                      \
     X(ROOM_GET, "SELECT " ROOM_COLS " FROM rooms r WHERE r.id = ?1")                        \
@@ -973,6 +991,77 @@ static int op_notify_read(sq_store *st, const chat_store_req *q, json_t **result
     return *result ? 0 : CHAT_ENOMEM;
 }
 
+static const sq_col upload_cols[] = {
+    {"id", C_PLAIN},   {"uploaderId", C_PLAIN}, {"name", C_PLAIN},
+    {"type", C_PLAIN}, {"size", C_PLAIN},       {"createdAt", C_PLAIN},
+};
+
+/* The upload with its rooms. */
+static int sq_upload(sq_store *st, json_t *id, json_t **result)
+{
+    json_t *up = NULL;
+    json_t *rooms = json_array();
+    int rc;
+    int err = rooms ? sq_get(st, SQ_UPLOAD_GET, &id, 1, upload_cols, NFIELDS(upload_cols), &up)
+                    : CHAT_ENOMEM;
+    if (err) {
+        goto fail;
+    }
+    sqlite3_stmt *stmt = sq_stmt(st, SQ_UPLOAD_ROOMS);
+    if ((err = sq_bind(st, stmt, &id, 1))) {
+        goto fail;
+    }
+    while ((rc = sq_step(st, stmt)) == 1) {
+        json_t *r = sq_column(stmt, 0, C_PLAIN);
+        if (!r || json_array_append_new(rooms, r)) {
+            err = CHAT_ENOMEM;
+            goto fail;
+        }
+    }
+    if (rc < 0) {
+        err = rc;
+        goto fail;
+    }
+    json_object_set_new(up, "rooms", rooms);
+    *result = up;
+    return 0;
+fail:
+    json_decref(rooms);
+    json_decref(up);
+    return err;
+}
+
+static int op_upload_insert(sq_store *st, const chat_store_req *q, json_t **result)
+{
+    sqlite3_stmt *stmt = sq_stmt(st, SQ_UPLOAD_INSERT);
+    int err = sq_bind(st, stmt, q->v, CHAT_UP_CREATED + 1);
+    if (!err) {
+        err = sq_step(st, stmt);
+    }
+    return err ? err : sq_upload(st, q->v[CHAT_UP_ID], result);
+}
+
+static int op_upload_get(sq_store *st, const chat_store_req *q, json_t **result)
+{
+    return sq_upload(st, q->v[0], result);
+}
+
+static int op_upload_post(sq_store *st, const chat_store_req *q, json_t **result)
+{
+    int err = sq_run(st, SQ_BEGIN);
+    json_t *up = NULL;
+    if (err || (err = sq_upload(st, q->v[0], &up))) {
+        return err;
+    }
+    json_decref(up);
+    sqlite3_stmt *stmt = sq_stmt(st, SQ_UPLOAD_POST);
+    if ((err = sq_bind(st, stmt, q->v, 2)) || (err = sq_step(st, stmt)) ||
+        (err = sq_upload(st, q->v[0], result))) {
+        return err;
+    }
+    return sq_run(st, SQ_COMMIT);
+}
+
 static int sq_add_member(sq_store *st, json_t *room_id, json_t *user_id, int64_t joined_at)
 {
     json_t *v[2] = {room_id, user_id};
@@ -1264,6 +1353,9 @@ static const struct {
     [CHAT_STORE_NOTIFY_INSERT] = {"notify_insert", op_notify_insert},
     [CHAT_STORE_NOTIFY_LIST] = {"notify_list", op_notify_list},
     [CHAT_STORE_NOTIFY_READ] = {"notify_read", op_notify_read},
+    [CHAT_STORE_UPLOAD_INSERT] = {"upload_insert", op_upload_insert},
+    [CHAT_STORE_UPLOAD_GET] = {"upload_get", op_upload_get},
+    [CHAT_STORE_UPLOAD_POST] = {"upload_post", op_upload_post},
 };
 
 static void sq_call_begin(sq_store *st, const char *op)

@@ -1005,6 +1005,49 @@ static void test_notifications(chat_store *s)
     CHECK(r == NULL);
 }
 
+/* ---- uploads ---- */
+
+static void test_uploads(chat_store *s)
+{
+    static const char U1[] = "65000000000000000b000001";
+    json_t *r = NULL;
+
+    CHECK(run(s, CHAT_STORE_UPLOAD_INSERT,
+              json_pack("{s:s,s:s,s:s,s:s,s:i,s:I}", "id", U1, "uploaderId", ALICE, "name",
+                        "cat.png", "type", "image/png", "size", 1234, "createdAt", (json_int_t)50),
+              &r) == 0);
+    CHECK(str(r, "name") && strcmp(str(r, "name"), "cat.png") == 0);
+    CHECK(num(r, "size") == 1234 && num(r, "createdAt") == 50);
+    CHECK(json_is_array(json_object_get(r, "rooms")) && json_array_size(json_object_get(r, "rooms")) == 0);
+    json_decref(r);
+    r = NULL;
+    CHECK(run(s, CHAT_STORE_UPLOAD_INSERT,
+              json_pack("{s:s,s:s,s:s,s:s,s:i,s:I}", "id", U1, "uploaderId", BOB, "name", "x",
+                        "type", "text/plain", "size", 1, "createdAt", (json_int_t)51),
+              &r) == CHAT_ECONFLICT);
+    json_decref(r);
+    CHECK(run(s, CHAT_STORE_UPLOAD_POST, json_pack("{s:s,s:s}", "id", U1, "roomId", ROOM1), &r) == 0);
+    CHECK(json_array_size(json_object_get(r, "rooms")) == 1);
+    json_decref(r);
+    CHECK(run(s, CHAT_STORE_UPLOAD_POST, json_pack("{s:s,s:s}", "id", U1, "roomId", ROOM1), &r) == 0);
+    json_decref(r);
+    CHECK(run(s, CHAT_STORE_UPLOAD_POST, json_pack("{s:s,s:s}", "id", U1, "roomId", ROOM2), &r) == 0);
+    json_decref(r);
+    CHECK(run(s, CHAT_STORE_UPLOAD_GET, json_pack("{s:s}", "id", U1), &r) == 0);
+    json_t *rooms = json_object_get(r, "rooms");
+    CHECK(json_array_size(rooms) == 2);
+    CHECK(strcmp(json_string_value(json_array_get(rooms, 0)), ROOM1) == 0);
+    CHECK(strcmp(json_string_value(json_array_get(rooms, 1)), ROOM2) == 0);
+    CHECK(str(r, "uploaderId") && strcmp(str(r, "uploaderId"), ALICE) == 0);
+    json_decref(r);
+    r = NULL;
+    CHECK(run(s, CHAT_STORE_UPLOAD_GET, json_pack("{s:s}", "id", NO_ROOM), &r) == CHAT_ENOTFOUND);
+    CHECK(run(s, CHAT_STORE_UPLOAD_POST, json_pack("{s:s,s:s}", "id", NO_ROOM, "roomId", ROOM1), &r) ==
+          CHAT_ENOTFOUND);
+    CHECK(run(s, CHAT_STORE_UPLOAD_INSERT, json_pack("{s:s}", "id", U1), &r) == CHAT_EINVAL);
+    CHECK(r == NULL);
+}
+
 static void on_insert(int status, json_t *result, void *arg)
 {
     (void)arg;

@@ -346,6 +346,7 @@ int main(void)
     test_reactions(s);
     test_reads(s);
     test_notifications(s);
+    test_uploads(s);
     test_calls(s);
     chat__store_close(s);
     test_close_pending();

@@ -175,6 +175,7 @@ int main(void)
     test_reactions(s);
     test_reads(s);
     test_notifications(s);
+    test_uploads(s);
     test_calls(s);
     char wal[256];
     snprintf(wal, sizeof wal, "%s/chatd.db-wal", datadir);

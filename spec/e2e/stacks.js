@@ -3,13 +3,17 @@
 // and kv, one node) and the scaled-out one (MongoDB via FerretDB, Redis for the bus and the
 // kv, two nodes sharing both). On the scaled-out stack node(0) and node(1) are different
 // processes, so a test that puts one client on each sees every event cross nodes; on the
-// embedded stack both are the same node.
+// embedded stack both are the same node. The two nodes share one data directory, as a
+// cluster shares a volume for uploads.
 //
 // The scaled-out stack needs CHAT_TEST_REDIS_URL and CHAT_TEST_MONGO_URI (tools/test.sh and
 // `eval "$(tools/services.sh env)"` set them) and fails, as the cluster test does, without.
 
 const assert = require('node:assert/strict');
 const crypto = require('node:crypto');
+const fs = require('node:fs');
+const os = require('node:os');
+const path = require('node:path');
 const { describe, before, after, afterEach } = require('node:test');
 const h = require('./helpers');
 
@@ -49,10 +53,13 @@ function useStack(kind, opts = {}) {
             'eval "$(tools/services.sh start)"');
         const db = `chatd_feat_${crypto.randomBytes(4).toString('hex')}`;
         const mongo = MONGO.replace(/\/[^/?]*(\?|$)/, `/${db}$1`);
+        // one data directory for both, as a cluster shares a volume for uploads
+        const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'chatd-e2e-'));
         for (const id of ['a', 'b']) {
             servers.push(await h.startServer({
                 ...opts,
                 secret,
+                dataDir,
                 env: { ...(opts.env || {}), CHAT_NODE_ID: id, CHAT_REDIS_URL: REDIS, CHAT_MONGO_URI: mongo },
             }));
         }
