@@ -114,6 +114,36 @@ export class Api {
         return this.request('GET', `/users?ids=${ids.map(encodeURIComponent).join(',')}`);
     }
 
+    /** POST /uploads: the file's bytes with its type; { upload }. */
+    async upload(file) {
+        let res;
+        try {
+            res = await fetch(`${this.base}/uploads?name=${encodeURIComponent(file.name)}`, {
+                method: 'POST',
+                headers: { authorization: `Bearer ${this.token}`, 'content-type': file.type || 'application/octet-stream' },
+                body: file,
+                signal: AbortSignal.timeout(60000),
+            });
+        } catch {
+            throw new ChatError('unreachable', UNREACHABLE);
+        }
+        const data = await res.json().catch(() => null);
+        if (!res.ok || !data) {
+            throw data && data.error ? toChatError(data, res.status)
+                : new ChatError('internal', `The server answered ${res.status}; please try again.`, res.status);
+        }
+        return data;
+    }
+
+    /** GET /uploads/:id with the token, as a blob. */
+    async file(url) {
+        const res = await fetch(this.base + url, { headers: { authorization: `Bearer ${this.token}` } });
+        if (!res.ok) {
+            throw new ChatError('internal', `The file could not be loaded (${res.status}).`, res.status);
+        }
+        return res.blob();
+    }
+
     notifications() {
         return this.request('GET', '/notifications?limit=50');
     }

@@ -925,6 +925,60 @@ function onMessageChanged(m) {
     }
 }
 
+// ---- attachments ------------------------------------------------------------------------
+// Files need the token, so the page fetches them and shows blob URLs (kept per file).
+
+const blobs = new Map(); // url -> Promise<object URL>
+
+function blobUrl(url) {
+    if (!blobs.has(url)) {
+        blobs.set(url, api.file(url).then((b) => URL.createObjectURL(b)).catch((err) => {
+            blobs.delete(url);
+            throw err;
+        }));
+    }
+    return blobs.get(url);
+}
+
+function fileView(f) {
+    if (/^image\//.test(f.type)) {
+        const img = el('img', { class: 'file-image', alt: f.name });
+        blobUrl(f.url).then((u) => { img.src = u; }).catch(() => { img.alt = `${f.name} (could not load)`; });
+        return img;
+    }
+    return el('button', {
+        type: 'button', class: 'link file', text: `📎 ${f.name} (${Math.ceil(f.size / 1024)} KB)`,
+        onclick: async () => {
+            try {
+                const a = el('a', { href: await blobUrl(f.url), download: f.name });
+                a.click();
+            } catch (err) {
+                toastError(err);
+            }
+        },
+    });
+}
+
+async function attachFile(file) {
+    const roomId = state.activeId;
+    if (!file || !roomId) {
+        return;
+    }
+    try {
+        const { upload } = await api.upload(file);
+        const { message } = await emitWithAck('message:send', {
+            roomId, content: file.name, clientMsgId: newClientMsgId(), attachments: [{ uploadId: upload.id }],
+        });
+        logFor(roomId).put(message);
+        noteLast(message);
+        if (roomId === state.activeId) {
+            renderMessages({ bottom: true });
+        }
+    } catch (err) {
+        toastError(err);
+    }
+}
+
 function onReaction({ messageId, roomId, reactions }) {
     const log = state.logs.get(roomId);
     const item = log && log.byId.get(messageId);
@@ -1208,6 +1262,10 @@ function buildRow(li, item, first, direct, offline) {
                 });
             })));
         }
+        const files = (item.attachments || []).filter((f) => f && typeof f.url === 'string' && f.uploadId);
+        if (files.length) {
+            stack.append(el('div', { class: 'files' }, ...files.map(fileView)));
+        }
         const readers = seenBy(item);
         if (readers.length) {
             stack.append(el('div', { class: 'seen', text: `Seen by ${readers.map(nameOf).join(', ')}` }));
@@ -1276,7 +1334,8 @@ function renderMessages(opts = {}) {
         const li = state.rendered.get(key) || el('li');
         const sig = [item.state, item.id, first, offline, item.error && item.error.message,
             nameOf(item.senderId), item.content, item.updatedAt, Boolean(item.deleted),
-            JSON.stringify(item.reactions || {}), seenBy(item).join(',')].join('|');
+            JSON.stringify(item.reactions || {}), seenBy(item).join(','),
+            (item.attachments || []).length].join('|');
         if (li.dataset.sig !== sig) {
             buildRow(li, item, first, room && room.type === 'direct', offline);
             li.dataset.sig = sig;
@@ -1623,6 +1682,11 @@ function setupApp() {
         }
     });
     input.addEventListener('blur', () => sendTypingStop());
+    $('attach-input').addEventListener('change', (ev) => {
+        const file = ev.target.files && ev.target.files[0];
+        ev.target.value = '';
+        attachFile(file);
+    });
     $('composer').addEventListener('submit', (ev) => {
         ev.preventDefault();
         const text = input.value.trim();

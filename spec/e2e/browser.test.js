@@ -593,4 +593,16 @@ nodeTest.describe('the web page in Chromium', () => {
         }, 'bob\'s page marked the mention read when he opened the room');
         assertNoPageErrors();
     });
+
+    test('alice attaches a picture; bob sees it in the room', async () => {
+        const { alice, bob } = people;
+        const png = Buffer.from('iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg==', 'base64');
+        await alice.page.setInputFiles('#attach-input', { name: 'dot.png', mimeType: 'image/png', buffer: png });
+        const img = row(bob.page, 'dot.png').locator('img.file-image');
+        await img.waitFor({ timeout: UI_WAIT_MS });
+        await bob.page.waitForFunction((el) => el.complete && el.naturalWidth === 1, await img.elementHandle(),
+            { timeout: UI_WAIT_MS });
+        await shot(bob, '25-bob-sees-attachment');
+        assertNoPageErrors();
+    });
 });
