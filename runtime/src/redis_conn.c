@@ -707,7 +707,7 @@ static void rc_sub_reply(redisAsyncContext *ac, void *reply, void *privdata)
     }
 }
 
-int chat__redis_subscribe(chat_redis *r, int unsub, int n, const char **channels,
+int chat__redis_subscribe(chat_redis *r, const char *verb, int n, const char **channels,
                           const size_t *lens, chat_redis_reply_cb cb, void *arg)
 {
     if (!r || !r->subscriber || n < 1) {
@@ -722,7 +722,7 @@ int chat__redis_subscribe(chat_redis *r, int unsub, int n, const char **channels
     if (!argv || !argl) {
         goto done;
     }
-    argv[0] = unsub ? "UNSUBSCRIBE" : "SUBSCRIBE";
+    argv[0] = verb;
     argl[0] = strlen(argv[0]);
     for (int i = 0; i < n; i++) {
         argv[i + 1] = channels[i];
