@@ -20,17 +20,18 @@ static const event_handler event_handlers[] = {
     {"typing:start", chat__on_typing_start}, {"typing:stop", chat__on_typing_stop},
 };
 
+/* What the handler returned is the ack: every value it returned, as the ack's arguments;
+ * nothing (or true) is {ok:true}. Binary values go out as attachments. */
 static void custom_event_answered(chat_call *c, json_t *ev)
 {
+    json_t *results = json_object_get(ev, "results");
     json_t *result = json_object_get(ev, "result");
     if (c->k && c->ack_id >= 0) {
-        if (result) {
-            chat__sock_ack(c->k, c->ack_id, result);
-        } else {
-            json_t *ok = json_pack("{s:b}", "ok", 1);
-            chat__sock_ack(c->k, c->ack_id, ok);
-            json_decref(ok);
-        }
+        json_t *args = json_is_array(results) ? json_incref(results)
+                       : result               ? json_pack("[O]", result)
+                                              : json_pack("[{s:b}]", "ok", 1);
+        chat__sock_ack_args(c->k, c->ack_id, args);
+        json_decref(args);
     }
     chat__call_free(c);
 }
@@ -47,6 +48,13 @@ void chat__domain_event(chat_sock *k, const char *event, json_t *args, int64_t a
     }
     chat_call *c = chat__call_from_sock(k, event, ack_id);
     if (!c) {
+        return;
+    }
+    if (h && !k->user_id[0]) {
+        /* an anonymous socket (the connect policy let it in without a user): the chat's
+         * own events need someone to act as */
+        chat__call_fail(c, CHAT_EUNAUTHORIZED, "sign in to use the chat: this connection is "
+                                               "anonymous");
         return;
     }
     if (h) {
@@ -72,15 +80,17 @@ void chat__domain_event(chat_sock *k, const char *event, json_t *args, int64_t a
     for (size_t i = 1; i < json_array_size(args); i++) {
         json_array_append(rest, json_array_get(args, i));
     }
-    json_t *ev = json_pack("{s:o,s:o,s:s,s:s,s:o}", "socket", chat__socket_json(k), "user",
+    /* data: the first argument, as most events carry one payload; args: all of them */
+    json_t *ev = json_pack("{s:o,s:o,s:s,s:s,s:o,s:O*}", "socket", chat__socket_json(k), "user",
                            chat__user_json(k->user_id, k->username), "namespace", k->nsp, "event",
-                           event, "args", rest);
+                           event, "args", rest, "data", json_array_get(rest, 0));
     chat__call_hook(c, hook, ev, custom_event_answered);
 }
 
-static int namespace_open(chat_runtime *rt, const char *nsp, int *anonymous)
+static int namespace_open(chat_runtime *rt, const char *nsp)
 {
-    return chat__script_namespace(rt->script, nsp, anonymous);
+    int anonymous;
+    return chat__script_namespace(rt->script, nsp, &anonymous);
 }
 
 /* What sock.c calls: the domain registers it at start, so the socket layer never names the

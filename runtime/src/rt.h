@@ -69,12 +69,13 @@ struct chat_runtime {
 /* ---- what scripts may do to the chat (the domain registers it at start; lua_chat.c
  * calls it). No policy hooks run for these; cb gets the room, user or message. ---- */
 typedef struct chat_actions {
-    void (*emit_room)(chat_runtime *rt, const char *room_id, const char *event,
-                      json_t *payload);
+    /* emits: args is the event's arguments after its name, a JSON array (borrowed), any
+     * number of them; {"$binary": base64} values go out as binary attachments */
+    void (*emit_room)(chat_runtime *rt, const char *room_id, const char *event, json_t *args);
     /* 1 when sent (user) or when the socket is connected here (socket) */
-    int (*emit_user)(chat_runtime *rt, const char *user_id, const char *event, json_t *payload);
+    int (*emit_user)(chat_runtime *rt, const char *user_id, const char *event, json_t *args);
     int (*emit_socket)(chat_runtime *rt, const char *sock_id, const char *event,
-                       json_t *payload);
+                       json_t *args);
     void (*join)(chat_runtime *rt, const char *room_id, const char *user_id, chat_store_cb cb,
                  void *arg);
     void (*leave)(chat_runtime *rt, const char *room_id, const char *user_id, chat_store_cb cb,

@@ -38,9 +38,14 @@ int chat__script_namespace(chat_script *sc, const char *nsp, int *anonymous);
 
 /* The result of running a hook chain.
  * status 0: allowed; ev is the event after the handlers (they may rewrite it); for custom
- *   events ev["result"] holds what the handler returned (the ack), if anything.
+ *   events ev["result"] holds what the handler returned (the ack), if anything, and
+ *   ev["results"] every value when it returned several (an ack with several arguments);
+ *   ev["accepted"] is {"userId": id} or {} (anonymous) when a handler returned chat.accept.
+ *   Only the host sets these three: what a handler stored there itself is dropped.
  * status CHAT_E*: a handler rejected (code and message from chat.reject) or failed
- *   (CHAT_EINTERNAL; the error is logged with file and line). ev is owned by the callback. */
+ *   (CHAT_EINTERNAL; the error is logged with file and line). ev is NULL, or {"data": v}
+ *   when the rejection carried data (chat.reject's third argument). ev is owned by the
+ *   callback. */
 typedef void (*chat_script_cb)(int status, const char *message, json_t *ev, void *arg);
 /* Runs the handlers of hook in priority order in a new coroutine (chat.dispatch). Takes ev
  * (stolen); its top-level nulls are absent in Lua (no socket, an anonymous user). cb runs

@@ -66,6 +66,7 @@ struct chat_script {
 };
 
 #define SCRIPT_REJECT_KEY "chat.reject"
+#define SCRIPT_ACCEPT_KEY "chat.accept" /* marks chat.accept(...) results */
 #define SCRIPT_HOOKS_KEY "chat.hooks"
 #define SCRIPT_NAMESPACES_KEY "chat.namespaces"
 #define SCRIPT_STATE_KEY "chat.state"

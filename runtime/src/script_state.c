@@ -17,16 +17,25 @@
 
 #define FILES_MAX 256
 
-/* The chain, in Lua: handlers in priority order; the first that returns non-nil decides. */
+/* The chain, in Lua: handlers in priority order; the first that returns non-nil decides,
+ * with every value it returned (several values are an ack with several arguments). Tail
+ * calls: no table per handler, and the stack stays flat however many handlers there are. */
 static const char chain_src[] =
     "local hooks = ...\n"
+    "local run\n"
+    "local function decide(handlers, i, ev, r, ...)\n"
+    "  if r ~= nil then return r, ... end\n"
+    "  return run(handlers, i + 1, ev)\n"
+    "end\n"
+    "run = function(handlers, i, ev)\n"
+    "  local h = handlers[i]\n"
+    "  if h == nil then return nil end\n"
+    "  return decide(handlers, i, ev, h.fn(ev))\n"
+    "end\n"
     "return function(name, ev)\n"
     "  local handlers = hooks[name]\n"
     "  if handlers == nil then return nil end\n"
-    "  for i = 1, #handlers do\n"
-    "    local r = handlers[i].fn(ev)\n"
-    "    if r ~= nil then return r end\n"
-    "  end\n"
+    "  return run(handlers, 1, ev)\n"
     "end\n";
 
 /* An error outside any protected call: nothing can be recovered, but the log says why. */
@@ -65,6 +74,8 @@ static script_state *state_new(chat_script *sc, int sandboxed)
     lua_setfield(L, LUA_REGISTRYINDEX, SCRIPT_NAMESPACES_KEY);
     lua_newtable(L); /* the metatable that marks chat.reject(...) results */
     lua_setfield(L, LUA_REGISTRYINDEX, SCRIPT_REJECT_KEY);
+    lua_newtable(L); /* and chat.accept(...) results: only those authenticate */
+    lua_setfield(L, LUA_REGISTRYINDEX, SCRIPT_ACCEPT_KEY);
     lua_atpanic(L, on_panic);
     if (chat__script_open_sandbox(L, &rt->cfg, sandboxed)) {
         chat__log(CHAT_LOG_ERROR, "lua_init_failed",
