@@ -35,6 +35,8 @@ chat_install_deps() {
     if [ "${1:-build}" = test ]; then
         want+=("${chat_test_packages[@]}")
         command -v node >/dev/null && command -v npm >/dev/null || want+=(nodejs npm)
+        # python-socketio, an e2e client, goes into a venv (spec/e2e/.venv)
+        python3 -m venv --help >/dev/null 2>&1 || want+=(python3 python3-venv)
     fi
     for p in "${want[@]}"; do
         dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

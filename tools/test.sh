@@ -5,7 +5,7 @@
 #   2. configure and build with AddressSanitizer + UBSan and -Werror (build-asan/)
 #   3. C unit tests (ctest), and examples/embed.c built against the installed tree
 #   4. Lua specs: busted inside build-asan/chatd --run, so the specs use the real bindings
-#   5. end-to-end test dependencies (npm ci, only when needed)
+#   5. end-to-end test dependencies (npm ci, the python-socketio venv; only when needed)
 #   6. end-to-end tests against build-asan/chatd (node --test)
 #   7. containers: the image, the compose cluster and deploy/k8s in podman
 #      (tools/test-containers.sh; "skipped" only where podman cannot run at all)
@@ -146,6 +146,21 @@ stage_npm() {
     lock_sum >"$stamp"
 }
 
+# python-socketio for protocol_python.test.js, in spec/e2e/.venv (ignored by git)
+stage_python() {
+    local venv="$E2E_DIR/.venv" req="$E2E_DIR/py/requirements.txt"
+    local stamp="$venv/.chatd-req.sha256" sum
+    sum=$(sha256sum "$req" | cut -d' ' -f1)
+    if [ -x "$venv/bin/python" ] && [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$sum" ]; then
+        note "spec/e2e/.venv matches py/requirements.txt; skipping pip"
+        return 0
+    fi
+    note "python3 -m venv spec/e2e/.venv; pip install -r spec/e2e/py/requirements.txt"
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install --quiet --disable-pip-version-check -r "$req"
+    echo "$sum" >"$stamp"
+}
+
 # ---- 6. end-to-end tests ---------------------------------------------------------------
 
 stage_e2e() {
@@ -186,6 +201,8 @@ else
 fi
 run_stage "e2e dependencies (npm ci)" stage_npm
 NPM_RC=$LAST_RC
+run_stage "e2e dependencies (python-socketio venv)" stage_python
+[ "$LAST_RC" -eq 0 ] || NPM_RC=$LAST_RC
 if [ "$BUILD_OK" -eq 1 ] && [ "$NPM_RC" -eq 0 ]; then
     run_stage "end-to-end tests (node --test)" stage_e2e
 else
