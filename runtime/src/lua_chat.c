@@ -98,6 +98,7 @@ static int chat_reject(lua_State *L)
     if (!chat__script_reject_code(code)) {
         return luaL_argerror(L, 1, "not an error code of PROTOCOL.md");
     }
+    lua_settop(L, 3); /* [code, message, data or nil] */
     lua_createtable(L, 0, 3);
     lua_pushstring(L, code);
     lua_setfield(L, -2, "code");

@@ -45,6 +45,14 @@ h.forEachTransport('arguments', (tr) => {
         assert.deepEqual(await emitAckAll(s, 'echo', null, null, 'x'), [null, null, 'x']);
     });
 
+    test('the documented divide example answers two values', async () => {
+        const { token } = await srv.register();
+        const s = await srv.connect(token, tr);
+        assert.deepEqual(await emitAckAll(s, 'divide', 7, 2), [3, 1]);
+        const [err] = await emitAckAll(s, 'divide', 7, 0);
+        h.assertAckError(err, 'invalid_payload');
+    });
+
     test('a handler sees every argument (ev.args) and the first as ev.data', async () => {
         const { token } = await srv.register();
         const s = await srv.connect(token, tr);

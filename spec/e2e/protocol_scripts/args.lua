@@ -50,3 +50,12 @@ chat.hook("event/room-blobs", function(ev)
     chat.emit_user(ev.user.id, "user:blobs", chat.binary("u1"), chat.binary("u2"))
     return true
 end)
+
+-- docs/SCRIPTING.md's example: socket.emit("divide", 7, 2, (q, r) => ...)
+chat.hook("event/divide", function(ev)
+    local a, b = ev.args[1], ev.args[2]
+    if type(a) ~= "number" or type(b) ~= "number" or b == 0 then
+        return chat.reject("invalid_payload", "send two numbers, the second not 0")
+    end
+    return a // b, a % b
+end)
