@@ -58,8 +58,10 @@ static int emit_user(chat_runtime *rt, const char *user_id, const char *event, j
     if (!chat__is_object_id(user_id)) {
         return 0;
     }
+    /* data: the first argument too, for nodes that predate multi-argument emits */
     chat__notify_user(rt, user_id,
-                      json_pack("{s:s,s:s,s:O}", "op", "emit", "event", event, "args", args));
+                      json_pack("{s:s,s:s,s:O,s:O*}", "op", "emit", "event", event, "args", args,
+                                "data", json_array_get(args, 0)));
     return 1;
 }
 
