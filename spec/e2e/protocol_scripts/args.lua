@@ -59,3 +59,9 @@ chat.hook("event/divide", function(ev)
     end
     return a // b, a % b
 end)
+
+-- to another user, wherever they are connected: several arguments, one of them bytes
+chat.hook("event/poke", function(ev)
+    chat.emit_user(ev.args[1], "poked", "from", ev.user.id, { bytes = chat.binary("\1\2") })
+    return true
+end)
