@@ -88,6 +88,13 @@ typedef struct chat_config {
     char *sqlite_synchronous; /* "normal" (default: an ack survives a crash of chatd, not a
                                * power loss) or "full" (survives a power loss; slower) */
     int store_batch_max;    /* message inserts per group commit; default 1024; 1: no batching */
+    int login_fail_account; /* failed logins per account per login window; default 10 */
+    int login_fail_ip;      /* failed logins per client address per login window; default 100 */
+    int login_window_s;     /* default 900 */
+    int register_per_ip;    /* registrations per client address per register window; default 20 */
+    int register_window_s;  /* default 3600 */
+    int presence_heartbeat_ms; /* Redis: presence record renewal period; default 1000 */
+    int presence_ttl_ms;    /* Redis: a node silent this long is dead; default 5000 */
 } chat_config;
 
 /* Fills every field with its default (strings are copies). */

@@ -90,6 +90,23 @@ static const option_def options[] = {
     {"store_batch_max", "CHAT_STORE_BATCH_MAX", INT(store_batch_max), "1024", 1, 100000,
      "message inserts written in one transaction (SQLite) or one insertMany (MongoDB) at most; "
      "1: one write per message"},
+    /* authpresence: login and registration bounds, presence heartbeat */
+    {"login_fail_account", "CHAT_LOGIN_FAIL_ACCOUNT", INT(login_fail_account), "10", 1, INT_MAX,
+     "failed logins one account (the login as typed, lower-cased) may have per login window; "
+     "then 429 until the window ends"},
+    {"login_fail_ip", "CHAT_LOGIN_FAIL_IP", INT(login_fail_ip), "100", 1, INT_MAX,
+     "failed logins one client address may have per login window; then 429"},
+    {"login_window_s", "CHAT_LOGIN_WINDOW_S", INT(login_window_s), "900", 1, 86400,
+     "the window failed logins are counted in, in seconds"},
+    {"register_per_ip", "CHAT_REGISTER_PER_IP", INT(register_per_ip), "20", 1, INT_MAX,
+     "registrations (taken names included) one client address may attempt per register window"},
+    {"register_window_s", "CHAT_REGISTER_WINDOW_S", INT(register_window_s), "3600", 1, 86400,
+     "the window registrations are counted in, in seconds"},
+    {"presence_heartbeat_ms", "CHAT_PRESENCE_HEARTBEAT_MS", INT(presence_heartbeat_ms), "1000",
+     100, 600000, "with Redis: how often a node renews its presence record and looks for dead "
+     "nodes"},
+    {"presence_ttl_ms", "CHAT_PRESENCE_TTL_MS", INT(presence_ttl_ms), "5000", 300, 3600000,
+     "with Redis: a node whose presence record is this old is dead; its users go offline"},
 };
 
 #define NOPTIONS (sizeof options / sizeof options[0])

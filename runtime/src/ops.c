@@ -106,6 +106,30 @@ static void metrics(chat_http_req *req, const char *user_id)
         rt->rooms.len, (unsigned long long)rt->stats.messages_stored,
         (unsigned long long)rt->stats.frames_out, (unsigned long long)rt->stats.bad_packets,
         chat__store_pending(rt->store), version, reloads, failures, errors);
+    rc = rc ? rc : chat__buf_appendf(
+        &b,
+        "# HELP chatd_login_rate_limited_total Logins refused with 429: too many failures for "
+        "the account, or from the client address.\n"
+        "# TYPE chatd_login_rate_limited_total counter\n"
+        "chatd_login_rate_limited_total{scope=\"account\"} %llu\n"
+        "chatd_login_rate_limited_total{scope=\"ip\"} %llu\n"
+        "# HELP chatd_register_rate_limited_total Registrations refused with 429: too many from "
+        "the client address.\n"
+        "# TYPE chatd_register_rate_limited_total counter\n"
+        "chatd_register_rate_limited_total %llu\n"
+        "# HELP chatd_presence_nodes_reaped_total Dead nodes (presence record expired) whose "
+        "users this node took offline.\n"
+        "# TYPE chatd_presence_nodes_reaped_total counter\n"
+        "chatd_presence_nodes_reaped_total %llu\n"
+        "# HELP chatd_presence_users_reaped_total Users this node announced offline because "
+        "their node died.\n"
+        "# TYPE chatd_presence_users_reaped_total counter\n"
+        "chatd_presence_users_reaped_total %llu\n",
+        (unsigned long long)rt->stats.login_limited_account,
+        (unsigned long long)rt->stats.login_limited_ip,
+        (unsigned long long)rt->stats.register_limited,
+        (unsigned long long)rt->stats.presence_nodes_reaped,
+        (unsigned long long)rt->stats.presence_users_reaped);
     rc = rc ? rc : chat__script_metrics(rt->script, &b);
     rc = rc ? rc : chat__store_metrics(&b, rt->store);
     rc = rc ? rc : chat__auth_metrics(&b, rt->loop);

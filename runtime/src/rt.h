@@ -26,6 +26,11 @@ typedef struct chat_stats {
     uint64_t messages_stored;
     uint64_t frames_out;
     uint64_t bad_packets;
+    uint64_t login_limited_account; /* logins refused: too many failures for the account */
+    uint64_t login_limited_ip;      /* ... from the client address */
+    uint64_t register_limited;      /* registrations refused: too many from the address */
+    uint64_t presence_nodes_reaped; /* dead nodes whose presence this node cleared */
+    uint64_t presence_users_reaped; /* users this node announced offline for a dead node */
 } chat_stats;
 
 struct chat_runtime {
@@ -64,6 +69,7 @@ struct chat_runtime {
     const struct chat_actions *actions;                 /* the domain, for scripts */
     chat_vec http_routes;                /* const chat_http_route*, by their owners */
     int (*http_fallback)(chat_http_req *req); /* static files: CHAT_ENOTFOUND if not its */
+    struct chat_presence *presence; /* presence.c: the heartbeat with Redis, else NULL */
 };
 
 /* ---- what scripts may do to the chat (the domain registers it at start; lua_chat.c
