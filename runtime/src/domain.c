@@ -106,5 +106,8 @@ int chat__domain_start(chat_runtime *rt)
 {
     rt->actions = &chat__domain_actions;
     int rc = chat__sock_start(rt, &sock_handler);
-    return rc ? rc : chat__rest_start(rt);
+    rc = rc ? rc : chat__rest_start(rt);
+    return rc ? rc : chat__presence_start(rt);
 }
+
+void chat__domain_stop(chat_runtime *rt) { chat__presence_stop(rt); }

@@ -127,6 +127,11 @@ static inline void chat__notify_channel(char out[48], const char *user_id)
 
 /* ---- presence (presence.c) ---- */
 void chat__presence_change(chat_runtime *rt, chat_user_state *u, int online);
+/* With Redis: this node's presence record and its heartbeat, which also takes the users of
+ * dead nodes offline. Nothing with the in-process kv. */
+typedef struct chat_presence chat_presence;
+int chat__presence_start(chat_runtime *rt);
+void chat__presence_stop(chat_runtime *rt);
 
 /* ---- operations the concerns offer each other ---- */
 /* rooms.c: validates {name, type, participants, settings} and stores the room. */

@@ -107,11 +107,19 @@ static void limit_counted(int status, const char *value, int64_t number, void *a
     limit_walk *w = arg;
     (void)value;
     if (status) {
-        /* the bound cannot be enforced without its counter: refuse rather than run bcrypt
-         * unbounded */
-        chat__call_fail(w->c, CHAT_EUNAVAIL, "the rate limiter is unavailable; retry shortly");
-        free(w);
-        return;
+        /* the kv (Redis) is down: let the attempt through, as the rest of the chat keeps
+         * working on one node without Redis; bcrypt still runs on its own bounded pool. One
+         * log line a minute at most. */
+        static int64_t logged_at;
+        int64_t now = chat__now_ms();
+        if (now - logged_at >= 60000) {
+            logged_at = now;
+            chat__log(CHAT_LOG_WARN, "ratelimit_unavailable",
+                      "login and register bounds are not enforced while the kv is down",
+                      json_pack("{s:s,s:s}", "bound", limit_what[w->keys[w->i].kind],
+                                "code", chat_errcode(status)));
+        }
+        number = 0;
     }
     if (number > w->keys[w->i].limit) {
         limit_refuse(w->c, w->keys[w->i].kind, w->keys[w->i].limit, w->window_ms);

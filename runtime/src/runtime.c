@@ -380,6 +380,7 @@ void chat_runtime_stop(chat_runtime *rt)
     chat__log(CHAT_LOG_INFO, "stopping", "closing connections; pending writes finish first",
               json_pack("{s:i}", "store_pending", chat__store_pending(rt->store)));
     chat__sessions_close_all(rt);
+    chat__domain_stop(rt);
     chat__net_stop(rt);
 }
 
@@ -424,6 +425,7 @@ static void runtime_free(chat_runtime *rt, chat_close_cb cb, void *arg)
     if (!rt) {
         return;
     }
+    chat__domain_stop(rt);
     chat__net_stop(rt);
     chat__script_free(rt->script);
     rt->script = NULL;
