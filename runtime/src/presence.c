@@ -339,6 +339,7 @@ int chat__presence_start(chat_runtime *rt)
     uv_timer_init(rt->loop, &pr->timer);
     pr->timer.data = pr;
     uv_timer_start(&pr->timer, beat, 0, (uint64_t)rt->cfg.presence_heartbeat_ms);
+    uv_unref((uv_handle_t *)&pr->timer); /* never what keeps a loop running (chatd --run) */
     rt->presence = pr;
     return 0;
 }
