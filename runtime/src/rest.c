@@ -160,7 +160,7 @@ static void login_key(char *out, size_t len, const char *login)
     out[n] = '\0';
 }
 
-/* Counts one attempt on each key, then runs next(c); or fails c with 429 (or 503). */
+/* Counts one attempt on each key, then runs next(c); or fails c with 429. */
 static void limits_check(chat_call *c, limit_walk *w, limit_next next)
 {
     w->c = c;

@@ -11,7 +11,10 @@ const { describe, before, after } = require('node:test');
 const h = require('./helpers');
 const { test, emitAck, assertAckOk } = h;
 
-const REDIS = process.env.CHAT_TEST_REDIS_URL;
+// A database of its own: the keys (not pub/sub, which spans databases) are this file's alone,
+// so only these nodes reap these nodes, whatever other files run on the same Redis.
+const REDIS = process.env.CHAT_TEST_REDIS_URL &&
+    Object.assign(new URL(process.env.CHAT_TEST_REDIS_URL), { pathname: '/5' }).toString();
 const MONGO = process.env.CHAT_TEST_MONGO_URI;
 const HEARTBEAT_MS = 500;
 const TTL_MS = 2000;
