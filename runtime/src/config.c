@@ -107,6 +107,27 @@ static const option_def options[] = {
      "nodes"},
     {"presence_ttl_ms", "CHAT_PRESENCE_TTL_MS", INT(presence_ttl_ms), "5000", 300, 3600000,
      "with Redis: a node whose presence record is this old is dead; its users go offline"},
+    {"session_queue_max_bytes", "CHAT_SESSION_QUEUE_MAX_BYTES", INT(session_queue_max_bytes),
+     "4194304", 65536, INT_MAX,
+     "bytes queued to one client (broadcasts included) before it is closed as a slow reader"},
+    {"max_connections", "CHAT_MAX_CONNECTIONS", INT(max_connections), "0", 0, INT_MAX,
+     "open TCP connections; more are answered 503 and closed (0: the open-file limit less a "
+     "reserve for chatd's own files)"},
+    {"max_connections_per_ip", "CHAT_MAX_CONNECTIONS_PER_IP", INT(max_connections_per_ip),
+     "256", 1, INT_MAX,
+     "open TCP connections from one peer address; not applied with trust_proxy=1 (every "
+     "connection comes from the proxy: bound them there, e.g. nginx limit_conn)"},
+    {"max_unconnected_sessions", "CHAT_MAX_UNCONNECTED_SESSIONS",
+     INT(max_unconnected_sessions), "10000", 1, INT_MAX,
+     "Engine.IO sessions that have not connected a Socket.IO namespace yet; more handshakes are "
+     "refused (503)"},
+    {"max_unconnected_sessions_per_ip", "CHAT_MAX_UNCONNECTED_SESSIONS_PER_IP",
+     INT(max_unconnected_sessions_per_ip), "64", 1, INT_MAX,
+     "the same, per client address (X-Forwarded-For's with trust_proxy=1)"},
+    {"connect_timeout_ms", "CHAT_CONNECT_TIMEOUT_MS", INT(connect_timeout_ms), "45000", 10,
+     3600000, "Socket.IO connectTimeout: a session that connects no namespace in time is closed"},
+    {"accept_backoff_ms", "CHAT_ACCEPT_BACKOFF_MS", INT(accept_backoff_ms), "200", 1, 60000,
+     "after a failed accept() (e.g. at the open-file limit) stop accepting this long"},
 };
 
 #define NOPTIONS (sizeof options / sizeof options[0])

@@ -7,6 +7,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "bounds.h"
 #include "http.h"
 #include "http_frame.h"
 #include "log.h"
@@ -413,6 +414,19 @@ static int net_callback(struct lws *wsi, enum lws_callback_reasons reason, void 
             chat__http_req_unref(req);
         }
         return 0;
+    /* the accept path: connection bounds (bounds.c) */
+    case LWS_CALLBACK_FILTER_NETWORK_CONNECTION:
+        return rt ? chat__limits_filter(rt, wsi, (int)(lws_intptr_t)in) : 0;
+    case LWS_CALLBACK_WSI_CREATE:
+        if (rt) {
+            chat__limits_wsi_create(rt, wsi);
+        }
+        return 0;
+    case LWS_CALLBACK_WSI_DESTROY:
+        if (rt) {
+            chat__limits_wsi_destroy(rt, wsi);
+        }
+        return 0;
     case LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION:
         return ws_filter(rt, wsi, pss);
     case LWS_CALLBACK_ESTABLISHED:
@@ -448,8 +462,35 @@ static const struct lws_protocols protocols[] = {
     {NULL, NULL, 0, 0, 0, NULL, 0},
 };
 
+/* The runtimes listening in this process. lws's log is process-wide, and so is the
+ * open-file limit an accept error usually means: every listener backs off. */
+#define NET_MAX_RUNTIMES 16
+static chat_runtime *net_runtimes[NET_MAX_RUNTIMES];
+
+static void net_register(chat_runtime *rt, int on)
+{
+    for (int i = 0; i < NET_MAX_RUNTIMES; i++) {
+        if (on ? !net_runtimes[i] : net_runtimes[i] == rt) {
+            net_runtimes[i] = on ? rt : NULL;
+            return;
+        }
+    }
+}
+
 static void lws_log_emit(int level, const char *line)
 {
+    /* lws 4.1.6 reports a failed accept() only by this line (see bounds.c): back off instead
+     * of logging it millions of times */
+    const char *acc = strstr(line, "accept: errno ");
+    if (acc) {
+        int err = atoi(acc + 14);
+        for (int i = 0; i < NET_MAX_RUNTIMES; i++) {
+            if (net_runtimes[i]) {
+                chat__limits_accept_error(net_runtimes[i], err);
+            }
+        }
+        return;
+    }
     char msg[512];
     snprintf(msg, sizeof msg, "%s", line);
     size_t n = strlen(msg);
@@ -515,6 +556,10 @@ int chat__net_start(chat_runtime *rt)
     if (strcmp(rt->listen_host, "0.0.0.0") == 0) {
         info.options |= LWS_SERVER_OPTION_DISABLE_IPV6;
     }
+    if (!rt->limits && (rc = chat__limits_init(rt))) {
+        return rc;
+    }
+    net_register(rt, 1);
     info.foreign_loops = foreign_loops;
     info.user = rt;
     info.max_http_header_data = NET_HEADER_ROOM;
@@ -536,6 +581,8 @@ int chat__net_start(chat_runtime *rt)
  * and a second one, once the loop has run them to completion, frees the context. */
 void chat__net_stop(chat_runtime *rt)
 {
+    chat__limits_stop(rt);
+    net_register(rt, 0);
     if (rt->lws) {
         lws_context_destroy(rt->lws);
         rt->lws_closing = rt->lws;
@@ -549,4 +596,5 @@ void chat__net_free(chat_runtime *rt)
         lws_context_destroy(rt->lws_closing);
         rt->lws_closing = NULL;
     }
+    chat__limits_free(rt);
 }

@@ -8,6 +8,7 @@
 #include <openssl/crypto.h>
 
 #include "auth.h"
+#include "bounds.h"
 #include "http.h"
 #include "log.h"
 #include "rt.h"
@@ -133,6 +134,7 @@ static void metrics(chat_http_req *req, const char *user_id)
     rc = rc ? rc : chat__script_metrics(rt->script, &b);
     rc = rc ? rc : chat__store_metrics(&b, rt->store);
     rc = rc ? rc : chat__auth_metrics(&b, rt->loop);
+    rc = rc ? rc : chat__limits_metrics(rt, &b);
     if (rc) {
         chat__http_respond_error(req, CHAT_ENOMEM, NULL);
     } else {

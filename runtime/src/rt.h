@@ -70,6 +70,7 @@ struct chat_runtime {
     chat_vec http_routes;                /* const chat_http_route*, by their owners */
     int (*http_fallback)(chat_http_req *req); /* static files: CHAT_ENOTFOUND if not its */
     struct chat_presence *presence; /* presence.c: the heartbeat with Redis, else NULL */
+    struct chat_limits *limits; /* bounds.c: connection bounds and their counters */
 };
 
 /* ---- what scripts may do to the chat (the domain registers it at start; lua_chat.c

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "eio.h"
+#include "bounds.h"
 #include "frame.h"
 #include "http.h"
 #include "log.h"
@@ -14,7 +15,8 @@
 enum { TRANSPORT_POLLING, TRANSPORT_WEBSOCKET };
 
 /* A client that reads nothing while this many packets pile up is cut off, so one slow
- * reader cannot make the server hold unbounded memory. */
+ * reader cannot make the server hold unbounded memory. The byte bound
+ * (session_queue_max_bytes) is the one that matters; this one bounds the ring's size. */
 #define SESSION_QUEUE_MAX 100000
 
 struct chat_session {
@@ -27,12 +29,16 @@ struct chat_session {
     int overflow; /* the client fell too far behind: close it */
     int upgrading; /* probe answered: polls are released at once so the client can pause */
     int client_closed; /* the client sent the close packet */
+    int unconnected; /* no namespace connected yet: counted by bounds.c, connect timer runs */
+    int handles;     /* uv handles still to close before the session is freed */
     chat_http_req *poll;  /* GET held open until there is something to send */
     chat_ws_conn *ws;     /* the websocket transport, once in use */
     chat_ws_conn *probe;  /* a websocket upgrading this polling session */
     chat_frame **q;       /* ring of outgoing packets */
     uint32_t qhead, qlen, qcap;
+    size_t qbytes;        /* payload bytes in q: a shared broadcast frame counts in each */
     uv_timer_t timer;
+    uv_timer_t connect_timer; /* connect_timeout_ms */
     char peer[64];
     void *upper; /* the socket layer's state for this session (chat__session_set_upper) */
 };
@@ -65,7 +71,13 @@ static void eio_error(chat_http_req *req, int code)
 
 /* ---- lifetime ---- */
 
-static void session_freed(uv_handle_t *h) { free(h->data); }
+static void session_freed(uv_handle_t *h)
+{
+    chat_session *s = h->data;
+    if (--s->handles == 0) {
+        free(s);
+    }
+}
 
 static void session_unref(chat_session *s)
 {
@@ -79,6 +91,7 @@ static void session_unref(chat_session *s)
     }
     free(s->q);
     uv_close((uv_handle_t *)&s->timer, session_freed);
+    uv_close((uv_handle_t *)&s->connect_timer, session_freed);
 }
 
 static chat_frame *queue_pop(chat_session *s)
@@ -86,6 +99,7 @@ static chat_frame *queue_pop(chat_session *s)
     chat_frame *f = s->q[s->qhead];
     s->qhead = (s->qhead + 1) % s->qcap;
     s->qlen--;
+    s->qbytes -= f->len;
     return f;
 }
 
@@ -107,10 +121,40 @@ static int queue_push(chat_session *s, chat_frame *f)
     }
     s->q[(s->qhead + s->qlen) % s->qcap] = chat__frame_ref(f);
     s->qlen++;
+    s->qbytes += f->len;
     return 0;
 }
 
 static void heartbeat_cb(uv_timer_t *t);
+
+/* ---- sockets connected: the end of the connect timeout ---- */
+
+static int any_namespace(chat_session *s)
+{
+    return s->rt->session_handler->connected(s);
+}
+
+static void connect_done(chat_session *s)
+{
+    if (s->unconnected) {
+        s->unconnected = 0;
+        uv_timer_stop(&s->connect_timer);
+        chat__limits_session_done(s->rt, s->peer);
+    }
+}
+
+/* Socket.IO's connectTimeout: a session that has connected no namespace in time is closed,
+ * so sessions that never send CONNECT cannot pile up until the ping timeout. */
+static void connect_timeout_cb(uv_timer_t *t)
+{
+    chat_session *s = t->data;
+    if (s->unconnected && !any_namespace(s)) {
+        if (s->rt->limits) {
+            s->rt->limits->connect_timeouts++;
+        }
+        chat__session_close(s, "connect timeout");
+    }
+}
 
 /* ---- sending ---- */
 
@@ -130,10 +174,19 @@ void chat__session_send(chat_session *s, chat_frame *f)
     if (!f || s->closed || s->overflow) {
         return;
     }
+    if (s->unconnected && any_namespace(s)) {
+        connect_done(s); /* this is the CONNECT answer going out */
+    }
     /* Never closes here: callers may be walking a room's sockets. An overflowing session
-     * is closed from its own transport callback or heartbeat. */
-    if (s->qlen >= SESSION_QUEUE_MAX || queue_push(s, f)) {
+     * is closed from its own transport callback or heartbeat. One packet always fits in an
+     * empty queue (the open packet, a pong as large as maxPayload). */
+    if (s->qlen >= SESSION_QUEUE_MAX ||
+        (s->qlen && s->qbytes + f->len > (size_t)s->rt->cfg.session_queue_max_bytes) ||
+        queue_push(s, f)) {
         s->overflow = 1;
+        if (s->rt->limits) {
+            s->rt->limits->slow_clients++;
+        }
         chat__log(CHAT_LOG_WARN, "slow_client",
                   "closing a client that stopped reading its messages",
                   json_pack("{s:s,s:s}", "sid", s->sid, "peer", s->peer));
@@ -196,7 +249,13 @@ static void heartbeat_cb(uv_timer_t *t)
 {
     chat_session *s = t->data;
     if (s->overflow) {
+        /* A reader this slow will not read a close frame either, and lws keeps a
+         * connection whose output is stuck until it drains: cut it off now. */
+        struct lws *wsi = s->ws ? s->ws->wsi : NULL;
         chat__session_close(s, "slow client");
+        if (wsi) {
+            lws_set_timeout(wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
+        }
         return;
     }
     if (s->awaiting_pong) {
@@ -230,10 +289,19 @@ static void make_sid(chat_runtime *rt, char out[CHAT_SID_MAX])
     chat__random_id(out + n);
 }
 
-static chat_session *session_new(chat_runtime *rt, int transport, const char *peer)
+/* *err: CHAT_ENOMEM, or CHAT_EUNAVAIL when the bounds on sessions without a namespace
+ * refuse this one. */
+static chat_session *session_new(chat_runtime *rt, int transport, const char *peer, int *err)
 {
+    peer = peer ? peer : "";
+    *err = chat__limits_session_open(rt, peer);
+    if (*err) {
+        return NULL;
+    }
+    *err = CHAT_ENOMEM;
     chat_session *s = calloc(1, sizeof *s);
     if (!s) {
+        chat__limits_session_done(rt, peer);
         return NULL;
     }
     s->rt = rt;
@@ -242,14 +310,21 @@ static chat_session *session_new(chat_runtime *rt, int transport, const char *pe
     do {
         make_sid(rt, s->sid);
     } while (chat__map_get(&rt->sessions, s->sid));
-    snprintf(s->peer, sizeof s->peer, "%s", peer ? peer : "");
+    snprintf(s->peer, sizeof s->peer, "%s", peer);
     if (chat__map_put(&rt->sessions, s->sid, s)) {
+        chat__limits_session_done(rt, peer);
         free(s);
         return NULL;
     }
     uv_timer_init(rt->loop, &s->timer);
     s->timer.data = s;
     uv_timer_start(&s->timer, heartbeat_cb, (uint64_t)rt->cfg.ping_interval_ms, 0);
+    uv_timer_init(rt->loop, &s->connect_timer);
+    s->connect_timer.data = s;
+    s->handles = 2;
+    s->unconnected = 1;
+    uv_timer_start(&s->connect_timer, connect_timeout_cb, (uint64_t)rt->cfg.connect_timeout_ms,
+                   0);
     rt->stats.connections_total++;
 
     char open[256];
@@ -282,6 +357,7 @@ void chat__session_close(chat_session *s, const char *reason)
     }
     s->closed = 1;
     uv_timer_stop(&s->timer);
+    connect_done(s);
     chat__map_del(&s->rt->sessions, s->sid);
     s->refs++; /* keep s alive while the layers above let go */
     s->rt->session_handler->on_close(s, reason);
@@ -421,9 +497,13 @@ void chat__eio_http(chat_http_req *req)
         }
         char peer[64];
         client_address(req, peer, sizeof peer);
-        chat_session *s = session_new(rt, TRANSPORT_POLLING, peer);
+        int err;
+        chat_session *s = session_new(rt, TRANSPORT_POLLING, peer, &err);
         if (!s) {
-            chat__http_respond_error(req, CHAT_ENOMEM, NULL);
+            chat__http_respond_error(req, err,
+                                     err == CHAT_EUNAVAIL
+                                         ? "too many sessions waiting to connect; retry shortly"
+                                         : NULL);
             return;
         }
         /* the open packet is queued: answer with it now */
@@ -507,9 +587,11 @@ void chat__ws_established(chat_ws_conn *c)
     }
     const char *peer = c->peer; /* read with the upgrade's headers */
     if (!c->sid[0]) {
-        chat_session *s = session_new(rt, TRANSPORT_WEBSOCKET, peer);
+        int err;
+        chat_session *s = session_new(rt, TRANSPORT_WEBSOCKET, peer, &err);
         if (!s) {
-            ws_close_conn(c, LWS_CLOSE_STATUS_UNEXPECTED_CONDITION);
+            /* 1013 Try Again Later: a session bound refused it */
+            ws_close_conn(c, err == CHAT_EUNAVAIL ? 1013 : LWS_CLOSE_STATUS_UNEXPECTED_CONDITION);
             return;
         }
         s->ws = c;
