@@ -7,6 +7,8 @@ chat_build_packages=(build-essential cmake ninja-build pkg-config
     libhiredis-dev libmongoc-dev libbson-dev libjwt-dev libjansson-dev libsqlite3-dev
     libcrypt-dev libssl-dev)
 chat_test_packages=(lua-busted redis-server nginx valgrind curl ca-certificates chromium)
+# the fuzz stage: clang with libFuzzer (Debian ships it in libclang-rt-14-dev)
+chat_test_packages+=(clang-14 libclang-rt-14-dev)
 
 # apt-get as root (or through sudo), waiting up to 10 minutes for another apt (unattended
 # upgrades, a second run of this script) to let go of its locks instead of failing at once.

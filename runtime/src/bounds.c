@@ -261,7 +261,9 @@ void chat__limits_wsi_destroy(chat_runtime *rt, struct lws *wsi)
  * lines, while established connections starve. lws offers no hook for it but its log line,
  * so that line is where we act: stop polling the listen socket (rx flow control on the
  * listen wsi removes POLLIN from its libuv poll handle) for accept_backoff_ms, then resume.
- * Pending connections wait in the kernel's backlog meanwhile. */
+ * Pending connections wait in the kernel's backlog meanwhile. The defect and the fix:
+ * spec/e2e/limits.test.js, "accept() failing with EMFILE backs off" (530 log lines in the
+ * first instant without this; a few with it). */
 
 static void accept_resume(uv_timer_t *t)
 {

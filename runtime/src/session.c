@@ -249,8 +249,10 @@ static void heartbeat_cb(uv_timer_t *t)
 {
     chat_session *s = t->data;
     if (s->overflow) {
-        /* A reader this slow will not read a close frame either, and lws keeps a
-         * connection whose output is stuck until it drains: cut it off now. */
+        /* A reader this slow will not read a close frame either, and lws 4.1.6 never
+         * calls WRITEABLE (where the close is sent) while its own copy of a partly written
+         * frame waits for the socket: the connection would stay open for good. Cut it off
+         * now (spec/e2e/limits.test.js, "a pong flood": the reader finds it closed). */
         struct lws *wsi = s->ws ? s->ws->wsi : NULL;
         chat__session_close(s, "slow client");
         if (wsi) {
