@@ -98,9 +98,9 @@ typedef struct chat_config {
     /* bounds on what one client can make the server hold (bounds.c) */
     int session_queue_max_bytes; /* bytes queued to one client before it is cut off; 4 MiB */
     int max_connections;         /* open TCP connections; 0 (default): open-file limit less a reserve */
-    int max_connections_per_ip;  /* open TCP connections per peer address (off with trust_proxy); 256 */
+    int max_connections_per_ip;  /* open TCP connections per peer address (off with trust_proxy); 1024 */
     int max_unconnected_sessions;        /* sessions with no namespace connected; 10000 */
-    int max_unconnected_sessions_per_ip; /* the same, per client address; 64 */
+    int max_unconnected_sessions_per_ip; /* the same, per client address; 128 */
     int connect_timeout_ms;      /* Socket.IO connectTimeout; default 45000 */
     int accept_backoff_ms;       /* pause accepting after an accept() error; default 200 */
 } chat_config;

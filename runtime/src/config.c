@@ -114,7 +114,7 @@ static const option_def options[] = {
      "open TCP connections; more are answered 503 and closed (0: the open-file limit less a "
      "reserve for chatd's own files)"},
     {"max_connections_per_ip", "CHAT_MAX_CONNECTIONS_PER_IP", INT(max_connections_per_ip),
-     "256", 1, INT_MAX,
+     "1024", 1, INT_MAX,
      "open TCP connections from one peer address; not applied with trust_proxy=1 (every "
      "connection comes from the proxy: bound them there, e.g. nginx limit_conn)"},
     {"max_unconnected_sessions", "CHAT_MAX_UNCONNECTED_SESSIONS",
@@ -122,7 +122,7 @@ static const option_def options[] = {
      "Engine.IO sessions that have not connected a Socket.IO namespace yet; more handshakes are "
      "refused (503)"},
     {"max_unconnected_sessions_per_ip", "CHAT_MAX_UNCONNECTED_SESSIONS_PER_IP",
-     INT(max_unconnected_sessions_per_ip), "64", 1, INT_MAX,
+     INT(max_unconnected_sessions_per_ip), "128", 1, INT_MAX,
      "the same, per client address (X-Forwarded-For's with trust_proxy=1)"},
     {"connect_timeout_ms", "CHAT_CONNECT_TIMEOUT_MS", INT(connect_timeout_ms), "45000", 10,
      3600000, "Socket.IO connectTimeout: a session that connects no namespace in time is closed"},
