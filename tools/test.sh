@@ -132,7 +132,7 @@ stage_specs() {
 # added later), built with Debian's clang-14 (libFuzzer comes in libclang-rt-14-dev) into
 # build-fuzz/, each run for CHAT_FUZZ_SECONDS (default 60) from its seed corpus
 # runtime/fuzz/corpus/<target>/. New inputs go to a scratch corpus (the seed stays as
-# committed); a crash leaves its input in artifacts/fuzz-<target>-crash-*: copy it into
+# committed); a crash leaves its input in artifacts/<target>-crash-*: copy it into
 # runtime/fuzz/regress/<target>/ with the fix, so ctest's fuzz_<target>_replay keeps it fixed.
 FUZZ_BUILD_DIR="$ROOT/build-fuzz"
 FUZZ_SECONDS="${CHAT_FUZZ_SECONDS:-60}"
@@ -152,12 +152,12 @@ stage_fuzz() {
     for src in "$ROOT"/runtime/fuzz/fuzz_*.c; do
         name=$(basename "$src" .c)
         bin="$FUZZ_BUILD_DIR/$name"
-        log="$ART_DIR/fuzz-$name.log"
+        log="$ART_DIR/$name.log"
         work=$(mktemp -d)
-        note "$name: ${FUZZ_SECONDS}s from runtime/fuzz/corpus/$name (log: artifacts/fuzz-$name.log)"
+        note "$name: ${FUZZ_SECONDS}s from runtime/fuzz/corpus/$name (log: artifacts/$name.log)"
         if ! ASAN_OPTIONS=detect_leaks=1 "$bin" -max_total_time="$FUZZ_SECONDS" -timeout=10 \
             -rss_limit_mb=2048 -max_len=65536 -print_final_stats=1 \
-            -artifact_prefix="$ART_DIR/fuzz-$name-" \
+            -artifact_prefix="$ART_DIR/$name-" \
             "$work" "$ROOT/runtime/fuzz/corpus/$name" >"$log" 2>&1; then
             rc=1
             note "$name: FAILED"

@@ -1,5 +1,7 @@
 /* bounds.c: connection bounds (see bounds.h). */
 #include <errno.h>
+#include <fcntl.h>
+#include <netdb.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -46,6 +48,7 @@ int chat__limits_init(chat_runtime *rt)
         long n = lim - fd_reserve(lim);
         l->max_conns = n < 1 ? 1 : n > 1000000 ? 1000000 : (int)n;
     }
+    l->probe_fd = -1;
     uv_timer_init(rt->loop, &l->accept_timer);
     l->accept_timer.data = l;
     l->timer_open = 1;
@@ -86,6 +89,9 @@ void chat__limits_free(chat_runtime *rt)
     free_counts(&l->conns_by_ip);
     free_counts(&l->unconnected_by_ip);
     free(l->filtered);
+    if (l->probe_fd >= 0) {
+        close(l->probe_fd);
+    }
     /* the timer's memory is l itself: freed once the loop has closed the handle */
     uv_close((uv_handle_t *)&l->accept_timer, timer_closed);
 }
@@ -167,6 +173,68 @@ static void peer_of(int fd, char *out, size_t len)
     }
 }
 
+void chat__limits_probe(chat_runtime *rt, const char *host, int port)
+{
+    chat_limits *l = rt->limits;
+    char portstr[8];
+    struct addrinfo hints = {.ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICSERV};
+    struct addrinfo *res = NULL;
+    if (!l || l->probe_fd >= 0) {
+        return;
+    }
+    snprintf(portstr, sizeof portstr, "%d", port);
+    if (getaddrinfo(host, portstr, &hints, &res) || !res) {
+        return; /* no probe: listen_wsi is learnt at the first accepted connection */
+    }
+    int fd = socket(res->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    socklen_t sl = sizeof l->probe_addr;
+    if (fd >= 0 && (connect(fd, res->ai_addr, res->ai_addrlen) == 0 || errno == EINPROGRESS) &&
+        getsockname(fd, (struct sockaddr *)&l->probe_addr, &sl) == 0) {
+        l->probe_fd = fd;
+    } else if (fd >= 0) {
+        close(fd);
+    }
+    freeaddrinfo(res);
+}
+
+static int same_addr(const struct sockaddr_storage *a, const struct sockaddr_storage *b)
+{
+    if (a->ss_family != b->ss_family) {
+        return 0;
+    }
+    if (a->ss_family == AF_INET) {
+        const struct sockaddr_in *x = (const void *)a, *y = (const void *)b;
+        return x->sin_port == y->sin_port && x->sin_addr.s_addr == y->sin_addr.s_addr;
+    }
+    if (a->ss_family == AF_INET6) {
+        const struct sockaddr_in6 *x = (const void *)a, *y = (const void *)b;
+        return x->sin6_port == y->sin6_port &&
+               memcmp(&x->sin6_addr, &y->sin6_addr, sizeof x->sin6_addr) == 0;
+    }
+    return 0;
+}
+
+/* The probe's connection, seen from the listener: a v4 peer on a dual-stack listener shows
+ * as ::ffff:a.b.c.d, so compare after mapping it back. */
+static int is_probe(chat_limits *l, int fd)
+{
+    struct sockaddr_storage peer;
+    socklen_t sl = sizeof peer;
+    if (l->probe_fd < 0 || getpeername(fd, (struct sockaddr *)&peer, &sl)) {
+        return 0;
+    }
+    if (peer.ss_family == AF_INET6 && l->probe_addr.ss_family == AF_INET) {
+        struct sockaddr_in6 *p6 = (struct sockaddr_in6 *)&peer;
+        if (IN6_IS_ADDR_V4MAPPED(&p6->sin6_addr)) {
+            struct sockaddr_in v4 = {.sin_family = AF_INET, .sin_port = p6->sin6_port};
+            memcpy(&v4.sin_addr, &p6->sin6_addr.s6_addr[12], 4);
+            memset(&peer, 0, sizeof peer);
+            memcpy(&peer, &v4, sizeof v4);
+        }
+    }
+    return same_addr(&peer, &l->probe_addr);
+}
+
 /* LWS_CALLBACK_FILTER_NETWORK_CONNECTION: lws has accept()ed fd on listen_wsi and asks
  * whether to keep it. Right behind it (same call stack) lws adopts the fd into a new wsi and
  * reports LWS_CALLBACK_WSI_CREATE, where the connection's record is bound to that wsi. */
@@ -177,6 +245,11 @@ int chat__limits_filter(chat_runtime *rt, struct lws *listen_wsi, int fd)
         return 0;
     }
     l->listen_wsi = listen_wsi;
+    if (is_probe(l, fd)) {
+        close(l->probe_fd); /* it served its purpose: lws closes its end */
+        l->probe_fd = -1;
+        return 1;
+    }
     if (l->filtered) { /* never bound to a wsi: lws failed to adopt it */
         chat_conn *old = l->filtered;
         l->filtered = NULL;

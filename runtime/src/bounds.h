@@ -5,6 +5,7 @@
 #define CHAT_BOUNDS_H
 
 #include <stdint.h>
+#include <sys/socket.h>
 #include <uv.h>
 
 #include "buf.h"
@@ -30,6 +31,8 @@ typedef struct chat_limits {
     /* accept errors: lws retries accept() at once, forever; we stop it polling the listen
      * socket for accept_backoff_ms and log once per second with a count */
     struct lws *listen_wsi;
+    int probe_fd;             /* our own connection to the listener, to learn listen_wsi */
+    struct sockaddr_storage probe_addr;
     uv_timer_t accept_timer;
     int accept_paused;
     int timer_open;
@@ -49,6 +52,10 @@ typedef struct chat_limits {
 int chat__limits_init(chat_runtime *rt);
 void chat__limits_stop(chat_runtime *rt); /* closes the timer (the loop runs the close) */
 void chat__limits_free(chat_runtime *rt);
+
+/* Connects to the listener once, so the accept path learns the listen wsi before any client
+ * arrives (lws has no public accessor for it; the backoff needs it). */
+void chat__limits_probe(chat_runtime *rt, const char *host, int port);
 
 /* lws callbacks on the listen socket and connection wsis (net.c). filter: nonzero refuses
  * the connection (after answering 503 when the socket takes it). */

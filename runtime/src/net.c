@@ -574,6 +574,8 @@ int chat__net_start(chat_runtime *rt)
                   json_pack("{s:s}", "listen", rt->cfg.listen));
         return CHAT_EUNAVAIL;
     }
+    chat__limits_probe(rt, any ? "127.0.0.1" : rt->listen_host,
+                       lws_get_vhost_listen_port(lws_get_vhost_by_name(rt->lws, "default")));
     return 0;
 }
 

@@ -366,8 +366,8 @@ describe('at the open-file limit', () => {
             const conns = [];
             for (let i = 0; i < FD_LIMIT; i++) {
                 conns.push(idleConn(server));
+                await conns[i].connected; // in turn: the server accepts them in this order
             }
-            await Promise.all(conns.map((c) => c.connected));
             // the ones past the bound are answered and closed; the rest stay open
             const refused = await withTimeout(
                 Promise.all(conns.slice(m0.chatd_connections_max).map((c) => c.closed)),
