@@ -200,6 +200,24 @@ describe('a client that never reads', () => {
         assert.match(srv.server.output, /slow_client/);
     });
 
+    test('over polling too: pongs piling up with no GET to carry them close the session', async () => {
+        const { sid } = await srv.eioOpen();
+        const ping = `2${'p'.repeat(1000000 - 16)}`; // one ping per POST body (maxPayload)
+        let closedAt = -1;
+        for (let i = 0; i < 20; i++) {
+            const res = await srv.eioPost(sid, ping);
+            if (res.status !== 200) {
+                closedAt = i;
+                break;
+            }
+        }
+        assert.ok(closedAt > 0, `a POST was refused once the session was closed (${closedAt})`);
+        const after = await srv.eioGet(sid);
+        assert.equal(after.status, 400, `the session is gone: ${after.text}`);
+        const m = await metrics(srv.server);
+        assert.ok(m.chatd_slow_clients_total >= 1, JSON.stringify(m));
+    });
+
     test('a broadcast counts toward each reader\'s queue: a silent member is cut off', async () => {
         const pair = await h.roomWithMembers(srv, { transports: ['websocket'] }, 3);
         // the third member stops reading; the others keep sending 64 KB messages
