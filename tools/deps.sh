@@ -6,7 +6,8 @@ chat_build_packages=(build-essential cmake ninja-build pkg-config
     liblua5.4-dev lua5.4 lua-cjson libuv1-dev libwebsockets-dev libwebsockets-evlib-uv
     libhiredis-dev libmongoc-dev libbson-dev libjwt-dev libjansson-dev libsqlite3-dev
     libcrypt-dev libssl-dev)
-chat_test_packages=(lua-busted redis-server nginx valgrind curl ca-certificates chromium)
+chat_test_packages=(lua-busted redis-server nginx valgrind curl ca-certificates chromium
+    prometheus) # prometheus: promtool checks /metrics and the alert rules
 # the fuzz stage: clang with libFuzzer (Debian ships it in libclang-rt-14-dev)
 chat_test_packages+=(clang-14 libclang-rt-14-dev)
 

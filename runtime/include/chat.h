@@ -103,6 +103,8 @@ typedef struct chat_config {
     int max_unconnected_sessions_per_ip; /* the same, per client address; 128 */
     int connect_timeout_ms;      /* Socket.IO connectTimeout; default 45000 */
     int accept_backoff_ms;       /* pause accepting after an accept() error; default 200 */
+    char *admin_tokens;     /* more admin tokens with names for the log: "alice=tok,bob=tok" */
+    char *admin_listen;     /* "host:port" of the admin API alone; NULL: on listen, with the rest */
 } chat_config;
 
 /* Fills every field with its default (strings are copies). */
@@ -163,7 +165,10 @@ CHAT_API uv_loop_t *chat_runtime_loop(chat_runtime *rt);
 /* Runs the loop until chat_runtime_stop has finished; for runtimes that own their loop. */
 CHAT_API int chat_runtime_run(chat_runtime *rt);
 /* Reloads the scripts (as on SIGHUP): a new Lua state replaces the old one only if every
- * file loads. On failure err holds "file:line: message" and the old scripts keep serving. */
+ * file loads. On failure err holds "file:line: message" and the old scripts keep serving.
+ * A serving runtime reloads its whole cluster (README "Cluster reload"): 0 means the files
+ * load here and the reload started; with no other node live it is done when this returns,
+ * otherwise its outcome is logged (reload_done, or reload_refused with each node's error). */
 CHAT_API int chat_runtime_reload(chat_runtime *rt, char *err, size_t errlen);
 /* Graceful stop: closes listeners and connections; pending store work still finishes.
  * Safe to call from a signal watcher on the loop. */

@@ -61,7 +61,8 @@ static const option_def options[] = {
      "this node's name in a cluster (a-z, 0-9, '-'; up to 16); it prefixes session ids so a "
      "load balancer can route by sid; unset: random"},
     {"admin_token", "CHAT_ADMIN_TOKEN", STR(admin_token), NULL, 0, 0,
-     "bearer token for the admin API (POST /admin/reload); unset: admin API off"},
+     "bearer token for the admin API (/admin/, chatctl), named admin in its log lines; unset "
+     "(and no CHAT_ADMIN_TOKENS): admin API off"},
     {"static_dir", "CHAT_STATIC_DIR", STR(static_dir), "examples/web", 0, 0,
      "directory of the web chat page served at / (empty: serve no files)"},
     {"redis_url", "CHAT_REDIS_URL", STR(redis_url), NULL, 0, 0,
@@ -128,6 +129,12 @@ static const option_def options[] = {
      3600000, "Socket.IO connectTimeout: a session that connects no namespace in time is closed"},
     {"accept_backoff_ms", "CHAT_ACCEPT_BACKOFF_MS", INT(accept_backoff_ms), "200", 1, 60000,
      "after a failed accept() (e.g. at the open-file limit) stop accepting this long"},
+    {"admin_tokens", "CHAT_ADMIN_TOKENS", STR(admin_tokens), NULL, 0, 0,
+     "more admin API tokens, each with a name the log records for what it does: "
+     "name=token,name=token (CHAT_ADMIN_TOKEN is the one named admin)"},
+    {"admin_listen", "CHAT_ADMIN_LISTEN", STR(admin_listen), NULL, 0, 0,
+     "host:port for the admin API alone (with /healthz, /readyz, /metrics); set, /admin/ is "
+     "not served on the client address; unset: the admin API is on listen"},
 };
 
 #define NOPTIONS (sizeof options / sizeof options[0])
@@ -185,7 +192,8 @@ int chat_config_set(chat_config *cfg, const char *name, const char *value)
             if (rc == 0 && strcmp(name, "log_level") == 0) {
                 rc = chat_log_set_level(value);
             }
-            if (rc == 0 && strcmp(name, "listen") == 0) {
+            if (rc == 0 && (strcmp(name, "listen") == 0 ||
+                            (strcmp(name, "admin_listen") == 0 && *value))) {
                 char host[128];
                 int port;
                 rc = chat__parse_listen(value, host, sizeof host, &port);
@@ -208,7 +216,7 @@ int chat_config_expect(const char *name, char *buf, size_t len)
         }
         if (o->type == OPT_INT) {
             snprintf(buf, len, "an integer from %d to %d", o->min, o->max);
-        } else if (strcmp(name, "listen") == 0) {
+        } else if (strcmp(name, "listen") == 0 || strcmp(name, "admin_listen") == 0) {
             snprintf(buf, len, "host:port, e.g. 127.0.0.1:8080 or [::1]:8080");
         } else if (strcmp(name, "log_level") == 0) {
             snprintf(buf, len, "debug, info, warn or error");

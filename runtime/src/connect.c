@@ -8,6 +8,8 @@
 #include "auth.h"
 #include "domain_int.h"
 #include "log.h"
+#include "sanctions.h"
+#include "session.h"
 
 typedef struct connect_ctx {
     chat_sock *k;
@@ -199,6 +201,15 @@ static void authenticated(connect_ctx *cc, const char *user_id)
         return;
     }
     memcpy(k->user_id, user_id, 25);
+    if (k->session) {
+        chat__session_set_user(k->session, user_id); /* for its connection_close line */
+    }
+    if (chat__sanction_find(k->rt, CHAT_SANCTION_DISABLE, NULL, user_id) ||
+        chat__sanction_find(k->rt, CHAT_SANCTION_BAN, NULL, user_id)) {
+        chat__sock_refuse(k, "forbidden", NULL); /* a disabled account, or banned everywhere */
+        connect_ctx_free(cc);
+        return;
+    }
     if (chat__store_call(k->rt->store, CHAT_STORE_USER_GET, json_pack("{s:s}", "id", user_id),
                          connect_user_loaded, cc)) {
         chat__sock_refuse(k, "unavailable", NULL);
@@ -224,6 +235,10 @@ static void token_policy(connect_ctx *cc)
     if ((token || !anonymous) &&
         (!json_is_string(token) ||
          chat__jwt_verify(rt->jwt_secret, json_string_value(token), tv.tv_sec, user_id))) {
+        chat__log(CHAT_LOG_WARN, "auth_failed", "a Socket.IO CONNECT failed authentication",
+                  json_pack("{s:s,s:s,s:s,s:s}", "door", "socket", "reason",
+                            token ? "invalid or expired token" : "no token", "nsp", k->nsp,
+                            "peer", k->session ? chat__session_peer(k->session) : ""));
         chat__sock_refuse(k, "unauthorized", NULL);
         connect_ctx_free(cc);
         return;

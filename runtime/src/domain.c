@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "domain_int.h"
+#include "sanctions.h"
 
 typedef struct event_handler {
     const char *name;
@@ -61,6 +62,20 @@ void chat__domain_event(chat_sock *k, const char *event, json_t *args, int64_t a
         json_t *payload = json_array_get(args, 1);
         if (!json_is_object(payload)) {
             chat__call_fail(c, CHAT_EINVAL, "the payload must be an object");
+            return;
+        }
+        /* an operator's mute or room ban (sanctions.h), in force on every node */
+        const json_t *s = NULL;
+        const char *room = json_string_value(json_object_get(payload, "roomId"));
+        if (strcmp(event, "message:send") == 0) {
+            s = chat__sanction_find(k->rt, CHAT_SANCTION_MUTE, room, k->user_id);
+        } else if (strcmp(event, "room:join") == 0 && room) {
+            s = chat__sanction_find(k->rt, CHAT_SANCTION_BAN, room, k->user_id);
+        }
+        if (s) {
+            char why[640];
+            chat__sanction_describe(s, why, sizeof why);
+            chat__call_fail(c, CHAT_EFORBIDDEN, why);
             return;
         }
         h->fn(c, payload);

@@ -51,6 +51,7 @@ struct chat_call {
     chat_call_step next;       /* what runs once membership is confirmed */
     chat_hook_step after_hook; /* what runs once the policy hooks allowed */
     int second_lookup;         /* ensure_user: the lookup after creating */
+    uint64_t received_ns;      /* the socket door: when the event arrived (uv_hrtime) */
 };
 
 /* NULL on out-of-memory (from_script has then called cb with CHAT_ENOMEM). */

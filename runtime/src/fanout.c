@@ -20,8 +20,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cluster.h"
 #include "domain_int.h"
 #include "log.h"
+#include "stats.h"
 
 /* ---- 2. local delivery ---- */
 
@@ -33,6 +35,7 @@ static void deliver(chat_runtime *rt, const char *rooms, size_t rooms_len, const
 {
     chat_frame *frame = NULL;
     uint32_t mark = ++rt->mark;
+    size_t reached = 0;
     const char *end = rooms + rooms_len;
     for (const char *p = rooms; p < end;) {
         const char *comma = memchr(p, ',', (size_t)(end - p));
@@ -52,6 +55,7 @@ static void deliver(chat_runtime *rt, const char *rooms, size_t rooms_len, const
                     (except[0] == 'u' && strcmp(except + 2, k->user_id) == 0)) {
                     continue;
                 }
+                reached++;
                 if (binary) {
                     chat__sock_emit_args(k, binary);
                     continue;
@@ -64,6 +68,7 @@ static void deliver(chat_runtime *rt, const char *rooms, size_t rooms_len, const
         }
         p = stop + 1;
     }
+    chat__stats_broadcast(rt, reached);
     chat__frame_unref(frame);
 }
 
@@ -177,6 +182,10 @@ void chat__notify_user(chat_runtime *rt, const char *user_id, json_t *msg)
 void chat__fanout_receive(const char *channel, const char *data, size_t len, void *arg)
 {
     chat_runtime *rt = arg;
+    if (strcmp(channel, CHAT_CLUSTER_CHANNEL) == 0) { /* node to node (cluster.h) */
+        chat__cluster_bus_message(rt, data, len);
+        return;
+    }
     if (strncmp(channel, "user:", 5) == 0) {
         char user_id[25];
         if (strlen(channel) < 5 + 24 || sscanf(channel, "user:%24[0-9a-f]:notify", user_id) != 1) {

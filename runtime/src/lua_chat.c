@@ -330,7 +330,7 @@ static int chat_dispatch(lua_State *L)
 static int is_secret(const char *name)
 {
     static const char *const secrets[] = {"jwt_secret", "admin_token", "redis_url", "mongo_uri",
-                                          NULL};
+                                          "admin_tokens", NULL};
     char lower[64];
     size_t i = 0;
     for (; name[i] && i < sizeof lower - 1; i++) {

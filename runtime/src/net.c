@@ -218,6 +218,14 @@ static void dispatch(chat_http_req *req)
     }
 }
 
+/* A connection to CHAT_ADMIN_LISTEN (the vhost "admin"). */
+static int net_is_admin_vhost(struct lws *wsi)
+{
+    struct lws_vhost *vh = lws_get_vhost(wsi);
+    const char *name = vh ? lws_get_vhost_name(vh) : NULL;
+    return name && strcmp(name, "admin") == 0;
+}
+
 static int on_http(chat_runtime *rt, struct lws *wsi, net_pss *pss, const char *path)
 {
     if (pss->req) {
@@ -234,6 +242,7 @@ static int on_http(chat_runtime *rt, struct lws *wsi, net_pss *pss, const char *
     }
     req->rt = rt;
     req->wsi = wsi;
+    req->admin_door = net_is_admin_vhost(wsi);
     req->refs = 1; /* the connection's */
     req->method = m >= 0 && (size_t)m < sizeof method_map / sizeof method_map[0]
                       ? method_map[m]
@@ -428,6 +437,9 @@ static int net_callback(struct lws *wsi, enum lws_callback_reasons reason, void 
         }
         return 0;
     case LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION:
+        if (net_is_admin_vhost(wsi)) {
+            return -1; /* the admin address serves no clients */
+        }
         return ws_filter(rt, wsi, pss);
     case LWS_CALLBACK_ESTABLISHED:
         chat__ws_established(&pss->ws);
@@ -576,6 +588,29 @@ int chat__net_start(chat_runtime *rt)
     }
     chat__limits_probe(rt, any ? "127.0.0.1" : rt->listen_host,
                        lws_get_vhost_listen_port(lws_get_vhost_by_name(rt->lws, "default")));
+    /* the admin API on an address of its own (CHAT_ADMIN_LISTEN): a second vhost */
+    const char *admin = rt->cfg.admin_listen;
+    if (admin && *admin) {
+        char host[128];
+        int port;
+        if (chat__parse_listen(admin, host, sizeof host, &port)) {
+            chat__log(CHAT_LOG_ERROR, "bad_admin_listen",
+                      "CHAT_ADMIN_LISTEN must look like 127.0.0.1:9090",
+                      json_pack("{s:s}", "admin_listen", admin));
+            return CHAT_EINVAL;
+        }
+        struct lws_context_creation_info ai = info;
+        ai.port = port;
+        ai.iface = !host[0] || strcmp(host, "0.0.0.0") == 0 || strcmp(host, "*") == 0 ? NULL : host;
+        ai.vhost_name = "admin";
+        if (!lws_create_vhost(rt->lws, &ai)) {
+            chat__log(CHAT_LOG_ERROR, "listen_failed",
+                      "could not listen on the admin address; is it in use or not local? set "
+                      "CHAT_ADMIN_LISTEN",
+                      json_pack("{s:s}", "admin_listen", admin));
+            return CHAT_EUNAVAIL;
+        }
+    }
     return 0;
 }
 

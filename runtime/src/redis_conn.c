@@ -18,6 +18,7 @@
 
 #include "chat.h"
 #include "log.h"
+#include "stats.h"
 
 #define RC_BACKOFF_MIN_MS 100
 #define RC_BACKOFF_MAX_MS 5000
@@ -283,6 +284,9 @@ static void rc_set_up(chat_redis *r)
     r->probe_sent = 0;
     if (r->down_logged || !r->was_up) {
         rc_log_up(r);
+    }
+    if (r->was_up) {
+        chat__stats_redis_reconnect(r->role);
     }
     r->down_logged = 0;
     r->auth_logged = 0;

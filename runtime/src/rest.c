@@ -10,6 +10,7 @@
 #include "domain_int.h"
 #include "log.h"
 #include "session.h"
+#include "sanctions.h"
 
 /* ---- REST ---- */
 
@@ -311,12 +312,25 @@ static void login_checked(int status, const char *unused, void *arg)
         return;
     }
     if (status || !c->room) {
+        if (c->req) {
+            chat__http_auth_failed(c->req, "login", "wrong login or password",
+                                   json_string_value(json_object_get(c->input, "login")));
+        }
         chat__call_fail(c, CHAT_EUNAUTHORIZED, "wrong login or password");
         return;
     }
     json_t *user = c->room; /* the loaded user travels in the spare slot */
     c->room = NULL;
     login_uncount(c);
+    const json_t *s = chat__sanction_find(c->rt, CHAT_SANCTION_DISABLE, NULL,
+                                          json_string_value(json_object_get(user, "id")));
+    if (s) {
+        char why[640];
+        chat__sanction_describe(s, why, sizeof why);
+        json_decref(user);
+        chat__call_fail(c, CHAT_EFORBIDDEN, why);
+        return;
+    }
     answer_with_token(c, user);
 }
 

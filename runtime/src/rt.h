@@ -71,6 +71,12 @@ struct chat_runtime {
     int (*http_fallback)(chat_http_req *req); /* static files: CHAT_ENOTFOUND if not its */
     struct chat_presence *presence; /* presence.c: the heartbeat with Redis, else NULL */
     struct chat_limits *limits; /* bounds.c: connection bounds and their counters */
+    struct chat_stats_reg *metrics;   /* stats.c: what /metrics shows */
+    struct chat_cluster *cluster;     /* cluster.c: the other nodes, and ops for all of them */
+    struct chat_admin *admin;         /* admin.c: the admin API's tokens and reloads */
+    struct chat_sanctions *sanctions; /* sanctions.c: disabled accounts, bans, mutes */
+    /* set by sanctions.c: 1 (and why) when a token's user may not use REST (disabled) */
+    int (*http_user_refused)(chat_runtime *rt, const char *user_id, char *why, size_t len);
 };
 
 /* ---- what scripts may do to the chat (the domain registers it at start; lua_chat.c
@@ -102,7 +108,7 @@ int chat__static_start(chat_runtime *rt);
 void chat__static_free(chat_runtime *rt);
 int chat__static_serve(chat_http_req *req);
 
-/* ops.c: registers the operator's endpoints: /healthz, /readyz, /metrics, /admin/reload. */
+/* ops.c: registers the operator's endpoints: /healthz, /readyz, /metrics (admin.c: /admin/). */
 int chat__ops_start(chat_runtime *rt);
 
 /* net.c */

@@ -18,6 +18,25 @@ void chat__script_free(chat_script *sc);
 /* Builds a new state from the files and swaps it in; the old one serves the handlers already
  * running and is closed after them. On failure the old state keeps serving. */
 int chat__script_reload(chat_script *sc, char *err, size_t errlen);
+/* A reload in two phases (a cluster reload: every node prepares, then all commit or all
+ * abort). prepare builds and loads a new state without serving it (replacing one prepared
+ * before); on failure err holds "file:line: message" and nothing changes. commit swaps the
+ * prepared state in (CHAT_ENOTFOUND when none is); abort drops it. reload = prepare+commit.
+ * dir: the policies' folder to load (a cluster reload's published copy), NULL: scripts_dir. */
+int chat__script_prepare(chat_script *sc, const char *dir, char *err, size_t errlen);
+int chat__script_commit(chat_script *sc, int version); /* version > 0: serve as that one */
+void chat__script_abort(chat_script *sc);
+/* The prepared state's version and hash (0, "" when none is prepared). */
+int chat__script_prepared_version(chat_script *sc);
+const char *chat__script_prepared_hash(chat_script *sc);
+/* The scripts' content hash: SHA-256 (hex) over each .lua file's path relative to its folder
+ * and bytes, in path order, for scripts_dir then lua_dir. 0, or CHAT_ENOTFOUND. */
+int chat__scripts_hash(const char *scripts_dir, const char *lua_dir, char out[65]);
+
+/* The serving state's content hash (cluster.h chat__scripts_hash), "" before the first. */
+const char *chat__script_hash(chat_script *sc);
+/* fn(arg) runs instead of a local reload when the files change on disk. */
+void chat__script_on_change(chat_script *sc, void (*fn)(void *arg), void *arg);
 /* The loaded state's generation (1, 2, ...) and counters for /metrics. */
 void chat__script_stats(chat_script *sc, int *version, unsigned long *reloads,
                         unsigned long *reload_failures, unsigned long *errors);

@@ -12,6 +12,7 @@
 #include "log.h"
 #include "rt.h"
 #include "script_int.h"
+#include "stats.h"
 
 #define IO_DEADLINE_MS 60000 /* an I/O call of a timer or bot function (hooks: their own) */
 #define SWEEP_MS 100         /* how often deadlines are checked */
@@ -54,6 +55,7 @@ static void run_finish(script_run *run, int status, const char *message, json_t 
     script_state *st = run->st;
     luaL_unref(st->L, LUA_REGISTRYINDEX, run->co_ref);
     luaL_unref(st->L, LUA_REGISTRYINDEX, run->ev_ref);
+    chat__stats_hook(st->host->rt, run->hook, run->started);
     if (run->cb) {
         run->cb(status, message, ev, run->arg);
     } else {
@@ -271,6 +273,7 @@ static script_run *run_new(script_state *st, const char *hook, chat_script_cb cb
     }
     const chat_config *cfg = &st->host->rt->cfg;
     run->st = st;
+    run->started = uv_hrtime();
     st->refs++;
     run->cb = cb;
     run->arg = arg;

@@ -41,7 +41,26 @@ struct chat_session {
     uv_timer_t connect_timer; /* connect_timeout_ms */
     char peer[64];
     void *upper; /* the socket layer's state for this session (chat__session_set_upper) */
+    uint64_t opened;  /* uv_now at open: the close line's duration */
+    char user_id[25]; /* the user a socket authenticated as, for the close line */
 };
+
+void chat__session_set_user(chat_session *s, const char *user_id)
+{
+    snprintf(s->user_id, sizeof s->user_id, "%s", user_id);
+}
+
+/* The session as the log names it: the sid's node and first random characters. The whole sid
+ * is not logged: it is what a polling client presents, so it works as a credential. */
+static void log_conn(const chat_session *s, char out[24])
+{
+    snprintf(out, 24, "%.*s", (int)(strcspn(s->sid, ".") + 9), s->sid);
+}
+
+static const char *transport_name(int transport)
+{
+    return transport == TRANSPORT_WEBSOCKET ? "websocket" : "polling";
+}
 
 void *chat__session_upper(chat_session *s) { return s->upper; }
 void chat__session_set_upper(chat_session *s, void *upper) { s->upper = upper; }
@@ -328,6 +347,12 @@ static chat_session *session_new(chat_runtime *rt, int transport, const char *pe
     uv_timer_start(&s->connect_timer, connect_timeout_cb, (uint64_t)rt->cfg.connect_timeout_ms,
                    0);
     rt->stats.connections_total++;
+    s->opened = uv_now(rt->loop);
+    char conn[24];
+    log_conn(s, conn);
+    chat__log(CHAT_LOG_INFO, "connection_open", "a client opened a connection",
+              json_pack("{s:s,s:s,s:s}", "conn", conn, "peer", s->peer, "transport",
+                        transport_name(transport)));
 
     char open[256];
     snprintf(open, sizeof open,
@@ -359,6 +384,13 @@ void chat__session_close(chat_session *s, const char *reason)
     }
     s->closed = 1;
     uv_timer_stop(&s->timer);
+    char conn[24];
+    log_conn(s, conn);
+    chat__log(CHAT_LOG_INFO, "connection_close", "a connection closed",
+              json_pack("{s:s,s:s,s:s,s:s,s:I,s:s}", "conn", conn, "peer", s->peer, "transport",
+                        transport_name(s->transport), "reason", reason ? reason : "",
+                        "duration_ms", (json_int_t)(uv_now(s->rt->loop) - s->opened), "user",
+                        s->user_id));
     connect_done(s);
     chat__map_del(&s->rt->sessions, s->sid);
     s->refs++; /* keep s alive while the layers above let go */
@@ -438,32 +470,6 @@ static int on_polled_packet(const eio_packet *p, void *arg)
 {
     chat_session *s = arg;
     return s->closed ? -1 : on_packet(s, p);
-}
-
-/* The client's address: the TCP peer, or behind a proxy we trust (CHAT_TRUST_PROXY=1) the
- * last address it appended to X-Forwarded-For. Rate limits per IP depend on it. */
-void chat__peer_address(chat_runtime *rt, struct lws *wsi, char *out, size_t len)
-{
-    out[0] = '\0';
-    if (!wsi) {
-        return;
-    }
-    lws_get_peer_simple(wsi, out, len);
-    if (strncmp(out, "::ffff:", 7) == 0 && strchr(out + 7, '.')) {
-        memmove(out, out + 7, strlen(out + 7) + 1); /* an IPv4 client on a dual-stack socket */
-    }
-    char xff[256];
-    if (rt->cfg.trust_proxy &&
-        lws_hdr_copy(wsi, xff, sizeof xff, WSI_TOKEN_X_FORWARDED_FOR) > 0) {
-        const char *last = strrchr(xff, ',');
-        last = last ? last + 1 : xff;
-        while (*last == ' ') {
-            last++;
-        }
-        if (*last && strlen(last) < len) {
-            snprintf(out, len, "%s", last);
-        }
-    }
 }
 
 static void client_address(chat_http_req *req, char *out, size_t len)

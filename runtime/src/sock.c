@@ -11,6 +11,7 @@
 #include "rt.h"
 #include "session.h"
 #include "sock.h"
+#include "stats.h"
 
 /* The Socket.IO state of one Engine.IO session, kept in the session for this layer. */
 #define SIO_MAX_ATTACHMENTS 16
@@ -97,6 +98,7 @@ void chat__sock_ack(chat_sock *k, int64_t ack_id, json_t *arg)
 void chat__sock_fail(chat_sock *k, const char *event, int64_t ack_id, int err,
                      const char *message)
 {
+    chat__stats_error(k->rt, err);
     json_t *error = json_pack("{s:s,s:s}", "code", chat_errcode(err), "message",
                               message ? message : chat_strerror(err));
     if (!error) {
@@ -262,6 +264,20 @@ static void detach_sock(chat_session *s, chat_sock **slot, const char *reason)
     upper(k->rt)->on_disconnect(k, reason);
     k->session = NULL;
     chat__sock_unref(k);
+}
+
+void chat__sock_disconnect(chat_sock *k, const char *reason)
+{
+    chat_session *s = k->session;
+    if (!s) {
+        return;
+    }
+    sio_state *st = chat__session_upper(s);
+    chat_sock **slot = st ? sock_slot(st, k->nsp, 0) : NULL;
+    send_packet(s, SIO_DISCONNECT, k->nsp, -1, NULL);
+    if (slot && *slot == k) {
+        detach_sock(s, slot, reason);
+    }
 }
 
 void chat__sock_refuse(chat_sock *k, const char *message, json_t *data)

@@ -51,6 +51,9 @@ void chat__sock_connected(chat_sock *k);
 /* Refuses the CONNECT with CONNECT_ERROR {message[, data]} (data borrowed, may be NULL)
  * and forgets the socket. */
 void chat__sock_refuse(chat_sock *k, const char *message, json_t *data);
+/* The server ends the socket: a DISCONNECT packet (the client does not reconnect on its own),
+ * then the domain lets it go. Packets queued before it are still delivered. */
+void chat__sock_disconnect(chat_sock *k, const char *reason);
 void chat__sock_ref(chat_sock *k);
 void chat__sock_unref(chat_sock *k);
 /* Emits an event to one socket: data is the argument array after the event name
