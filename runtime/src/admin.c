@@ -742,7 +742,11 @@ static void system_room_found(int status, json_t *room, void *arg)
     json_t *message = json_pack("{s:s,s:O,s:I}", "roomId", c->room_id, "content",
                                 json_object_get(c->body, "content"), "createdAt",
                                 (json_int_t)chat__now_ms());
-    c->rt->actions->emit_room(c->rt, c->room_id, "system:message", message);
+    json_t *args = json_pack("[O]", message); /* the event's one argument */
+    if (args) {
+        c->rt->actions->emit_room(c->rt, c->room_id, "system:message", args);
+    }
+    json_decref(args);
     call_ok(c, json_pack("{s:o}", "message", message), 1);
 }
 
