@@ -300,8 +300,10 @@ static int on_http(chat_runtime *rt, struct lws *wsi, net_pss *pss, const char *
                                  "with a Content-Length"));
         return 0;
     case CHAT_BODY_NONE:
-        if (has_cl) {
-            return 0; /* Content-Length: 0: lws completes it at once, answered then */
+        if (has_cl && req->method != CHAT_HTTP_GET && req->method != CHAT_HTTP_HEAD) {
+            /* Content-Length: 0: lws completes the body at once, answered then; for GET and
+             * HEAD it never does (no body state for them): those go to the routes now */
+            return 0;
         }
         if (req->method != CHAT_HTTP_GET && req->method != CHAT_HTTP_HEAD) {
             req->close_after = 1; /* D4 */
