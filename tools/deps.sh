@@ -6,7 +6,10 @@ chat_build_packages=(build-essential cmake ninja-build pkg-config
     liblua5.4-dev lua5.4 lua-cjson libuv1-dev libwebsockets-dev libwebsockets-evlib-uv
     libhiredis-dev libmongoc-dev libbson-dev libjwt-dev libjansson-dev libsqlite3-dev
     libcrypt-dev libssl-dev)
-chat_test_packages=(lua-busted redis-server nginx valgrind curl ca-certificates chromium)
+chat_test_packages=(lua-busted redis-server nginx valgrind curl ca-certificates chromium
+    prometheus) # prometheus: promtool checks /metrics and the alert rules
+# the fuzz stage: clang with libFuzzer (Debian ships it in libclang-rt-14-dev)
+chat_test_packages+=(clang-14 libclang-rt-14-dev)
 
 # apt-get as root (or through sudo), waiting up to 10 minutes for another apt (unattended
 # upgrades, a second run of this script) to let go of its locks instead of failing at once.
@@ -35,6 +38,8 @@ chat_install_deps() {
     if [ "${1:-build}" = test ]; then
         want+=("${chat_test_packages[@]}")
         command -v node >/dev/null && command -v npm >/dev/null || want+=(nodejs npm)
+        # python-socketio, an e2e client, goes into a venv (spec/e2e/.venv)
+        python3 -m venv --help >/dev/null 2>&1 || want+=(python3 python3-venv)
     fi
     for p in "${want[@]}"; do
         dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

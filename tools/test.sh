@@ -5,7 +5,8 @@
 #   2. configure and build with AddressSanitizer + UBSan and -Werror (build-asan/)
 #   3. C unit tests (ctest), and examples/embed.c built against the installed tree
 #   4. Lua specs: busted inside build-asan/chatd --run, so the specs use the real bindings
-#   5. end-to-end test dependencies (npm ci, only when needed)
+#   4b. fuzzing: each libFuzzer target in runtime/fuzz for CHAT_FUZZ_SECONDS (60) with clang
+#   5. end-to-end test dependencies (npm ci, the python-socketio venv; only when needed)
 #   6. end-to-end tests against build-asan/chatd (node --test)
 #   7. containers: the image, the compose cluster and deploy/k8s in podman
 #      (tools/test-containers.sh; "skipped" only where podman cannot run at all)
@@ -126,6 +127,53 @@ stage_specs() {
     return "$rc"
 }
 
+# ---- 4b. fuzzing (bounded) -----------------------------------------------------------------
+# The libFuzzer targets in runtime/fuzz (fuzz_*.c: the Engine.IO and Socket.IO codecs, and any
+# added later), built with Debian's clang-14 (libFuzzer comes in libclang-rt-14-dev) into
+# build-fuzz/, each run for CHAT_FUZZ_SECONDS (default 60) from its seed corpus
+# runtime/fuzz/corpus/<target>/. New inputs go to a scratch corpus (the seed stays as
+# committed); a crash leaves its input in artifacts/<target>-crash-*: copy it into
+# runtime/fuzz/regress/<target>/ with the fix, so ctest's fuzz_<target>_replay keeps it fixed.
+FUZZ_BUILD_DIR="$ROOT/build-fuzz"
+FUZZ_SECONDS="${CHAT_FUZZ_SECONDS:-60}"
+
+stage_fuzz() {
+    local cc
+    cc=$(command -v clang-14 || command -v clang || true)
+    [ -n "$cc" ] || { echo "clang-14 is missing (tools/deps.sh installs it)" >&2; return 1; }
+    local gen=()
+    if [ ! -f "$FUZZ_BUILD_DIR/CMakeCache.txt" ] && command -v ninja >/dev/null 2>&1; then
+        gen=(-G Ninja)
+    fi
+    note "CC=$(basename "$cc") cmake -S . -B build-fuzz -DCHAT_FUZZ=ON; cmake --build build-fuzz --target fuzz"
+    CC="$cc" cmake -S "$ROOT" -B "$FUZZ_BUILD_DIR" "${gen[@]}" -DCHAT_FUZZ=ON >/dev/null
+    cmake --build "$FUZZ_BUILD_DIR" --target fuzz -j"$(nproc)"
+    local rc=0 src name bin log work
+    for src in "$ROOT"/runtime/fuzz/fuzz_*.c; do
+        name=$(basename "$src" .c)
+        bin="$FUZZ_BUILD_DIR/$name"
+        log="$ART_DIR/$name.log"
+        work=$(mktemp -d)
+        note "$name: ${FUZZ_SECONDS}s from runtime/fuzz/corpus/$name (log: artifacts/$name.log)"
+        if ! ASAN_OPTIONS=detect_leaks=1 "$bin" -max_total_time="$FUZZ_SECONDS" -timeout=10 \
+            -rss_limit_mb=2048 -max_len=65536 -print_final_stats=1 \
+            -artifact_prefix="$ART_DIR/$name-" \
+            "$work" "$ROOT/runtime/fuzz/corpus/$name" >"$log" 2>&1; then
+            rc=1
+            note "$name: FAILED"
+            grep -E "ERROR|SUMMARY|fuzz_[a-z]+: |Test unit written" "$log" | head -20 || true
+        fi
+        # "#N DONE cov: C ft: F corp: ..." and the final stats: what it ran and reached
+        local final execs per_s
+        final=$(grep -E '^#[0-9]+[[:space:]]+DONE' "$log" | tail -1 || true)
+        execs=$(sed -n 's/^stat::number_of_executed_units: //p' "$log" | tail -1)
+        per_s=$(sed -n 's/^stat::average_exec_per_sec: //p' "$log" | tail -1)
+        note "$name: ${execs:-?} execs, ${per_s:-?} execs/s, $(grep -oE 'cov: [0-9]+ ft: [0-9]+' <<<"$final" || echo 'cov: ? ft: ?')"
+        rm -rf "$work"
+    done
+    return "$rc"
+}
+
 # ---- 5. end-to-end dependencies --------------------------------------------------------
 
 lock_sum() { sha256sum "$E2E_DIR/package-lock.json" | cut -d' ' -f1; }
@@ -144,6 +192,21 @@ stage_npm() {
     note "npm ci in spec/e2e"
     (cd "$E2E_DIR" && npm ci --no-audit --no-fund)
     lock_sum >"$stamp"
+}
+
+# python-socketio for protocol_python.test.js, in spec/e2e/.venv (ignored by git)
+stage_python() {
+    local venv="$E2E_DIR/.venv" req="$E2E_DIR/py/requirements.txt"
+    local stamp="$venv/.chatd-req.sha256" sum
+    sum=$(sha256sum "$req" | cut -d' ' -f1)
+    if [ -x "$venv/bin/python" ] && [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$sum" ]; then
+        note "spec/e2e/.venv matches py/requirements.txt; skipping pip"
+        return 0
+    fi
+    note "python3 -m venv spec/e2e/.venv; pip install -r spec/e2e/py/requirements.txt"
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install --quiet --disable-pip-version-check -r "$req"
+    echo "$sum" >"$stamp"
 }
 
 # ---- 6. end-to-end tests ---------------------------------------------------------------
@@ -180,12 +243,15 @@ if [ "$BUILD_OK" -eq 1 ]; then
     run_stage "test servers (redis-server, FerretDB)" stage_services
     run_stage "C unit tests (ctest)" stage_ctest
     run_stage "Lua specs (busted inside chatd)" stage_specs
+    run_stage "fuzzing (libFuzzer, ${FUZZ_SECONDS}s per target)" stage_fuzz
 else
     skip_stage "C unit tests (ctest)" "no build"
     skip_stage "Lua specs (busted inside chatd)" "no build"
 fi
 run_stage "e2e dependencies (npm ci)" stage_npm
 NPM_RC=$LAST_RC
+run_stage "e2e dependencies (python-socketio venv)" stage_python
+[ "$LAST_RC" -eq 0 ] || NPM_RC=$LAST_RC
 if [ "$BUILD_OK" -eq 1 ] && [ "$NPM_RC" -eq 0 ]; then
     run_stage "end-to-end tests (node --test)" stage_e2e
 else

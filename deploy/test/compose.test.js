@@ -101,9 +101,9 @@ describe('the compose cluster', { timeout: 240000 }, () => {
             return targets.length === 3 && targets.every((t) => t.health === 'up') && targets;
         }, START_MS);
         assert.deepEqual(up.map((t) => t.labels.instance).sort(), ['chatd1:8080', 'chatd2:8080', 'chatd3:8080']);
-        const q = await (await fetch(`${PROM}/api/v1/query?query=chatd_sessions`)).json();
+        const q = await (await fetch(`${PROM}/api/v1/query?query=chatd_sessions_open`)).json();
         assert.equal(q.status, 'success');
-        assert.equal(q.data.result.length, 3, 'a chatd_sessions series per node');
+        assert.equal(q.data.result.length, 3, 'a chatd_sessions_open series per node');
     });
 
     test('a chatd container killed mid-conversation: clients reconnect, nothing acknowledged is lost', async () => {

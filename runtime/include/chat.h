@@ -88,6 +88,23 @@ typedef struct chat_config {
     char *sqlite_synchronous; /* "normal" (default: an ack survives a crash of chatd, not a
                                * power loss) or "full" (survives a power loss; slower) */
     int store_batch_max;    /* message inserts per group commit; default 1024; 1: no batching */
+    int login_fail_account; /* failed logins per account per login window; default 10 */
+    int login_fail_ip;      /* failed logins per client address per login window; default 100 */
+    int login_window_s;     /* default 900 */
+    int register_per_ip;    /* registrations per client address per register window; default 20 */
+    int register_window_s;  /* default 3600 */
+    int presence_heartbeat_ms; /* Redis: presence record renewal period; default 1000 */
+    int presence_ttl_ms;    /* Redis: a node silent this long is dead; default 5000 */
+    /* bounds on what one client can make the server hold (bounds.c) */
+    int session_queue_max_bytes; /* bytes queued to one client before it is cut off; 4 MiB */
+    int max_connections;         /* open TCP connections; 0 (default): open-file limit less a reserve */
+    int max_connections_per_ip;  /* open TCP connections per peer address (off with trust_proxy); 1024 */
+    int max_unconnected_sessions;        /* sessions with no namespace connected; 10000 */
+    int max_unconnected_sessions_per_ip; /* the same, per client address; 128 */
+    int connect_timeout_ms;      /* Socket.IO connectTimeout; default 45000 */
+    int accept_backoff_ms;       /* pause accepting after an accept() error; default 200 */
+    char *admin_tokens;     /* more admin tokens with names for the log: "alice=tok,bob=tok" */
+    char *admin_listen;     /* "host:port" of the admin API alone; NULL: on listen, with the rest */
     int upload_max_bytes;   /* largest file POST /uploads takes; default 1000000 */
     char *upload_types;     /* media types uploads may have, comma-separated */
 } chat_config;
@@ -150,7 +167,10 @@ CHAT_API uv_loop_t *chat_runtime_loop(chat_runtime *rt);
 /* Runs the loop until chat_runtime_stop has finished; for runtimes that own their loop. */
 CHAT_API int chat_runtime_run(chat_runtime *rt);
 /* Reloads the scripts (as on SIGHUP): a new Lua state replaces the old one only if every
- * file loads. On failure err holds "file:line: message" and the old scripts keep serving. */
+ * file loads. On failure err holds "file:line: message" and the old scripts keep serving.
+ * A serving runtime reloads its whole cluster (README "Cluster reload"): 0 means the files
+ * load here and the reload started; with no other node live it is done when this returns,
+ * otherwise its outcome is logged (reload_done, or reload_refused with each node's error). */
 CHAT_API int chat_runtime_reload(chat_runtime *rt, char *err, size_t errlen);
 /* Graceful stop: closes listeners and connections; pending store work still finishes.
  * Safe to call from a signal watcher on the loop. */

@@ -33,35 +33,47 @@ static int has_binary(const json_t *v)
     return 0;
 }
 
-static void emit_room(chat_runtime *rt, const char *room_id, const char *event, json_t *payload)
+/* [event, args...]: the whole Socket.IO event a script emits. */
+static json_t *event_args(const char *event, json_t *args)
 {
-    if (!chat__is_object_id(room_id)) {
-        return;
+    json_t *all = json_pack("[s]", event);
+    if (all && json_array_extend(all, args)) {
+        json_decref(all);
+        return NULL;
     }
-    if (!has_binary(payload)) {
-        chat__fanout_room(rt, room_id, "-", event, payload);
-        return;
-    }
-    chat__fanout_room_binary(rt, room_id, event, payload);
+    return all;
 }
 
-static int emit_user(chat_runtime *rt, const char *user_id, const char *event, json_t *payload)
+static void emit_room(chat_runtime *rt, const char *room_id, const char *event, json_t *args)
+{
+    json_t *all = chat__is_object_id(room_id) ? event_args(event, args) : NULL;
+    if (all) {
+        chat__fanout_room_event(rt, room_id, all, has_binary(args));
+    }
+    json_decref(all);
+}
+
+static int emit_user(chat_runtime *rt, const char *user_id, const char *event, json_t *args)
 {
     if (!chat__is_object_id(user_id)) {
         return 0;
     }
+    /* data: the first argument too, for nodes that predate multi-argument emits */
     chat__notify_user(rt, user_id,
-                      json_pack("{s:s,s:s,s:O}", "op", "emit", "event", event, "data", payload));
+                      json_pack("{s:s,s:s,s:O,s:O*}", "op", "emit", "event", event, "args", args,
+                                "data", json_array_get(args, 0)));
     return 1;
 }
 
-static int emit_socket(chat_runtime *rt, const char *sock_id, const char *event, json_t *payload)
+static int emit_socket(chat_runtime *rt, const char *sock_id, const char *event, json_t *args)
 {
     chat_sock *k = chat__map_get(&rt->socks, sock_id);
     if (!k || !k->connected) {
         return 0;
     }
-    chat__sock_emit_binary(k, event, payload);
+    json_t *all = event_args(event, args);
+    chat__sock_emit_args(k, all);
+    json_decref(all);
     return 1;
 }
 

@@ -570,6 +570,13 @@ static int jwt_check_claims(jwt_t *jwt, int64_t now_s, char sub[25])
     if (!json_is_integer(exp) || json_integer_value(exp) <= now_s || !s || !is_objectid(s)) {
         goto fail;
     }
+    /* nbf ("not before", RFC 7519 4.1.5) is optional; when present it must be an integer no
+     * later than now plus the clock-skew allowance (a token minted by another host whose
+     * clock runs a little ahead still works; one post-dated by more does not). */
+    json_t *nbf = json_object_get(claims, "nbf");
+    if (nbf && (!json_is_integer(nbf) || json_integer_value(nbf) > now_s + CHAT_JWT_LEEWAY_S)) {
+        goto fail;
+    }
     memcpy(sub, s, OBJECTID_LEN + 1);
     err = 0;
 fail:

@@ -46,7 +46,12 @@ int chat__auth_metrics(struct chat_buf *b, uv_loop_t *loop);
 int chat__jwt_sign(const char *secret, const char *sub, int64_t now_s, int ttl_s, char **out);
 /* 0 and the sub claim (a 24-hex id) copied into sub, or CHAT_EUNAUTHORIZED for anything
  * else: malformed, alg other than HS256 (including "none"), bad signature, missing or
- * past exp (exp <= now_s), missing or malformed sub. */
+ * past exp (exp <= now_s), missing or malformed sub, an nbf that is not an integer or is
+ * later than now_s + CHAT_JWT_LEEWAY_S. */
+/* bcrypt reads at most 72 bytes of a password: register refuses longer ones; login still
+ * accepts up to 256 (and bcrypt compares the first 72) for accounts made before that bound. */
+#define CHAT_PASSWORD_MAX 72
+#define CHAT_JWT_LEEWAY_S 30 /* seconds of clock skew allowed for nbf */
 int chat__jwt_verify(const char *secret, const char *token, int64_t now_s, char sub[25]);
 
 #endif

@@ -9,8 +9,17 @@
  * what keeps same-node delivery going while Redis is down. A payload without that envelope
  * (published by something else, e.g. a script through redis-cli) is delivered whole.
  *
+ * Room and user channels are not subscribed one by one: the subscriber takes the patterns
+ * room:*:messages and user:*:notify once (as Socket.IO's Redis adapter takes one pattern for
+ * every broadcast), and bus.c drops what no local socket listens to. A SUBSCRIBE sent when a
+ * node learns of a new member would race the first message to that room: node A publishes
+ * "user U joined room R", then R's first message; node B only asks for R once it has read
+ * the first, so the second was gone. With the patterns both come down B's one connection in
+ * A's order, and B's local subscription (synchronous) precedes the message.
+ *
  * While the subscriber is down nothing is lost from the local view: the channel set lives in
  * bus.c, and every channel is subscribed again as soon as the connection is back. */
+#include <fnmatch.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,6 +33,20 @@
 #define BR_PREFIX_LEN (1 + BR_NODE_LEN + 1)
 #define BR_RESUB_BATCH 256 /* channels per SUBSCRIBE after a reconnect */
 
+static const char *br_patterns[] = {"room:*:messages", "user:*:notify"};
+#define BR_NPATTERNS ((int)(sizeof br_patterns / sizeof br_patterns[0]))
+
+/* 1 when one of the patterns covers channel: no SUBSCRIBE of its own. */
+static int br_patterned(const char *channel)
+{
+    for (int i = 0; i < BR_NPATTERNS; i++) {
+        if (fnmatch(br_patterns[i], channel, 0) == 0) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
 typedef struct bus_redis {
     chat_bus *bus;
     chat_redis *sub;
@@ -34,23 +57,33 @@ typedef struct bus_redis {
     /* resubscription batch */
     const char *batch[BR_RESUB_BATCH];
     int nbatch;
+    int patterns_confirmed; /* on this subscriber connection: ready once all are */
 } bus_redis;
 
 static void br_message(chat_redis *r, redisReply *reply, void *arg)
 {
     bus_redis *b = arg;
     (void)r;
-    /* ["message", channel, payload]; confirmations ("subscribe", "unsubscribe") need nothing */
-    if (!reply || reply->type != REDIS_REPLY_ARRAY || reply->elements != 3 ||
-        reply->element[0]->type != REDIS_REPLY_STRING ||
-        strcasecmp(reply->element[0]->str, "message") != 0 ||
-        reply->element[1]->type != REDIS_REPLY_STRING ||
-        reply->element[2]->type != REDIS_REPLY_STRING) {
+    /* ["message", channel, payload] or ["pmessage", pattern, channel, payload];
+     * ["psubscribe", pattern, count] confirms a pattern; other confirmations need nothing */
+    if (!reply || reply->type != REDIS_REPLY_ARRAY || reply->elements < 3 ||
+        reply->element[0]->type != REDIS_REPLY_STRING) {
         return;
     }
-    const char *channel = reply->element[1]->str;
-    const char *data = reply->element[2]->str;
-    size_t len = reply->element[2]->len;
+    const char *kind = reply->element[0]->str;
+    size_t first = strcasecmp(kind, "message") == 0 ? 1 : strcasecmp(kind, "pmessage") == 0 ? 2 : 0;
+    if (strcasecmp(kind, "psubscribe") == 0) {
+        b->patterns_confirmed++;
+        return;
+    }
+    if (!first || reply->elements != first + 2 ||
+        reply->element[first]->type != REDIS_REPLY_STRING ||
+        reply->element[first + 1]->type != REDIS_REPLY_STRING) {
+        return;
+    }
+    const char *channel = reply->element[first]->str;
+    const char *data = reply->element[first + 1]->str;
+    size_t len = reply->element[first + 1]->len;
     if (len >= BR_PREFIX_LEN && data[0] == '@' && data[BR_PREFIX_LEN - 1] == '\n') {
         if (memcmp(data + 1, b->node, BR_NODE_LEN) == 0) {
             return; /* our own: delivered locally when it was published */
@@ -64,7 +97,7 @@ static void br_message(chat_redis *r, redisReply *reply, void *arg)
 static void br_flush(bus_redis *b)
 {
     if (b->nbatch) {
-        chat__redis_subscribe(b->sub, 0, b->nbatch, b->batch, NULL, br_message, b);
+        chat__redis_subscribe(b->sub, "SUBSCRIBE", b->nbatch, b->batch, NULL, br_message, b);
         b->nbatch = 0;
     }
 }
@@ -72,6 +105,9 @@ static void br_flush(bus_redis *b)
 static void br_batch_add(const char *channel, void *arg)
 {
     bus_redis *b = arg;
+    if (br_patterned(channel)) {
+        return;
+    }
     b->batch[b->nbatch++] = channel;
     if (b->nbatch == BR_RESUB_BATCH) {
         br_flush(b);
@@ -83,7 +119,11 @@ static void br_sub_state(chat_redis *r, int up, void *arg)
     bus_redis *b = arg;
     (void)r;
     if (up) {
-        /* a fresh connection knows no channel: subscribe every one this node needs */
+        /* a fresh connection knows no channel: the patterns, then every other channel this
+         * node needs */
+        b->patterns_confirmed = 0;
+        chat__redis_subscribe(b->sub, "PSUBSCRIBE", BR_NPATTERNS, br_patterns, NULL, br_message,
+                              b);
         b->nbatch = 0;
         chat__bus_foreach(b->bus, br_batch_add, b);
         br_flush(b);
@@ -143,7 +183,10 @@ static void br_close(void *impl)
 static int br_subscribe(void *impl, const char *channel)
 {
     bus_redis *b = impl;
-    int err = chat__redis_subscribe(b->sub, 0, 1, &channel, NULL, br_message, b);
+    if (br_patterned(channel)) {
+        return 0;
+    }
+    int err = chat__redis_subscribe(b->sub, "SUBSCRIBE", 1, &channel, NULL, br_message, b);
     /* down: the reconnect subscribes it with the rest */
     return err == CHAT_EUNAVAIL ? 0 : err;
 }
@@ -151,9 +194,12 @@ static int br_subscribe(void *impl, const char *channel)
 static void br_unsubscribe(void *impl, const char *channel)
 {
     bus_redis *b = impl;
+    if (br_patterned(channel)) {
+        return;
+    }
     /* down: nothing to undo, the reconnect will not subscribe it. A quick unsubscribe and
      * subscribe again is safe: hiredis counts the pending subscribes per channel. */
-    chat__redis_subscribe(b->sub, 1, 1, &channel, NULL, br_message, b);
+    chat__redis_subscribe(b->sub, "UNSUBSCRIBE", 1, &channel, NULL, br_message, b);
 }
 
 static int br_publish(void *impl, const char *channel, const char *data, size_t len)
@@ -185,7 +231,10 @@ static int br_publish(void *impl, const char *channel, const char *data, size_t 
 static int br_ready(void *impl)
 {
     bus_redis *b = impl;
-    return chat__redis_is_up(b->sub) && chat__redis_is_up(b->pub) ? 0 : CHAT_EUNAVAIL;
+    return chat__redis_is_up(b->sub) && chat__redis_is_up(b->pub) &&
+                   b->patterns_confirmed >= BR_NPATTERNS
+               ? 0
+               : CHAT_EUNAVAIL;
 }
 
 const chat_bus_backend chat__bus_redis = {

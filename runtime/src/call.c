@@ -27,6 +27,7 @@ chat_call *chat__call_from_sock(chat_sock *k, const char *event, int64_t ack_id)
     chat_call *c = call_new(k->rt, k->user_id);
     if (c) {
         c->k = k;
+        c->received_ns = uv_hrtime();
         chat__sock_ref(k);
         snprintf(c->event, sizeof c->event, "%s", event);
         c->ack_id = ack_id;

@@ -61,7 +61,8 @@ static const option_def options[] = {
      "this node's name in a cluster (a-z, 0-9, '-'; up to 16); it prefixes session ids so a "
      "load balancer can route by sid; unset: random"},
     {"admin_token", "CHAT_ADMIN_TOKEN", STR(admin_token), NULL, 0, 0,
-     "bearer token for the admin API (POST /admin/reload); unset: admin API off"},
+     "bearer token for the admin API (/admin/, chatctl), named admin in its log lines; unset "
+     "(and no CHAT_ADMIN_TOKENS): admin API off"},
     {"static_dir", "CHAT_STATIC_DIR", STR(static_dir), "examples/web", 0, 0,
      "directory of the web chat page served at / (empty: serve no files)"},
     {"redis_url", "CHAT_REDIS_URL", STR(redis_url), NULL, 0, 0,
@@ -90,6 +91,50 @@ static const option_def options[] = {
     {"store_batch_max", "CHAT_STORE_BATCH_MAX", INT(store_batch_max), "1024", 1, 100000,
      "message inserts written in one transaction (SQLite) or one insertMany (MongoDB) at most; "
      "1: one write per message"},
+    /* authpresence: login and registration bounds, presence heartbeat */
+    {"login_fail_account", "CHAT_LOGIN_FAIL_ACCOUNT", INT(login_fail_account), "10", 1, INT_MAX,
+     "failed logins one account (the login as typed, lower-cased) may have per login window; "
+     "then 429 until the window ends"},
+    {"login_fail_ip", "CHAT_LOGIN_FAIL_IP", INT(login_fail_ip), "100", 1, INT_MAX,
+     "failed logins one client address may have per login window; then 429"},
+    {"login_window_s", "CHAT_LOGIN_WINDOW_S", INT(login_window_s), "900", 1, 86400,
+     "the window failed logins are counted in, in seconds"},
+    {"register_per_ip", "CHAT_REGISTER_PER_IP", INT(register_per_ip), "20", 1, INT_MAX,
+     "registrations (taken names included) one client address may attempt per register window"},
+    {"register_window_s", "CHAT_REGISTER_WINDOW_S", INT(register_window_s), "3600", 1, 86400,
+     "the window registrations are counted in, in seconds"},
+    {"presence_heartbeat_ms", "CHAT_PRESENCE_HEARTBEAT_MS", INT(presence_heartbeat_ms), "1000",
+     100, 600000, "with Redis: how often a node renews its presence record and looks for dead "
+     "nodes"},
+    {"presence_ttl_ms", "CHAT_PRESENCE_TTL_MS", INT(presence_ttl_ms), "5000", 300, 3600000,
+     "with Redis: a node whose presence record is this old is dead; its users go offline"},
+    {"session_queue_max_bytes", "CHAT_SESSION_QUEUE_MAX_BYTES", INT(session_queue_max_bytes),
+     "4194304", 65536, INT_MAX,
+     "bytes queued to one client (broadcasts included) before it is closed as a slow reader"},
+    {"max_connections", "CHAT_MAX_CONNECTIONS", INT(max_connections), "0", 0, INT_MAX,
+     "open TCP connections; more are answered 503 and closed (0: the open-file limit less a "
+     "reserve for chatd's own files)"},
+    {"max_connections_per_ip", "CHAT_MAX_CONNECTIONS_PER_IP", INT(max_connections_per_ip),
+     "1024", 1, INT_MAX,
+     "open TCP connections from one peer address; not applied with trust_proxy=1 (every "
+     "connection comes from the proxy: bound them there, e.g. nginx limit_conn)"},
+    {"max_unconnected_sessions", "CHAT_MAX_UNCONNECTED_SESSIONS",
+     INT(max_unconnected_sessions), "10000", 1, INT_MAX,
+     "Engine.IO sessions that have not connected a Socket.IO namespace yet; more handshakes are "
+     "refused (503)"},
+    {"max_unconnected_sessions_per_ip", "CHAT_MAX_UNCONNECTED_SESSIONS_PER_IP",
+     INT(max_unconnected_sessions_per_ip), "128", 1, INT_MAX,
+     "the same, per client address (X-Forwarded-For's with trust_proxy=1)"},
+    {"connect_timeout_ms", "CHAT_CONNECT_TIMEOUT_MS", INT(connect_timeout_ms), "45000", 10,
+     3600000, "Socket.IO connectTimeout: a session that connects no namespace in time is closed"},
+    {"accept_backoff_ms", "CHAT_ACCEPT_BACKOFF_MS", INT(accept_backoff_ms), "200", 1, 60000,
+     "after a failed accept() (e.g. at the open-file limit) stop accepting this long"},
+    {"admin_tokens", "CHAT_ADMIN_TOKENS", STR(admin_tokens), NULL, 0, 0,
+     "more admin API tokens, each with a name the log records for what it does: "
+     "name=token,name=token (CHAT_ADMIN_TOKEN is the one named admin)"},
+    {"admin_listen", "CHAT_ADMIN_LISTEN", STR(admin_listen), NULL, 0, 0,
+     "host:port for the admin API alone (with /healthz, /readyz, /metrics); set, /admin/ is "
+     "not served on the client address; unset: the admin API is on listen"},
     {"upload_max_bytes", "CHAT_UPLOAD_MAX_BYTES", INT(upload_max_bytes), "1000000", 1, INT_MAX,
      "largest file POST /uploads stores, in bytes (a body over max_payload is refused first)"},
     {"upload_types", "CHAT_UPLOAD_TYPES", STR(upload_types),
@@ -152,7 +197,8 @@ int chat_config_set(chat_config *cfg, const char *name, const char *value)
             if (rc == 0 && strcmp(name, "log_level") == 0) {
                 rc = chat_log_set_level(value);
             }
-            if (rc == 0 && strcmp(name, "listen") == 0) {
+            if (rc == 0 && (strcmp(name, "listen") == 0 ||
+                            (strcmp(name, "admin_listen") == 0 && *value))) {
                 char host[128];
                 int port;
                 rc = chat__parse_listen(value, host, sizeof host, &port);
@@ -175,7 +221,7 @@ int chat_config_expect(const char *name, char *buf, size_t len)
         }
         if (o->type == OPT_INT) {
             snprintf(buf, len, "an integer from %d to %d", o->min, o->max);
-        } else if (strcmp(name, "listen") == 0) {
+        } else if (strcmp(name, "listen") == 0 || strcmp(name, "admin_listen") == 0) {
             snprintf(buf, len, "host:port, e.g. 127.0.0.1:8080 or [::1]:8080");
         } else if (strcmp(name, "log_level") == 0) {
             snprintf(buf, len, "debug, info, warn or error");

@@ -1,10 +1,15 @@
-/* connect.c: a socket's life in the domain: connect (the user, the connect policy, its
- * rooms), catch-up after a reconnect (auth.since), and disconnect. */
+/* connect.c: a socket's life in the domain: connect (who it is: the scripts' "connect/auth"
+ * policy or the built-in token check; then the user, the "connect" policy, its rooms),
+ * catch-up after a reconnect (auth.since), and disconnect. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "auth.h"
 #include "domain_int.h"
+#include "log.h"
+#include "sanctions.h"
+#include "session.h"
 
 typedef struct connect_ctx {
     chat_sock *k;
@@ -104,12 +109,12 @@ static void connect_rooms_loaded(int status, json_t *rooms, void *arg)
         goto done; /* gone while we waited */
     }
     if (status) {
-        chat__sock_refuse(k, status == CHAT_EUNAVAIL ? "unavailable" : "internal");
+        chat__sock_refuse(k, status == CHAT_EUNAVAIL ? "unavailable" : "internal", NULL);
         goto done;
     }
     int first = 0;
     if (chat__members_attach(k, rooms, &first)) {
-        chat__sock_refuse(k, "internal");
+        chat__sock_refuse(k, "internal", NULL);
         goto done;
     }
     chat__sock_connected(k);
@@ -130,16 +135,16 @@ static void connect_allowed(int status, const char *message, json_t *ev, void *a
 {
     connect_ctx *cc = arg;
     chat_sock *k = cc->k;
+    if (!k->session || status) {
+        if (k->session) {
+            chat__sock_refuse(k, message ? message : chat_errcode(status),
+                              json_object_get(ev, "data"));
+        }
+        json_decref(ev);
+        connect_ctx_free(cc);
+        return;
+    }
     json_decref(ev);
-    if (!k->session) {
-        connect_ctx_free(cc);
-        return;
-    }
-    if (status) {
-        chat__sock_refuse(k, message ? message : chat_errcode(status));
-        connect_ctx_free(cc);
-        return;
-    }
     if (strcmp(k->nsp, "/") != 0 || !k->user_id[0]) {
         chat__sock_connected(k);
         connect_ctx_free(cc);
@@ -147,7 +152,7 @@ static void connect_allowed(int status, const char *message, json_t *ev, void *a
     }
     if (chat__store_call(k->rt->store, CHAT_STORE_ROOMS_FOR_USER,
                          json_pack("{s:s}", "userId", k->user_id), connect_rooms_loaded, cc)) {
-        chat__sock_refuse(k, "unavailable");
+        chat__sock_refuse(k, "unavailable", NULL);
         connect_ctx_free(cc);
     }
 }
@@ -170,9 +175,11 @@ static void connect_user_loaded(int status, json_t *user, void *arg)
     chat_sock *k = cc->k;
     if (!k->session || status) {
         if (k->session) {
-            chat__sock_refuse(k, status == CHAT_ENOTFOUND  ? "unauthorized"
-                                 : status == CHAT_EUNAVAIL ? "unavailable"
-                                                           : "internal");
+            chat__sock_refuse(k,
+                              status == CHAT_ENOTFOUND  ? "unauthorized"
+                              : status == CHAT_EUNAVAIL ? "unavailable"
+                                                        : "internal",
+                              NULL);
         }
         json_decref(user);
         connect_ctx_free(cc);
@@ -186,27 +193,111 @@ static void connect_user_loaded(int status, json_t *user, void *arg)
     json_decref(pub);
 }
 
-void chat__domain_connect(chat_sock *k, const char *user_id, json_t *auth)
+/* Who the socket is, decided: user_id (a user that must exist) or NULL (anonymous). */
+static void authenticated(connect_ctx *cc, const char *user_id)
+{
+    chat_sock *k = cc->k;
+    if (!user_id) {
+        connect_policy(cc, NULL);
+        return;
+    }
+    memcpy(k->user_id, user_id, 25);
+    if (k->session) {
+        chat__session_set_user(k->session, user_id); /* for its connection_close line */
+    }
+    if (chat__sanction_find(k->rt, CHAT_SANCTION_DISABLE, NULL, user_id) ||
+        chat__sanction_find(k->rt, CHAT_SANCTION_BAN, NULL, user_id)) {
+        chat__sock_refuse(k, "forbidden", NULL); /* a disabled account, or banned everywhere */
+        connect_ctx_free(cc);
+        return;
+    }
+    if (chat__store_call(k->rt->store, CHAT_STORE_USER_GET, json_pack("{s:s}", "id", user_id),
+                         connect_user_loaded, cc)) {
+        chat__sock_refuse(k, "unavailable", NULL);
+        connect_ctx_free(cc);
+    }
+}
+
+/* The built-in policy, when no "connect/auth" handler decided: auth.token must be a valid
+ * JWT of ours; on a namespace a script declared anonymous it may be absent (but if present
+ * it must be valid). The same as before authentication was a policy. */
+static void token_policy(connect_ctx *cc)
+{
+    chat_sock *k = cc->k;
+    chat_runtime *rt = k->rt;
+    int anonymous = 0;
+    if (strcmp(k->nsp, "/") != 0 && !chat__script_namespace(rt->script, k->nsp, &anonymous)) {
+        anonymous = 0; /* undeclared by a reload meanwhile: a token it is */
+    }
+    json_t *token = json_object_get(cc->auth, "token");
+    char user_id[25] = "";
+    uv_timeval64_t tv;
+    uv_gettimeofday(&tv);
+    if ((token || !anonymous) &&
+        (!json_is_string(token) ||
+         chat__jwt_verify(rt->jwt_secret, json_string_value(token), tv.tv_sec, user_id))) {
+        chat__log(CHAT_LOG_WARN, "auth_failed", "a Socket.IO CONNECT failed authentication",
+                  json_pack("{s:s,s:s,s:s,s:s}", "door", "socket", "reason",
+                            token ? "invalid or expired token" : "no token", "nsp", k->nsp,
+                            "peer", k->session ? chat__session_peer(k->session) : ""));
+        chat__sock_refuse(k, "unauthorized", NULL);
+        connect_ctx_free(cc);
+        return;
+    }
+    authenticated(cc, user_id[0] ? user_id : NULL);
+}
+
+/* The "connect/auth" handlers answered: chat.accept(userId) or chat.accept_anonymous()
+ * authenticate, chat.reject refuses with its message and data; anything else (nothing,
+ * true, a table) decides nothing and the token check applies, so a policy that forgets to
+ * answer never lets everyone in. */
+static void auth_decided(int status, const char *message, json_t *ev, void *arg)
+{
+    connect_ctx *cc = arg;
+    chat_sock *k = cc->k;
+    json_t *accepted = json_object_get(ev, "accepted");
+    const char *user_id = json_string_value(json_object_get(accepted, "userId"));
+    if (!k->session) {
+        connect_ctx_free(cc);
+    } else if (status) {
+        chat__sock_refuse(k, message ? message : chat_errcode(status),
+                          json_object_get(ev, "data"));
+        connect_ctx_free(cc);
+    } else if (!accepted) {
+        token_policy(cc);
+    } else if (user_id && !chat__is_object_id(user_id)) {
+        chat__log(CHAT_LOG_WARN, "connect_auth_bad_user",
+                  "a connect/auth handler accepted a user id that is not one; refused",
+                  json_pack("{s:s}", "socket", k->id));
+        chat__sock_refuse(k, "unauthorized", NULL);
+        connect_ctx_free(cc);
+    } else {
+        authenticated(cc, user_id);
+    }
+    json_decref(ev);
+}
+
+void chat__domain_connect(chat_sock *k, json_t *auth)
 {
     connect_ctx *cc = calloc(1, sizeof *cc);
     if (!cc) {
         json_decref(auth);
-        chat__sock_refuse(k, "internal");
+        chat__sock_refuse(k, "internal", NULL);
         return;
     }
     cc->k = k;
-    cc->auth = auth ? auth : json_object();
+    cc->auth = json_is_object(auth) ? auth : json_object();
+    if (cc->auth != auth) {
+        json_decref(auth);
+    }
     chat__sock_ref(k);
-    if (!user_id) {
-        connect_policy(cc, NULL); /* anonymous, on a namespace that allows it */
+    if (!chat__script_has(k->rt->script, "connect/auth")) {
+        token_policy(cc);
         return;
     }
-    memcpy(k->user_id, user_id, 25);
-    if (chat__store_call(k->rt->store, CHAT_STORE_USER_GET, json_pack("{s:s}", "id", user_id),
-                         connect_user_loaded, cc)) {
-        chat__sock_refuse(k, "unavailable");
-        connect_ctx_free(cc);
-    }
+    json_t *ev = json_pack("{s:o,s:s,s:O}", "socket", chat__socket_json(k), "namespace", k->nsp,
+                           "auth", cc->auth);
+    chat__script_run(k->rt->script, "connect/auth", ev, auth_decided, cc);
 }
 
 void chat__domain_disconnect(chat_sock *k, const char *reason)

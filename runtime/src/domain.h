@@ -11,6 +11,8 @@
 /* Registers the domain with the socket layer (and so the sockets with the sessions and
  * /socket.io/ with http), the REST routes, and the actions for scripts. */
 int chat__domain_start(chat_runtime *rt);
+/* Stops what the domain runs on its own (the presence heartbeat); idempotent. */
+void chat__domain_stop(chat_runtime *rt);
 /* The bus callback (chat_bus_cb, arg: the runtime): what other nodes published. */
 void chat__fanout_receive(const char *channel, const char *data, size_t len, void *arg);
 

@@ -51,6 +51,7 @@ struct chat_call {
     chat_call_step next;       /* what runs once membership is confirmed */
     chat_hook_step after_hook; /* what runs once the policy hooks allowed */
     int second_lookup;         /* ensure_user: the lookup after creating */
+    uint64_t received_ns;      /* the socket door: when the event arrived (uv_hrtime) */
 };
 
 /* NULL on out-of-memory (from_script has then called cb with CHAT_ENOMEM). */
@@ -113,11 +114,11 @@ void chat__fanout_room(chat_runtime *rt, const char *room_id, const char *except
 /* The same for a list of rooms ("id,id,..."), published on channel (presence). */
 void chat__fanout_rooms(chat_runtime *rt, const char *channel, const char *rooms_csv,
                         const char *except, const char *event, json_t *payload);
-/* A script's emit whose payload has {"$binary": base64} values. */
-void chat__fanout_room_binary(chat_runtime *rt, const char *room_id, const char *event,
-                              json_t *payload);
+/* A script's emit: args is the whole event, [name, args...] (borrowed); binary: it has
+ * {"$binary": base64} values, which each socket sends as attachments. */
+void chat__fanout_room_event(chat_runtime *rt, const char *room_id, json_t *args, int binary);
 /* A control message for one user's sockets wherever they are: {"op":"joined"|"left",
- * "roomId"} or {"op":"emit","event","data"}. Takes msg. */
+ * "roomId"} or {"op":"emit","event","args":[...]}. Takes msg. */
 void chat__notify_user(chat_runtime *rt, const char *user_id, json_t *msg);
 /* "user:<id>:notify": members.c subscribes it while the user has sockets here. */
 static inline void chat__notify_channel(char out[48], const char *user_id)
@@ -127,6 +128,11 @@ static inline void chat__notify_channel(char out[48], const char *user_id)
 
 /* ---- presence (presence.c) ---- */
 void chat__presence_change(chat_runtime *rt, chat_user_state *u, int online);
+/* With Redis: this node's presence record and its heartbeat, which also takes the users of
+ * dead nodes offline. Nothing with the in-process kv. */
+typedef struct chat_presence chat_presence;
+int chat__presence_start(chat_runtime *rt);
+void chat__presence_stop(chat_runtime *rt);
 
 /* ---- operations the concerns offer each other ---- */
 /* rooms.c: validates {name, type, participants, settings} and stores the room. */
@@ -140,7 +146,9 @@ void chat__message_send_member(chat_call *c); /* stores c->input in c->room_id *
 void chat__messages_page(chat_call *c);       /* c->input: {roomId, before, limit} */
 
 /* ---- the socket layer's handler (connect.c, domain.c) ---- */
-void chat__domain_connect(chat_sock *k, const char *user_id, json_t *auth);
+/* A CONNECT: authenticates (the "connect/auth" policy, else the token check), then the
+ * user, the "connect" policy, the rooms. Takes auth (the handshake's object, whole). */
+void chat__domain_connect(chat_sock *k, json_t *auth);
 void chat__domain_disconnect(chat_sock *k, const char *reason);
 void chat__domain_event(chat_sock *k, const char *event, json_t *args, int64_t ack_id);
 /* rest.c: registers the REST routes with http.c. */

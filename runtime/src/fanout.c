@@ -20,19 +20,22 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cluster.h"
 #include "domain_int.h"
 #include "log.h"
+#include "stats.h"
 
 /* ---- 2. local delivery ---- */
 
 /* Queues packet (one Engine.IO packet, encoded once) to every local socket in the listed
- * rooms, except the excepted ones. binary: [event, payload] to encode per socket instead
- * (a script's emit with binary values). */
+ * rooms, except the excepted ones. binary: the event [name, args...] to encode per socket
+ * instead (a script's emit with binary values). */
 static void deliver(chat_runtime *rt, const char *rooms, size_t rooms_len, const char *except,
                     const char *packet, size_t plen, json_t *binary)
 {
     chat_frame *frame = NULL;
     uint32_t mark = ++rt->mark;
+    size_t reached = 0;
     const char *end = rooms + rooms_len;
     for (const char *p = rooms; p < end;) {
         const char *comma = memchr(p, ',', (size_t)(end - p));
@@ -52,9 +55,9 @@ static void deliver(chat_runtime *rt, const char *rooms, size_t rooms_len, const
                     (except[0] == 'u' && strcmp(except + 2, k->user_id) == 0)) {
                     continue;
                 }
+                reached++;
                 if (binary) {
-                    chat__sock_emit_binary(k, json_string_value(json_array_get(binary, 0)),
-                                           json_array_get(binary, 1));
+                    chat__sock_emit_args(k, binary);
                     continue;
                 }
                 if (!frame && !(frame = chat__frame_new(packet, plen, 0))) {
@@ -65,28 +68,40 @@ static void deliver(chat_runtime *rt, const char *rooms, size_t rooms_len, const
         }
         p = stop + 1;
     }
+    chat__stats_broadcast(rt, reached);
     chat__frame_unref(frame);
 }
 
 /* ---- 1 and 3: encode once, deliver here, publish for the others ---- */
 
+/* args: the whole event, [name, args...] (borrowed). */
+static void fanout_event(chat_runtime *rt, const char *channel, const char *rooms_csv,
+                         const char *except, json_t *args)
+{
+    chat_buf *b = &rt->pubbuf;
+    size_t rooms_len = strlen(rooms_csv), head = rooms_len + strlen(except) + 2;
+    chat__buf_reset(b);
+    if (chat__buf_appendf(b, "%s\n%s\n4", rooms_csv, except) ||
+        chat__sio_encode(b, SIO_EVENT, "/", -1, args, 0)) {
+        chat__log(CHAT_LOG_ERROR, "publish_failed", "out of memory while encoding an event",
+                  json_pack("{s:O}", "event", json_array_get(args, 0)));
+        return;
+    }
+    deliver(rt, rooms_csv, rooms_len, except, (const char *)b->data + head, b->len - head, NULL);
+    chat__bus_publish_remote(rt->bus, channel, (const char *)b->data, b->len);
+}
+
 void chat__fanout_rooms(chat_runtime *rt, const char *channel, const char *rooms_csv,
                         const char *except, const char *event, json_t *payload)
 {
-    chat_buf *b = &rt->pubbuf;
     json_t *args = json_pack("[sO]", event, payload);
-    size_t rooms_len = strlen(rooms_csv), head = rooms_len + strlen(except) + 2;
-    chat__buf_reset(b);
-    if (!args || chat__buf_appendf(b, "%s\n%s\n4", rooms_csv, except) ||
-        chat__sio_encode(b, SIO_EVENT, "/", -1, args, 0)) {
+    if (!args) {
         chat__log(CHAT_LOG_ERROR, "publish_failed", "out of memory while encoding an event",
                   json_pack("{s:s}", "event", event));
-        json_decref(args);
         return;
     }
+    fanout_event(rt, channel, rooms_csv, except, args);
     json_decref(args);
-    deliver(rt, rooms_csv, rooms_len, except, (const char *)b->data + head, b->len - head, NULL);
-    chat__bus_publish_remote(rt->bus, channel, (const char *)b->data, b->len);
 }
 
 void chat__fanout_room(chat_runtime *rt, const char *room_id, const char *except, const char *event,
@@ -97,14 +112,17 @@ void chat__fanout_room(chat_runtime *rt, const char *room_id, const char *except
     chat__fanout_rooms(rt, channel, room_id, except, event, payload);
 }
 
-/* Binary values go as "B" + JSON [event, payload]: each socket encodes its own attachments. */
-void chat__fanout_room_binary(chat_runtime *rt, const char *room_id, const char *event,
-                              json_t *payload)
+/* A script's emit, [name, args...]. Binary values go on the bus as "B" + that JSON: each
+ * socket encodes its own attachments. */
+void chat__fanout_room_event(chat_runtime *rt, const char *room_id, json_t *args, int binary)
 {
     char channel[48];
     snprintf(channel, sizeof channel, "room:%s:messages", room_id);
-    json_t *args = json_pack("[sO]", event, payload);
-    char *text = args ? json_dumps(args, JSON_COMPACT) : NULL;
+    if (!binary) {
+        fanout_event(rt, channel, room_id, "-", args);
+        return;
+    }
+    char *text = json_dumps(args, JSON_COMPACT);
     chat_buf b = CHAT_BUF_INIT;
     if (text && !chat__buf_appendf(&b, "%s\n-\nB%s", room_id, text)) {
         deliver(rt, room_id, 24, "-", NULL, 0, args);
@@ -112,7 +130,6 @@ void chat__fanout_room_binary(chat_runtime *rt, const char *room_id, const char 
     }
     chat__buf_free(&b);
     free(text);
-    json_decref(args);
 }
 
 /* ---- per-user control messages: user:{userId}:notify ----
@@ -124,10 +141,19 @@ static void apply_user_notify(chat_runtime *rt, chat_user_state *u, json_t *msg)
     const char *op = json_string_value(json_object_get(msg, "op"));
     const char *room_id = json_string_value(json_object_get(msg, "roomId"));
     if (op && strcmp(op, "emit") == 0) {
-        const char *event = json_string_value(json_object_get(msg, "event"));
-        for (uint32_t i = 0; event && i < u->socks.len; i++) {
-            chat__sock_emit_binary(u->socks.items[i], event, json_object_get(msg, "data"));
+        /* "args": every argument; "data": the one argument of nodes before multi-argument
+         * emits */
+        json_t *args = json_object_get(msg, "args");
+        json_t *all = json_pack("[O]", json_object_get(msg, "event"));
+        if (all && (json_is_array(args) ? json_array_extend(all, args)
+                                        : json_array_append(all, json_object_get(msg, "data")))) {
+            json_decref(all);
+            all = NULL;
         }
+        for (uint32_t i = 0; all && i < u->socks.len; i++) {
+            chat__sock_emit_args(u->socks.items[i], all);
+        }
+        json_decref(all);
     } else if (op && room_id && strcmp(op, "joined") == 0) {
         chat__members_join(rt, u, room_id);
     } else if (op && room_id && strcmp(op, "left") == 0) {
@@ -156,6 +182,10 @@ void chat__notify_user(chat_runtime *rt, const char *user_id, json_t *msg)
 void chat__fanout_receive(const char *channel, const char *data, size_t len, void *arg)
 {
     chat_runtime *rt = arg;
+    if (strcmp(channel, CHAT_CLUSTER_CHANNEL) == 0) { /* node to node (cluster.h) */
+        chat__cluster_bus_message(rt, data, len);
+        return;
+    }
     if (strncmp(channel, "user:", 5) == 0) {
         char user_id[25];
         if (strlen(channel) < 5 + 24 || sscanf(channel, "user:%24[0-9a-f]:notify", user_id) != 1) {

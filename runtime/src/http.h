@@ -33,11 +33,17 @@ struct chat_http_req {
     int responded;
     int status;
     const char *content_type;
-    char extra_headers[256]; /* "name: value\r\n" lines */
+    char extra_headers[512]; /* "name: value\r\n" lines */
     chat_buf resp;
     /* Engine.IO polling GET held open for packets */
     chat_session *poll_session;
     int close_after; /* answer with Connection: close, then end the connection */
+    /* set by chat__http_dispatch: for the log, and X-Request-Id on the answer */
+    char request_id[72]; /* the client's X-Request-Id when sane, else 16 random hex */
+    char peer[64];
+    uint64_t started;    /* uv_hrtime at dispatch */
+    int log_level;       /* of the request's log line; -1: none (Engine.IO polling) */
+    int admin_door;      /* came in on CHAT_ADMIN_LISTEN (set by net.c) */
 };
 
 void chat__http_respond(chat_http_req *req, int status, const char *content_type,
@@ -49,6 +55,12 @@ void chat__http_respond_error(chat_http_req *req, int err, const char *message);
 /* Copies the url-decoded value of a query parameter into buf; NULL when absent. */
 const char *chat__http_query(const chat_http_req *req, const char *name, char *buf,
                              size_t len);
+/* The auth_failed log line (never the token or password): door "rest", "admin", "login". */
+void chat__http_auth_failed(chat_http_req *req, const char *door, const char *reason,
+                            const char *login);
+/* The client address of a request: the TCP peer, or X-Forwarded-For's last entry when the
+ * runtime trusts its proxy. */
+void chat__peer_address(chat_runtime *rt, struct lws *wsi, char *out, size_t len);
 void chat__http_req_ref(chat_http_req *req);
 void chat__http_req_unref(chat_http_req *req);
 void chat__http_dispatch(chat_http_req *req);
@@ -59,8 +71,7 @@ void chat__http_dispatch(chat_http_req *req);
 typedef void (*chat_http_route_fn)(chat_http_req *req, const char *user_id);
 typedef struct chat_http_route {
     int method; /* CHAT_HTTP_GET.. (HEAD is served as GET), or CHAT_HTTP_ANY */
-    const char *path; /* exact, or ending in "/" "*": that prefix and one more
-                       * path segment (req->path has it) */
+    const char *path; /* exact, or ending in "/" and "*": every path with that prefix */
     int auth; /* 1: needs a valid bearer token, whose user id fn gets */
     chat_http_route_fn fn;
 } chat_http_route;

@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <uv.h>
 
 #include "chat.h"
@@ -55,7 +56,15 @@ void chat__log(int level, const char *event, const char *msg, json_t *fields)
     }
     uv_timeval64_t tv;
     uv_gettimeofday(&tv);
-    json_t *line = json_pack("{s:I,s:s,s:s,s:s}", "ts", (json_int_t)(tv.tv_sec * 1000 + tv.tv_usec / 1000),
+    /* ts for programs (ms since the epoch), time for people and log tools (RFC 3339, UTC) */
+    char when[40];
+    time_t secs = (time_t)tv.tv_sec;
+    struct tm tm;
+    gmtime_r(&secs, &tm);
+    size_t n = strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%S", &tm);
+    snprintf(when + n, sizeof when - n, ".%03dZ", (int)(tv.tv_usec / 1000));
+    json_t *line = json_pack("{s:I,s:s,s:s,s:s,s:s}", "ts",
+                             (json_int_t)(tv.tv_sec * 1000 + tv.tv_usec / 1000), "time", when,
                              "level", level_names[level], "event", event, "msg", msg ? msg : "");
     if (line && fields) {
         json_object_update(line, fields);

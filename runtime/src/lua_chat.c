@@ -19,9 +19,9 @@ int luaopen_chat_redis(lua_State *L);
 int luaopen_chat_json(lua_State *L);
 
 static const char *const known_hooks[] = {
-    "connect", "room/join", "room/joined", "room/leave", "message/before", "message/after",
-    "typing",  "disconnect", "user/update", "user/updated",
-    "message/edit", "message/delete", "message/react", "room/read",
+    "connect/auth", "connect", "room/join",     "room/joined", "room/leave",
+    "message/before", "message/after", "typing", "disconnect",
+    "user/update", "user/updated", "message/edit", "message/delete", "message/react", "room/read",
     "notification/before", "upload/before", NULL,
 };
 
@@ -91,7 +91,8 @@ static int chat_handlers(lua_State *L)
     return 1;
 }
 
-/* chat.reject(code, message): what a handler returns to refuse. */
+/* chat.reject(code, message [, data]): what a handler returns to refuse. data (any JSON
+ * value) goes with a refused connection: the client's connect_error err.data. */
 static int chat_reject(lua_State *L)
 {
     const char *code = luaL_checkstring(L, 1);
@@ -99,12 +100,49 @@ static int chat_reject(lua_State *L)
     if (!chat__script_reject_code(code)) {
         return luaL_argerror(L, 1, "not an error code of PROTOCOL.md");
     }
-    lua_createtable(L, 0, 2);
+    lua_settop(L, 3); /* [code, message, data or nil] */
+    lua_createtable(L, 0, 3);
     lua_pushstring(L, code);
     lua_setfield(L, -2, "code");
     lua_pushstring(L, message);
     lua_setfield(L, -2, "message");
+    if (!lua_isnoneornil(L, 3)) {
+        const char *err = NULL;
+        json_t *check = chat__lua_to_json(L, 3, &err); /* refuse now what cannot be sent */
+        if (!check) {
+            return luaL_argerror(L, 3, err ? err : "cannot be sent as JSON");
+        }
+        json_decref(check);
+        lua_pushvalue(L, 3);
+        lua_setfield(L, -2, "data");
+    }
     lua_getfield(L, LUA_REGISTRYINDEX, "chat.reject");
+    lua_setmetatable(L, -2);
+    return 1;
+}
+
+/* chat.accept(userId): what a "connect/auth" handler returns to let the socket in as that
+ * user; only this value (or chat.accept_anonymous()) authenticates. */
+static int chat_accept(lua_State *L)
+{
+    size_t len;
+    const char *user = luaL_checklstring(L, 1, &len);
+    luaL_argcheck(L, len == 24 && strspn(user, "0123456789abcdef") == 24, 1,
+                  "a user id (24 lowercase hex characters)");
+    lua_createtable(L, 0, 1);
+    lua_pushvalue(L, 1);
+    lua_setfield(L, -2, "userId");
+    lua_getfield(L, LUA_REGISTRYINDEX, "chat.accept");
+    lua_setmetatable(L, -2);
+    return 1;
+}
+
+/* chat.accept_anonymous(): lets the socket in without a user (built-in chat events answer
+ * it "unauthorized"; event/<name> handlers see no ev.user). */
+static int chat_accept_anonymous(lua_State *L)
+{
+    lua_createtable(L, 0, 0);
+    lua_getfield(L, LUA_REGISTRYINDEX, "chat.accept");
     lua_setmetatable(L, -2);
     return 1;
 }
@@ -139,36 +177,56 @@ static json_t *arg_json(lua_State *L, int idx)
 /* The domain's actions, registered at start: scripts act on the chat through them. */
 static const chat_actions *actions(lua_State *L) { return chat__script_rt(L)->actions; }
 
-/* chat.emit_room(roomId, event, data): to every member socket of the room, on every node. */
+/* The arguments of an emit, from stack index first to the top, as a JSON array: as many as
+ * were given (an explicit nil is a null; none is an event without arguments). */
+static json_t *emit_args(lua_State *L, int first)
+{
+    int top = lua_gettop(L);
+    json_t *args = json_array();
+    if (!args) {
+        luaL_error(L, "not enough memory");
+    }
+    for (int i = first; i <= top; i++) {
+        const char *err = NULL;
+        json_t *v = chat__lua_to_json(L, i, &err);
+        if (!v || json_array_append_new(args, v)) {
+            json_decref(args);
+            luaL_argerror(L, i, err ? err : "cannot be sent as JSON");
+        }
+    }
+    return args;
+}
+
+/* chat.emit_room(roomId, event, ...): to every member socket of the room, on every node. */
 static int chat_emit_room(lua_State *L)
 {
     const char *room = luaL_checkstring(L, 1);
     const char *event = luaL_checkstring(L, 2);
-    json_t *data = arg_json(L, 3);
-    actions(L)->emit_room(chat__script_rt(L), room, event, data);
-    json_decref(data);
+    json_t *args = emit_args(L, 3);
+    actions(L)->emit_room(chat__script_rt(L), room, event, args);
+    json_decref(args);
     return 0;
 }
 
-/* chat.emit_user(userId, event, data): to every socket of the user, on every node. */
+/* chat.emit_user(userId, event, ...): to every socket of the user, on every node. */
 static int chat_emit_user(lua_State *L)
 {
     const char *user = luaL_checkstring(L, 1);
     const char *event = luaL_checkstring(L, 2);
-    json_t *data = arg_json(L, 3);
-    lua_pushboolean(L, actions(L)->emit_user(chat__script_rt(L), user, event, data));
-    json_decref(data);
+    json_t *args = emit_args(L, 3);
+    lua_pushboolean(L, actions(L)->emit_user(chat__script_rt(L), user, event, args));
+    json_decref(args);
     return 1;
 }
 
-/* chat.emit_socket(socketId, event, data): true when the socket is connected here. */
+/* chat.emit_socket(socketId, event, ...): true when the socket is connected here. */
 static int chat_emit_socket(lua_State *L)
 {
     const char *sock = luaL_checkstring(L, 1);
     const char *event = luaL_checkstring(L, 2);
-    json_t *data = arg_json(L, 3);
-    lua_pushboolean(L, actions(L)->emit_socket(chat__script_rt(L), sock, event, data));
-    json_decref(data);
+    json_t *args = emit_args(L, 3);
+    lua_pushboolean(L, actions(L)->emit_socket(chat__script_rt(L), sock, event, args));
+    json_decref(args);
     return 1;
 }
 
@@ -250,31 +308,31 @@ static int chat_create_room(lua_State *L)
     return chat__script_await(L, p);
 }
 
-/* the chain returned (after yielding, maybe): its one result is on top */
+/* the chain returned (after yielding, maybe): its results are the whole stack */
 static int dispatch_k(lua_State *L, int status, lua_KContext ctx)
 {
     (void)status;
     (void)ctx;
-    return 1;
+    return lua_gettop(L);
 }
 
-/* chat.dispatch(name, ev) -> the first non-nil result: runs the handlers of a hook in order,
- * as the server does (specs drive policies through it). */
+/* chat.dispatch(name, ev) -> the first non-nil result, with every value it came with: runs
+ * the handlers of a hook in order, as the server does (specs drive policies through it). */
 static int chat_dispatch(lua_State *L)
 {
     luaL_checkstring(L, 1);
     lua_settop(L, 2);
     lua_getfield(L, LUA_REGISTRYINDEX, "chat.chain");
     lua_insert(L, 1);
-    lua_callk(L, 2, 1, 0, dispatch_k);
-    return 1;
+    lua_callk(L, 2, LUA_MULTRET, 0, dispatch_k);
+    return lua_gettop(L);
 }
 
 /* Settings that are secrets: a script gets none of them (a policy could log or send them). */
 static int is_secret(const char *name)
 {
     static const char *const secrets[] = {"jwt_secret", "admin_token", "redis_url", "mongo_uri",
-                                          NULL};
+                                          "admin_tokens", NULL};
     char lower[64];
     size_t i = 0;
     for (; name[i] && i < sizeof lower - 1; i++) {
@@ -356,6 +414,8 @@ static const luaL_Reg chat_funcs[] = {
     {"hook", chat_hook},
     {"handlers", chat_handlers},
     {"reject", chat_reject},
+    {"accept", chat_accept},
+    {"accept_anonymous", chat_accept_anonymous},
     {"namespace", chat_namespace},
     {"emit_room", chat_emit_room},
     {"emit_user", chat_emit_user},

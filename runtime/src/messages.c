@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "domain_int.h"
+#include "stats.h"
 
 #define CLIENT_MSG_ID_MAX 128
 #define ATTACHMENTS_MAX 10
@@ -25,6 +26,9 @@ static void message_stored(int status, json_t *result, void *arg)
         return;
     }
     json_t *message = json_object_get(result, "message");
+    chat_runtime *rt = c->rt;
+    uint64_t received_ns = c->k ? c->received_ns : 0;
+    chat__stats_message(rt, 0, received_ns);
     if (!json_is_true(json_object_get(result, "duplicate"))) {
         char except[32];
         snprintf(except, sizeof except, "s:%s", c->k ? c->k->id : "-");
@@ -49,6 +53,7 @@ static void message_stored(int status, json_t *result, void *arg)
                                     "message", message));
     }
     chat__call_done(c, json_pack("{s:O}", "message", message));
+    chat__stats_message(rt, 1, received_ns); /* the ack is queued to the sender */
     json_decref(result);
 }
 

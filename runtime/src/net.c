@@ -7,6 +7,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "bounds.h"
 #include "http.h"
 #include "http_frame.h"
 #include "log.h"
@@ -217,6 +218,14 @@ static void dispatch(chat_http_req *req)
     }
 }
 
+/* A connection to CHAT_ADMIN_LISTEN (the vhost "admin"). */
+static int net_is_admin_vhost(struct lws *wsi)
+{
+    struct lws_vhost *vh = lws_get_vhost(wsi);
+    const char *name = vh ? lws_get_vhost_name(vh) : NULL;
+    return name && strcmp(name, "admin") == 0;
+}
+
 static int on_http(chat_runtime *rt, struct lws *wsi, net_pss *pss, const char *path)
 {
     if (pss->req) {
@@ -233,6 +242,7 @@ static int on_http(chat_runtime *rt, struct lws *wsi, net_pss *pss, const char *
     }
     req->rt = rt;
     req->wsi = wsi;
+    req->admin_door = net_is_admin_vhost(wsi);
     req->refs = 1; /* the connection's */
     req->method = m >= 0 && (size_t)m < sizeof method_map / sizeof method_map[0]
                       ? method_map[m]
@@ -291,8 +301,10 @@ static int on_http(chat_runtime *rt, struct lws *wsi, net_pss *pss, const char *
                                  "with a Content-Length"));
         return 0;
     case CHAT_BODY_NONE:
-        if (has_cl) {
-            return 0; /* Content-Length: 0: lws completes it at once, answered then */
+        if (has_cl && req->method != CHAT_HTTP_GET && req->method != CHAT_HTTP_HEAD) {
+            /* Content-Length: 0: lws completes the body at once, answered then; for GET and
+             * HEAD it never does (no body state for them): those go to the routes now */
+            return 0;
         }
         if (req->method != CHAT_HTTP_GET && req->method != CHAT_HTTP_HEAD) {
             req->close_after = 1; /* D4 */
@@ -414,7 +426,23 @@ static int net_callback(struct lws *wsi, enum lws_callback_reasons reason, void 
             chat__http_req_unref(req);
         }
         return 0;
+    /* the accept path: connection bounds (bounds.c) */
+    case LWS_CALLBACK_FILTER_NETWORK_CONNECTION:
+        return rt ? chat__limits_filter(rt, wsi, (int)(lws_intptr_t)in) : 0;
+    case LWS_CALLBACK_WSI_CREATE:
+        if (rt) {
+            chat__limits_wsi_create(rt, wsi);
+        }
+        return 0;
+    case LWS_CALLBACK_WSI_DESTROY:
+        if (rt) {
+            chat__limits_wsi_destroy(rt, wsi);
+        }
+        return 0;
     case LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION:
+        if (net_is_admin_vhost(wsi)) {
+            return -1; /* the admin address serves no clients */
+        }
         return ws_filter(rt, wsi, pss);
     case LWS_CALLBACK_ESTABLISHED:
         chat__ws_established(&pss->ws);
@@ -449,8 +477,35 @@ static const struct lws_protocols protocols[] = {
     {NULL, NULL, 0, 0, 0, NULL, 0},
 };
 
+/* The runtimes listening in this process. lws's log is process-wide, and so is the
+ * open-file limit an accept error usually means: every listener backs off. */
+#define NET_MAX_RUNTIMES 16
+static chat_runtime *net_runtimes[NET_MAX_RUNTIMES];
+
+static void net_register(chat_runtime *rt, int on)
+{
+    for (int i = 0; i < NET_MAX_RUNTIMES; i++) {
+        if (on ? !net_runtimes[i] : net_runtimes[i] == rt) {
+            net_runtimes[i] = on ? rt : NULL;
+            return;
+        }
+    }
+}
+
 static void lws_log_emit(int level, const char *line)
 {
+    /* lws 4.1.6 reports a failed accept() only by this line (see bounds.c): back off instead
+     * of logging it millions of times */
+    const char *acc = strstr(line, "accept: errno ");
+    if (acc) {
+        int err = atoi(acc + 14);
+        for (int i = 0; i < NET_MAX_RUNTIMES; i++) {
+            if (net_runtimes[i]) {
+                chat__limits_accept_error(net_runtimes[i], err);
+            }
+        }
+        return;
+    }
     char msg[512];
     snprintf(msg, sizeof msg, "%s", line);
     size_t n = strlen(msg);
@@ -516,6 +571,10 @@ int chat__net_start(chat_runtime *rt)
     if (strcmp(rt->listen_host, "0.0.0.0") == 0) {
         info.options |= LWS_SERVER_OPTION_DISABLE_IPV6;
     }
+    if (!rt->limits && (rc = chat__limits_init(rt))) {
+        return rc;
+    }
+    net_register(rt, 1);
     info.foreign_loops = foreign_loops;
     info.user = rt;
     info.max_http_header_data = NET_HEADER_ROOM;
@@ -530,6 +589,31 @@ int chat__net_start(chat_runtime *rt)
                   json_pack("{s:s}", "listen", rt->cfg.listen));
         return CHAT_EUNAVAIL;
     }
+    chat__limits_probe(rt, any ? "127.0.0.1" : rt->listen_host,
+                       lws_get_vhost_listen_port(lws_get_vhost_by_name(rt->lws, "default")));
+    /* the admin API on an address of its own (CHAT_ADMIN_LISTEN): a second vhost */
+    const char *admin = rt->cfg.admin_listen;
+    if (admin && *admin) {
+        char host[128];
+        int port;
+        if (chat__parse_listen(admin, host, sizeof host, &port)) {
+            chat__log(CHAT_LOG_ERROR, "bad_admin_listen",
+                      "CHAT_ADMIN_LISTEN must look like 127.0.0.1:9090",
+                      json_pack("{s:s}", "admin_listen", admin));
+            return CHAT_EINVAL;
+        }
+        struct lws_context_creation_info ai = info;
+        ai.port = port;
+        ai.iface = !host[0] || strcmp(host, "0.0.0.0") == 0 || strcmp(host, "*") == 0 ? NULL : host;
+        ai.vhost_name = "admin";
+        if (!lws_create_vhost(rt->lws, &ai)) {
+            chat__log(CHAT_LOG_ERROR, "listen_failed",
+                      "could not listen on the admin address; is it in use or not local? set "
+                      "CHAT_ADMIN_LISTEN",
+                      json_pack("{s:s}", "admin_listen", admin));
+            return CHAT_EUNAVAIL;
+        }
+    }
     return 0;
 }
 
@@ -537,6 +621,8 @@ int chat__net_start(chat_runtime *rt)
  * and a second one, once the loop has run them to completion, frees the context. */
 void chat__net_stop(chat_runtime *rt)
 {
+    chat__limits_stop(rt);
+    net_register(rt, 0);
     if (rt->lws) {
         lws_context_destroy(rt->lws);
         rt->lws_closing = rt->lws;
@@ -550,4 +636,5 @@ void chat__net_free(chat_runtime *rt)
         lws_context_destroy(rt->lws_closing);
         rt->lws_closing = NULL;
     }
+    chat__limits_free(rt);
 }

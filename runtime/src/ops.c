@@ -1,4 +1,4 @@
-/* ops.c: the operator's endpoints: /healthz, /readyz, /metrics and /admin/reload, with
+/* ops.c: the operator's endpoints: /healthz, /readyz and /metrics (the admin API is admin.c), with
  * their routes, registered with http.c at start. */
 #include <stdio.h>
 #include <stdlib.h>
@@ -8,10 +8,12 @@
 #include <openssl/crypto.h>
 
 #include "auth.h"
+#include "bounds.h"
 #include "http.h"
 #include "log.h"
 #include "rt.h"
 #include "script.h"
+#include "stats.h"
 
 static void healthz(chat_http_req *req, const char *user_id)
 {
@@ -72,86 +74,50 @@ static void metrics(chat_http_req *req, const char *user_id)
     (void)user_id;
     chat_runtime *rt = req->rt;
     chat_buf b = CHAT_BUF_INIT;
-    int version;
-    unsigned long reloads, failures, errors;
+    int version = 0;
+    unsigned long reloads = 0, failures = 0, errors = 0;
     chat__script_stats(rt->script, &version, &reloads, &failures, &errors);
-    int rc = chat__buf_appendf(
+    int rc = chat__stats_page(rt, version, reloads, failures, errors, &b);
+    rc = rc ? rc : chat__buf_appendf(
         &b,
-        "# HELP chatd_sessions Engine.IO sessions open on this node.\n"
-        "# TYPE chatd_sessions gauge\nchatd_sessions %zu\n"
-        "# HELP chatd_sessions_total Engine.IO sessions opened since start.\n"
-        "# TYPE chatd_sessions_total counter\nchatd_sessions_total %llu\n"
-        "# HELP chatd_users_connected Users with at least one socket on this node.\n"
-        "# TYPE chatd_users_connected gauge\nchatd_users_connected %zu\n"
-        "# HELP chatd_rooms_active Rooms with subscribers on this node.\n"
-        "# TYPE chatd_rooms_active gauge\nchatd_rooms_active %zu\n"
-        "# HELP chatd_messages_stored_total Messages stored through this node.\n"
-        "# TYPE chatd_messages_stored_total counter\nchatd_messages_stored_total %llu\n"
-        "# HELP chatd_frames_out_total Packets queued to clients.\n"
-        "# TYPE chatd_frames_out_total counter\nchatd_frames_out_total %llu\n"
-        "# HELP chatd_bad_packets_total Malformed packets that closed a session.\n"
-        "# TYPE chatd_bad_packets_total counter\nchatd_bad_packets_total %llu\n"
-        "# HELP chatd_store_pending Store calls queued or running.\n"
-        "# TYPE chatd_store_pending gauge\nchatd_store_pending %d\n"
-        "# HELP chatd_scripts_version Generation of the loaded scripts.\n"
-        "# TYPE chatd_scripts_version gauge\nchatd_scripts_version %d\n"
-        "# HELP chatd_scripts_reloads_total Reloads that swapped in new scripts.\n"
-        "# TYPE chatd_scripts_reloads_total counter\nchatd_scripts_reloads_total %lu\n"
-        "# HELP chatd_scripts_reload_failures_total Reloads refused: a file did not load.\n"
-        "# TYPE chatd_scripts_reload_failures_total counter\n"
-        "chatd_scripts_reload_failures_total %lu\n"
-        "# HELP chatd_script_errors_total Hook calls that raised or ran out of budget.\n"
-        "# TYPE chatd_script_errors_total counter\nchatd_script_errors_total %lu\n",
-        rt->sessions.len, (unsigned long long)rt->stats.connections_total, rt->users.len,
-        rt->rooms.len, (unsigned long long)rt->stats.messages_stored,
-        (unsigned long long)rt->stats.frames_out, (unsigned long long)rt->stats.bad_packets,
-        chat__store_pending(rt->store), version, reloads, failures, errors);
-    rc = rc ? rc : chat__script_metrics(rt->script, &b);
+        "# HELP chatd_login_rate_limited_total Logins refused with 429: too many failures for "
+        "the account, or from the client address.\n"
+        "# TYPE chatd_login_rate_limited_total counter\n"
+        "chatd_login_rate_limited_total{scope=\"account\"} %llu\n"
+        "chatd_login_rate_limited_total{scope=\"ip\"} %llu\n"
+        "# HELP chatd_register_rate_limited_total Registrations refused with 429: too many from "
+        "the client address.\n"
+        "# TYPE chatd_register_rate_limited_total counter\n"
+        "chatd_register_rate_limited_total %llu\n"
+        "# HELP chatd_presence_nodes_reaped_total Dead nodes (presence record expired) whose "
+        "users this node took offline.\n"
+        "# TYPE chatd_presence_nodes_reaped_total counter\n"
+        "chatd_presence_nodes_reaped_total %llu\n"
+        "# HELP chatd_presence_users_reaped_total Users this node announced offline because "
+        "their node died.\n"
+        "# TYPE chatd_presence_users_reaped_total counter\n"
+        "chatd_presence_users_reaped_total %llu\n",
+        (unsigned long long)rt->stats.login_limited_account,
+        (unsigned long long)rt->stats.login_limited_ip,
+        (unsigned long long)rt->stats.register_limited,
+        (unsigned long long)rt->stats.presence_nodes_reaped,
+        (unsigned long long)rt->stats.presence_users_reaped);
+    rc = rc ? rc : chat__script_metrics(rt->script, &b); /* the Lua host's bounds */
     rc = rc ? rc : chat__store_metrics(&b, rt->store);
     rc = rc ? rc : chat__auth_metrics(&b, rt->loop);
+    rc = rc ? rc : chat__limits_metrics(rt, &b);
     if (rc) {
         chat__http_respond_error(req, CHAT_ENOMEM, NULL);
     } else {
-        chat__http_respond(req, 200, "text/plain; version=0.0.4", b.data, b.len);
+        chat__http_respond(req, 200, "text/plain; version=0.0.4; charset=utf-8", b.data, b.len);
     }
     chat__buf_free(&b);
-}
-
-/* POST /admin/reload with Authorization: Bearer <CHAT_ADMIN_TOKEN>: reloads the scripts and
- * answers with the error (file:line: message) when they did not load. */
-static void admin_reload(chat_http_req *req, const char *user_id)
-{
-    (void)user_id;
-    const char *token = req->rt->cfg.admin_token;
-    const char *h = req->authorization;
-    if (!token || !token[0]) {
-        chat__http_respond_error(req, CHAT_ENOTFOUND,
-                                 "the admin API is off; set CHAT_ADMIN_TOKEN to enable it");
-        return;
-    }
-    size_t n = strlen(token);
-    if (!h || strncasecmp(h, "Bearer ", 7) != 0 || strlen(h + 7) != n ||
-        CRYPTO_memcmp(h + 7, token, n) != 0) {
-        chat__http_respond_error(req, CHAT_EUNAUTHORIZED,
-                                 "send Authorization: Bearer <CHAT_ADMIN_TOKEN>");
-        return;
-    }
-    char err[1024];
-    if (chat__script_reload(req->rt->script, err, sizeof err)) {
-        chat__http_respond_error(req, CHAT_EINVAL, err);
-        return;
-    }
-    int version;
-    unsigned long reloads, failures, errors;
-    chat__script_stats(req->rt->script, &version, &reloads, &failures, &errors);
-    chat__http_respond_json(req, 200, json_pack("{s:b,s:i}", "ok", 1, "version", version));
 }
 
 static const chat_http_route ops_routes[] = {
     {CHAT_HTTP_GET, "/healthz", 0, healthz},
     {CHAT_HTTP_GET, "/readyz", 0, readyz},
     {CHAT_HTTP_GET, "/metrics", 0, metrics},
-    {CHAT_HTTP_POST, "/admin/reload", 0, admin_reload},
 };
 
 int chat__ops_start(chat_runtime *rt)

@@ -18,6 +18,7 @@
 
 #include "chat.h"
 #include "log.h"
+#include "stats.h"
 
 #define RC_BACKOFF_MIN_MS 100
 #define RC_BACKOFF_MAX_MS 5000
@@ -283,6 +284,9 @@ static void rc_set_up(chat_redis *r)
     r->probe_sent = 0;
     if (r->down_logged || !r->was_up) {
         rc_log_up(r);
+    }
+    if (r->was_up) {
+        chat__stats_redis_reconnect(r->role);
     }
     r->down_logged = 0;
     r->auth_logged = 0;
@@ -707,7 +711,7 @@ static void rc_sub_reply(redisAsyncContext *ac, void *reply, void *privdata)
     }
 }
 
-int chat__redis_subscribe(chat_redis *r, int unsub, int n, const char **channels,
+int chat__redis_subscribe(chat_redis *r, const char *verb, int n, const char **channels,
                           const size_t *lens, chat_redis_reply_cb cb, void *arg)
 {
     if (!r || !r->subscriber || n < 1) {
@@ -722,7 +726,7 @@ int chat__redis_subscribe(chat_redis *r, int unsub, int n, const char **channels
     if (!argv || !argl) {
         goto done;
     }
-    argv[0] = unsub ? "UNSUBSCRIBE" : "SUBSCRIBE";
+    argv[0] = verb;
     argl[0] = strlen(argv[0]);
     for (int i = 0; i < n; i++) {
         argv[i + 1] = channels[i];

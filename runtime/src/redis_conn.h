@@ -42,10 +42,10 @@ int chat__redis_is_up(const chat_redis *r);
  * not up (cb is not called), CHAT_EINVAL on a subscriber. */
 int chat__redis_command(chat_redis *r, int argc, const char **argv, const size_t *lens,
                         chat_redis_reply_cb cb, void *arg);
-/* SUBSCRIBE (unsub 0) or UNSUBSCRIBE (unsub 1) channels on a subscriber. cb runs for every
- * confirmation and message of those channels, and with NULL when the connection goes away.
- * CHAT_EUNAVAIL when not up. */
-int chat__redis_subscribe(chat_redis *r, int unsub, int n, const char **channels,
+/* verb ("SUBSCRIBE", "UNSUBSCRIBE" or "PSUBSCRIBE") channels or patterns on a subscriber.
+ * cb runs for every confirmation and message of those, and with NULL when the connection
+ * goes away. CHAT_EUNAVAIL when not up. */
+int chat__redis_subscribe(chat_redis *r, const char *verb, int n, const char **channels,
                           const size_t *lens, chat_redis_reply_cb cb, void *arg);
 
 /* "host:port" for the log (no password). */

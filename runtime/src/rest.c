@@ -8,6 +8,9 @@
 
 #include "auth.h"
 #include "domain_int.h"
+#include "log.h"
+#include "session.h"
+#include "sanctions.h"
 
 /* ---- REST ---- */
 
@@ -38,6 +41,148 @@ static int valid_email(const char *s)
         }
     }
     return at[strlen(at) - 1] != '.';
+}
+
+/* ---- bounds on registrations and failed logins ----
+ * Fixed windows in the kv (in-process, or Redis so every node counts the same), on the seed's
+ * ratelimit: keys: ratelimit:register:{ip}, ratelimit:login:ip:{ip} and
+ * ratelimit:login:account:{login as typed, lower-cased}. A key is created with the time left
+ * in its window as its TTL, so the retry hint is that time. An attempt is counted before any
+ * bcrypt work, so a refused one costs a kv increment and nothing else; a successful login
+ * takes its count back, so only failures accumulate. The account is the login as typed, not
+ * the user it names: the bound then behaves the same for accounts that exist and for those
+ * that do not, and never ties an email to a username. */
+
+enum { LIMIT_ACCOUNT, LIMIT_IP, LIMIT_REGISTER };
+
+typedef void (*limit_next)(chat_call *c);
+
+typedef struct limit_walk {
+    chat_call *c;
+    limit_next next;
+    int n, i;
+    int64_t window_ms;
+    struct {
+        char key[320];
+        int limit;
+        int kind;
+    } keys[2];
+} limit_walk;
+
+static const char *const limit_what[] = {
+    [LIMIT_ACCOUNT] = "failed logins for this account",
+    [LIMIT_IP] = "failed logins from this address",
+    [LIMIT_REGISTER] = "registrations from this address",
+};
+
+static int64_t window_left_ms(int64_t window_ms)
+{
+    return window_ms - chat__now_ms() % window_ms;
+}
+
+static void limit_refuse(chat_call *c, int kind, int limit, int64_t window_ms)
+{
+    chat_stats *st = &c->rt->stats;
+    if (kind == LIMIT_ACCOUNT) {
+        st->login_limited_account++;
+    } else if (kind == LIMIT_IP) {
+        st->login_limited_ip++;
+    } else {
+        st->register_limited++;
+    }
+    long long retry_s = (window_left_ms(window_ms) + 999) / 1000;
+    char msg[160];
+    snprintf(msg, sizeof msg, "too many %s (%d per %lld s); retry in %lld s", limit_what[kind],
+             limit, (long long)(window_ms / 1000), retry_s);
+    if (c->req) {
+        snprintf(c->req->extra_headers, sizeof c->req->extra_headers, "Retry-After: %lld\r\n",
+                 retry_s);
+    }
+    chat__call_fail(c, CHAT_ERATELIMIT, msg);
+}
+
+static void limit_step(limit_walk *w);
+
+static void limit_counted(int status, const char *value, int64_t number, void *arg)
+{
+    limit_walk *w = arg;
+    (void)value;
+    if (status) {
+        /* the kv (Redis) is down: let the attempt through, as the rest of the chat keeps
+         * working on one node without Redis; bcrypt still runs on its own bounded pool. One
+         * log line a minute at most. */
+        static int64_t logged_at;
+        int64_t now = chat__now_ms();
+        if (now - logged_at >= 60000) {
+            logged_at = now;
+            chat__log(CHAT_LOG_WARN, "ratelimit_unavailable",
+                      "login and register bounds are not enforced while the kv is down",
+                      json_pack("{s:s,s:s}", "bound", limit_what[w->keys[w->i].kind],
+                                "code", chat_errcode(status)));
+        }
+        number = 0;
+    }
+    if (number > w->keys[w->i].limit) {
+        limit_refuse(w->c, w->keys[w->i].kind, w->keys[w->i].limit, w->window_ms);
+        free(w);
+        return;
+    }
+    w->i++;
+    limit_step(w);
+}
+
+static void limit_step(limit_walk *w)
+{
+    if (w->i == w->n) {
+        chat_call *c = w->c;
+        limit_next next = w->next;
+        free(w);
+        next(c);
+        return;
+    }
+    chat__kv_incr(w->c->rt->kv, w->keys[w->i].key, 1, window_left_ms(w->window_ms),
+                  limit_counted, w);
+}
+
+static void client_ip(chat_http_req *req, char *out, size_t len)
+{
+    chat__peer_address(req->rt, req->wsi, out, len);
+    if (!out[0]) {
+        snprintf(out, len, "unknown");
+    }
+}
+
+static void login_key(char *out, size_t len, const char *login)
+{
+    int n = snprintf(out, len, "ratelimit:login:account:");
+    for (size_t i = 0; login[i] && (size_t)n + 1 < len; i++) {
+        out[n++] = (char)tolower((unsigned char)login[i]);
+    }
+    out[n] = '\0';
+}
+
+/* Counts one attempt on each key, then runs next(c); or fails c with 429. */
+static void limits_check(chat_call *c, limit_walk *w, limit_next next)
+{
+    w->c = c;
+    w->next = next;
+    limit_step(w);
+}
+
+/* After a successful login: the attempt was not a failure. */
+static void login_uncount(chat_call *c)
+{
+    json_t *in = c->input;
+    const char *keys[] = {json_string_value(json_object_get(in, "\x01" "ipKey")),
+                          json_string_value(json_object_get(in, "\x01" "accountKey"))};
+    /* the TTL only matters if the window ended meanwhile: the -1 then expires with the new
+     * window instead of staying forever */
+    int64_t ttl = window_left_ms((int64_t)c->rt->cfg.login_window_s * 1000);
+    for (size_t i = 0; i < 2; i++) {
+        if (keys[i]) {
+            chat__kv_incr(c->rt->kv, keys[i], -1, ttl, NULL, NULL);
+        }
+    }
 }
 
 static void answer_with_token(chat_call *c, json_t *user)
@@ -94,6 +239,18 @@ static void password_hashed(int status, const char *hash, void *arg)
     chat__call_store(c, CHAT_STORE_USER_CREATE, user, registered);
 }
 
+static void register_allowed(chat_call *c)
+{
+    const char *password = json_string_value(json_object_get(c->input, "password"));
+    int rc = chat__password_hash_async(c->rt->loop, password, c->rt->cfg.bcrypt_cost,
+                                       password_hashed, c);
+    if (rc) {
+        chat__call_fail(c, rc == CHAT_EUNAVAIL ? rc : CHAT_EINTERNAL,
+                        rc == CHAT_EUNAVAIL ? "the server is busy checking passwords; retry shortly"
+                                            : "could not hash the password");
+    }
+}
+
 static void rest_register(chat_http_req *req, const char *user_id)
 {
     (void)user_id;
@@ -109,8 +266,9 @@ static void rest_register(chat_http_req *req, const char *user_id)
                           : !chat__valid_username(username)
                               ? "username must be 3 to 32 letters, digits, '_', '.' or '-'"
                           : !json_is_string(password) || json_string_length(password) < 8 ||
-                                  json_string_length(password) > 256
-                              ? "password must be a string of 8 to 256 bytes"
+                                  json_string_length(password) > CHAT_PASSWORD_MAX
+                              ? "password must be a string of 8 to 72 bytes in UTF-8 (bcrypt "
+                                "reads no more; a letter outside ASCII takes 2 to 4 bytes)"
                               : NULL;
     if (problem) {
         json_decref(body);
@@ -129,25 +287,50 @@ static void rest_register(chat_http_req *req, const char *user_id)
         return;
     }
     c->input = body;
-    int rc = chat__password_hash_async(req->rt->loop, json_string_value(password),
-                                       req->rt->cfg.bcrypt_cost, password_hashed, c);
-    if (rc) {
-        chat__call_fail(c, rc == CHAT_EUNAVAIL ? rc : CHAT_EINTERNAL,
-                        rc == CHAT_EUNAVAIL ? "the server is busy checking passwords; retry shortly"
-                                            : "could not hash the password");
+    limit_walk *w = calloc(1, sizeof *w);
+    if (!w) {
+        chat__call_fail(c, CHAT_ENOMEM, NULL);
+        return;
     }
+    char ip[64];
+    client_ip(req, ip, sizeof ip);
+    w->n = 1;
+    w->window_ms = (int64_t)req->rt->cfg.register_window_s * 1000;
+    snprintf(w->keys[0].key, sizeof w->keys[0].key, "ratelimit:register:%s", ip);
+    w->keys[0].limit = req->rt->cfg.register_per_ip;
+    w->keys[0].kind = LIMIT_REGISTER;
+    limits_check(c, w, register_allowed);
 }
 
 static void login_checked(int status, const char *unused, void *arg)
 {
     chat_call *c = arg;
     (void)unused;
+    if (status && status != CHAT_EUNAUTHORIZED) { /* not checked (stopping): not a failure */
+        login_uncount(c);
+        chat__call_fail(c, status, NULL);
+        return;
+    }
     if (status || !c->room) {
+        if (c->req) {
+            chat__http_auth_failed(c->req, "login", "wrong login or password",
+                                   json_string_value(json_object_get(c->input, "login")));
+        }
         chat__call_fail(c, CHAT_EUNAUTHORIZED, "wrong login or password");
         return;
     }
     json_t *user = c->room; /* the loaded user travels in the spare slot */
     c->room = NULL;
+    login_uncount(c);
+    const json_t *s = chat__sanction_find(c->rt, CHAT_SANCTION_DISABLE, NULL,
+                                          json_string_value(json_object_get(user, "id")));
+    if (s) {
+        char why[640];
+        chat__sanction_describe(s, why, sizeof why);
+        json_decref(user);
+        chat__call_fail(c, CHAT_EFORBIDDEN, why);
+        return;
+    }
     answer_with_token(c, user);
 }
 
@@ -156,6 +339,7 @@ static void login_user_loaded(int status, json_t *user, void *arg)
     chat_call *c = arg;
     if (status && status != CHAT_ENOTFOUND) {
         json_decref(user);
+        login_uncount(c); /* the store failed, not the password */
         chat__call_fail(c, status, NULL);
         return;
     }
@@ -172,10 +356,18 @@ static void login_user_loaded(int status, json_t *user, void *arg)
     int rc = chat__password_verify_async(c->rt->loop, password, hash ? hash : dummy_hash,
                                          login_checked, c);
     if (rc) {
+        login_uncount(c); /* refused before checking: not a failure */
         chat__call_fail(c, rc == CHAT_EUNAVAIL ? rc : CHAT_EINTERNAL,
                         rc == CHAT_EUNAVAIL ? "the server is busy checking passwords; retry shortly"
                                             : "could not check the password");
     }
+}
+
+static void login_allowed(chat_call *c)
+{
+    chat__call_store(c, CHAT_STORE_USER_BY_LOGIN,
+                     json_pack("{s:O}", "login", json_object_get(c->input, "login")),
+                     login_user_loaded);
 }
 
 static void rest_login(chat_http_req *req, const char *user_id)
@@ -201,8 +393,26 @@ static void rest_login(chat_http_req *req, const char *user_id)
         return;
     }
     c->input = body;
-    chat__call_store(c, CHAT_STORE_USER_BY_LOGIN, json_pack("{s:O}", "login", login),
-                     login_user_loaded);
+    limit_walk *w = calloc(1, sizeof *w);
+    if (!w) {
+        chat__call_fail(c, CHAT_ENOMEM, NULL);
+        return;
+    }
+    char ip[64];
+    client_ip(req, ip, sizeof ip);
+    w->n = 2;
+    w->window_ms = (int64_t)req->rt->cfg.login_window_s * 1000;
+    snprintf(w->keys[0].key, sizeof w->keys[0].key, "ratelimit:login:ip:%s", ip);
+    w->keys[0].limit = req->rt->cfg.login_fail_ip;
+    w->keys[0].kind = LIMIT_IP;
+    login_key(w->keys[1].key, sizeof w->keys[1].key, json_string_value(login));
+    w->keys[1].limit = req->rt->cfg.login_fail_account;
+    w->keys[1].kind = LIMIT_ACCOUNT;
+    /* what login_uncount takes back; members a client cannot have sent (set after the
+     * checks above, over anything it did send) */
+    json_object_set_new(body, "\x01" "ipKey", json_string(w->keys[0].key));
+    json_object_set_new(body, "\x01" "accountKey", json_string(w->keys[1].key));
+    limits_check(c, w, login_allowed);
 }
 
 static void me_loaded(int status, json_t *user, void *arg)

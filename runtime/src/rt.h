@@ -26,6 +26,11 @@ typedef struct chat_stats {
     uint64_t messages_stored;
     uint64_t frames_out;
     uint64_t bad_packets;
+    uint64_t login_limited_account; /* logins refused: too many failures for the account */
+    uint64_t login_limited_ip;      /* ... from the client address */
+    uint64_t register_limited;      /* registrations refused: too many from the address */
+    uint64_t presence_nodes_reaped; /* dead nodes whose presence this node cleared */
+    uint64_t presence_users_reaped; /* users this node announced offline for a dead node */
 } chat_stats;
 
 struct chat_runtime {
@@ -64,17 +69,26 @@ struct chat_runtime {
     const struct chat_actions *actions;                 /* the domain, for scripts */
     chat_vec http_routes;                /* const chat_http_route*, by their owners */
     int (*http_fallback)(chat_http_req *req); /* static files: CHAT_ENOTFOUND if not its */
+    struct chat_presence *presence; /* presence.c: the heartbeat with Redis, else NULL */
+    struct chat_limits *limits; /* bounds.c: connection bounds and their counters */
+    struct chat_stats_reg *metrics;   /* stats.c: what /metrics shows */
+    struct chat_cluster *cluster;     /* cluster.c: the other nodes, and ops for all of them */
+    struct chat_admin *admin;         /* admin.c: the admin API's tokens and reloads */
+    struct chat_sanctions *sanctions; /* sanctions.c: disabled accounts, bans, mutes */
+    /* set by sanctions.c: 1 (and why) when a token's user may not use REST (disabled) */
+    int (*http_user_refused)(chat_runtime *rt, const char *user_id, char *why, size_t len);
 };
 
 /* ---- what scripts may do to the chat (the domain registers it at start; lua_chat.c
  * calls it). No policy hooks run for these; cb gets the room, user or message. ---- */
 typedef struct chat_actions {
-    void (*emit_room)(chat_runtime *rt, const char *room_id, const char *event,
-                      json_t *payload);
+    /* emits: args is the event's arguments after its name, a JSON array (borrowed), any
+     * number of them; {"$binary": base64} values go out as binary attachments */
+    void (*emit_room)(chat_runtime *rt, const char *room_id, const char *event, json_t *args);
     /* 1 when sent (user) or when the socket is connected here (socket) */
-    int (*emit_user)(chat_runtime *rt, const char *user_id, const char *event, json_t *payload);
+    int (*emit_user)(chat_runtime *rt, const char *user_id, const char *event, json_t *args);
     int (*emit_socket)(chat_runtime *rt, const char *sock_id, const char *event,
-                       json_t *payload);
+                       json_t *args);
     void (*join)(chat_runtime *rt, const char *room_id, const char *user_id, chat_store_cb cb,
                  void *arg);
     void (*leave)(chat_runtime *rt, const char *room_id, const char *user_id, chat_store_cb cb,
@@ -94,7 +108,7 @@ int chat__static_start(chat_runtime *rt);
 void chat__static_free(chat_runtime *rt);
 int chat__static_serve(chat_http_req *req);
 
-/* ops.c: registers the operator's endpoints: /healthz, /readyz, /metrics, /admin/reload. */
+/* ops.c: registers the operator's endpoints: /healthz, /readyz, /metrics (admin.c: /admin/). */
 int chat__ops_start(chat_runtime *rt);
 
 /* net.c */

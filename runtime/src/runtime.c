@@ -9,6 +9,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "admin.h"
+#include "cluster.h"
 #include "domain.h"
 #include "frame.h"
 #include "auth.h"
@@ -16,6 +18,7 @@
 #include "rt.h"
 #include "script.h"
 #include "session.h"
+#include "stats.h"
 #include "tool.h"
 
 #ifndef CHAT_DATADIR /* set by CMake: <prefix>/share/chatd and the same relative to lib, bin */
@@ -32,7 +35,8 @@ static int copy_config(chat_config *dst, const chat_config *src)
     char **strs[] = {&dst->listen,      &dst->data_dir, &dst->jwt_secret, &dst->log_level,
                      &dst->static_dir,  &dst->scripts_dir, &dst->lua_dir,  &dst->admin_token,
                      &dst->node_id,     &dst->redis_url,   &dst->mongo_uri,
-                     &dst->sqlite_synchronous, &dst->upload_types};
+                     &dst->sqlite_synchronous, &dst->admin_tokens, &dst->admin_listen,
+                     &dst->upload_types};
     for (size_t i = 0; i < sizeof strs / sizeof strs[0]; i++) {
         if (*strs[i] && !(*strs[i] = strdup(*strs[i]))) {
             for (size_t j = 0; j < i; j++) {
@@ -276,6 +280,9 @@ static int runtime_new(chat_runtime **out, uv_loop_t *loop, const chat_config *c
         goto fail;
     }
     make_dummy_hash(rt);
+    if ((rc = chat__stats_new(rt))) {
+        goto fail;
+    }
     rt->ping_frame = chat__frame_new("2", 1, 0);
     rt->noop_frame = chat__frame_new("6", 1, 0);
     if (!rt->ping_frame || !rt->noop_frame) {
@@ -313,6 +320,7 @@ static int runtime_new(chat_runtime **out, uv_loop_t *loop, const chat_config *c
                             rt->cfg.data_dir, "code", chat_errcode(rc)));
         goto fail;
     }
+    chat__store_observe(rt->store, chat__stats_store_observer, rt);
     if ((rc = redis ? chat__kv_open(&rt->kv, rt->loop, &chat__kv_redis, redis)
                     : chat__kv_new(&rt->kv, rt->loop)) ||
         (rc = chat__bus_open(&rt->bus, rt->loop, redis ? &chat__bus_redis : &chat__bus_local,
@@ -333,6 +341,10 @@ static int runtime_new(chat_runtime **out, uv_loop_t *loop, const chat_config *c
     }
     /* each layer registers with the one below: domain -> sockets -> sessions -> routes */
     if ((rc = chat__ops_start(rt)) || (rc = chat__static_start(rt)) || (rc = chat__net_start(rt))) {
+        goto fail;
+    }
+    /* the other nodes, and the admin API that acts on all of them */
+    if ((rc = chat__cluster_start(rt)) || (rc = chat__admin_start(rt))) {
         goto fail;
     }
     chat__log(CHAT_LOG_INFO, "listening", "chatd is serving",
@@ -380,12 +392,26 @@ void chat_runtime_stop(chat_runtime *rt)
     chat__log(CHAT_LOG_INFO, "stopping", "closing connections; pending writes finish first",
               json_pack("{s:i}", "store_pending", chat__store_pending(rt->store)));
     chat__sessions_close_all(rt);
+    chat__domain_stop(rt);
+    chat__cluster_stop(rt);
+    chat__admin_stop(rt);
     chat__net_stop(rt);
 }
 
 int chat_runtime_reload(chat_runtime *rt, char *err, size_t errlen)
 {
-    return chat__script_reload(rt->script, err, errlen);
+    if (!rt->admin) {
+        return chat__script_reload(rt->script, err, errlen);
+    }
+    /* a load that fails here is refused at once, with its file:line; one that loads goes to
+     * every node (with no other node live, it is done before this returns) */
+    int rc = chat__script_prepare(rt->script, NULL, err, errlen);
+    if (rc) {
+        return rc;
+    }
+    chat__script_abort(rt->script);
+    chat__admin_reload_cluster(rt, "chat_runtime_reload");
+    return 0;
 }
 
 /* What the runtime holds on the loop after the script handles and lws have closed. */
@@ -414,6 +440,9 @@ static void free_memory(chat_runtime *rt)
     chat__buf_free(&rt->pubbuf);
     free(rt->jwt_secret);
     chat__static_free(rt);
+    chat__admin_free(rt);
+    chat__cluster_free(rt);
+    chat__stats_free(rt);
     chat_config_free(&rt->cfg);
 }
 
@@ -424,7 +453,10 @@ static void runtime_free(chat_runtime *rt, chat_close_cb cb, void *arg)
     if (!rt) {
         return;
     }
+    chat__domain_stop(rt);
     chat__net_stop(rt);
+    chat__cluster_stop(rt);
+    chat__admin_stop(rt);
     chat__script_free(rt->script);
     rt->script = NULL;
     if (rt->owns_loop) {

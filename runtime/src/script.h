@@ -18,6 +18,25 @@ void chat__script_free(chat_script *sc);
 /* Builds a new state from the files and swaps it in; the old one serves the handlers already
  * running and is closed after them. On failure the old state keeps serving. */
 int chat__script_reload(chat_script *sc, char *err, size_t errlen);
+/* A reload in two phases (a cluster reload: every node prepares, then all commit or all
+ * abort). prepare builds and loads a new state without serving it (replacing one prepared
+ * before); on failure err holds "file:line: message" and nothing changes. commit swaps the
+ * prepared state in (CHAT_ENOTFOUND when none is); abort drops it. reload = prepare+commit.
+ * dir: the policies' folder to load (a cluster reload's published copy), NULL: scripts_dir. */
+int chat__script_prepare(chat_script *sc, const char *dir, char *err, size_t errlen);
+int chat__script_commit(chat_script *sc, int version); /* version > 0: serve as that one */
+void chat__script_abort(chat_script *sc);
+/* The prepared state's version and hash (0, "" when none is prepared). */
+int chat__script_prepared_version(chat_script *sc);
+const char *chat__script_prepared_hash(chat_script *sc);
+/* The scripts' content hash: SHA-256 (hex) over each .lua file's path relative to its folder
+ * and bytes, in path order, for scripts_dir then lua_dir. 0, or CHAT_ENOTFOUND. */
+int chat__scripts_hash(const char *scripts_dir, const char *lua_dir, char out[65]);
+
+/* The serving state's content hash (cluster.h chat__scripts_hash), "" before the first. */
+const char *chat__script_hash(chat_script *sc);
+/* fn(arg) runs instead of a local reload when the files change on disk. */
+void chat__script_on_change(chat_script *sc, void (*fn)(void *arg), void *arg);
 /* The loaded state's generation (1, 2, ...) and counters for /metrics. */
 void chat__script_stats(chat_script *sc, int *version, unsigned long *reloads,
                         unsigned long *reload_failures, unsigned long *errors);
@@ -38,9 +57,14 @@ int chat__script_namespace(chat_script *sc, const char *nsp, int *anonymous);
 
 /* The result of running a hook chain.
  * status 0: allowed; ev is the event after the handlers (they may rewrite it); for custom
- *   events ev["result"] holds what the handler returned (the ack), if anything.
+ *   events ev["result"] holds what the handler returned (the ack), if anything, and
+ *   ev["results"] every value when it returned several (an ack with several arguments);
+ *   ev["accepted"] is {"userId": id} or {} (anonymous) when a handler returned chat.accept.
+ *   Only the host sets these three: what a handler stored there itself is dropped.
  * status CHAT_E*: a handler rejected (code and message from chat.reject) or failed
- *   (CHAT_EINTERNAL; the error is logged with file and line). ev is owned by the callback. */
+ *   (CHAT_EINTERNAL; the error is logged with file and line). ev is NULL, or {"data": v}
+ *   when the rejection carried data (chat.reject's third argument). ev is owned by the
+ *   callback. */
 typedef void (*chat_script_cb)(int status, const char *message, json_t *ev, void *arg);
 /* Runs the handlers of hook in priority order in a new coroutine (chat.dispatch). Takes ev
  * (stolen); its top-level nulls are absent in Lua (no socket, an anonymous user). cb runs

@@ -31,9 +31,11 @@ struct script_state {
     int retired;         /* replaced by a reload: timer runs still waiting are abandoned */
     chat_vec timers;     /* uv timers created by this state, closed when it retires */
     long pattern_steps;  /* limit of one string.find/match/gmatch/gsub call */
+    char hash[65];       /* the files' content hash when they were loaded (cluster.h) */
 };
 
 struct script_run {
+    uint64_t started; /* uv_hrtime at start: chatd_hook_seconds */
     script_state *st;
     lua_State *co;
     int co_ref;
@@ -63,9 +65,13 @@ struct chat_script {
     int closing; /* handles whose close callback is still owed */
     int states;  /* states not closed yet: a retired one may still finish handlers */
     int freed;   /* chat__script_free was called: free once closing and states are 0 */
+    script_state *prepared; /* loaded by chat__script_prepare, waiting for commit or abort */
+    void (*on_change)(void *arg); /* set: a change on disk calls it instead of reloading */
+    void *on_change_arg;
 };
 
 #define SCRIPT_REJECT_KEY "chat.reject"
+#define SCRIPT_ACCEPT_KEY "chat.accept" /* marks chat.accept(...) results */
 #define SCRIPT_HOOKS_KEY "chat.hooks"
 #define SCRIPT_NAMESPACES_KEY "chat.namespaces"
 #define SCRIPT_STATE_KEY "chat.state"

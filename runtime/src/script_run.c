@@ -12,6 +12,7 @@
 #include "log.h"
 #include "rt.h"
 #include "script_int.h"
+#include "stats.h"
 
 #define IO_DEADLINE_MS 60000 /* an I/O call of a timer or bot function (hooks: their own) */
 #define SWEEP_MS 100         /* how often deadlines are checked */
@@ -54,6 +55,7 @@ static void run_finish(script_run *run, int status, const char *message, json_t 
     script_state *st = run->st;
     luaL_unref(st->L, LUA_REGISTRYINDEX, run->co_ref);
     luaL_unref(st->L, LUA_REGISTRYINDEX, run->ev_ref);
+    chat__stats_hook(st->host->rt, run->hook, run->started);
     if (run->cb) {
         run->cb(status, message, ev, run->arg);
     } else {
@@ -132,23 +134,59 @@ static void run_returned(script_run *run, int nres)
     script_state *st = run->st;
     lua_State *co = run->co;
     lua_State *L = st->L;
+    json_t *accepted = NULL; /* chat.accept(...): {"userId": id} or {} (anonymous) */
     if (nres > 0 && lua_istable(co, -nres) && lua_getmetatable(co, -nres)) {
         lua_getfield(co, LUA_REGISTRYINDEX, SCRIPT_REJECT_KEY);
         int is_reject = lua_rawequal(co, -1, -2);
+        lua_pop(co, 1);
+        lua_getfield(co, LUA_REGISTRYINDEX, SCRIPT_ACCEPT_KEY);
+        int is_accept = lua_rawequal(co, -1, -2);
         lua_pop(co, 2);
         if (is_reject) {
             char code[32], msg[512];
             copy_field(co, -nres, "code", "policy_rejected", code, sizeof code);
             copy_field(co, -nres, "message", "refused by the server's policy", msg, sizeof msg);
             int err = chat__script_reject_code(code);
+            /* data, when given, goes with the refusal (a CONNECT_ERROR's data): {"data": v} */
+            json_t *data = NULL;
+            lua_pushliteral(co, "data");
+            if (lua_rawget(co, -nres - 1) != LUA_TNIL) {
+                data = chat__lua_to_json(co, -1, NULL);
+            }
             lua_settop(co, 0);
-            run_finish(run, err ? err : CHAT_EPOLICY, msg, NULL);
+            run_finish(run, err ? err : CHAT_EPOLICY, msg,
+                       data ? json_pack("{s:o}", "data", data) : NULL);
             return;
+        }
+        if (is_accept) {
+            char user[32];
+            copy_field(co, -nres, "userId", "", user, sizeof user);
+            accepted = user[0] ? json_pack("{s:s}", "userId", user) : json_object();
+            lua_settop(co, 0);
+            nres = 0;
         }
     }
     const char *jerr = NULL;
     json_t *result = NULL;
-    if (nres > 0 && !lua_isnil(co, -nres) && !lua_isboolean(co, -nres)) {
+    json_t *results = NULL; /* several values: every one of them (an ack's arguments) */
+    if (nres > 1) {
+        results = json_array();
+        for (int i = -nres; results && i < 0; i++) {
+            json_t *v = chat__lua_to_json(co, i, &jerr);
+            if (!v || json_array_append_new(results, v)) {
+                json_decref(results);
+                results = NULL;
+                jerr = jerr ? jerr : "could not be converted (out of memory)";
+            }
+        }
+        if (!results) {
+            lua_settop(co, 0);
+            lua_pushfstring(co, "%s: the handler's return values %s", run->hook, jerr);
+            run_failed(run);
+            return;
+        }
+        result = json_incref(json_array_get(results, 0));
+    } else if (nres > 0 && !lua_isnil(co, -nres) && !lua_isboolean(co, -nres)) {
         result = chat__lua_to_json(co, -nres, &jerr);
         if (!result) {
             lua_settop(co, 0);
@@ -163,13 +201,25 @@ static void run_returned(script_run *run, int nres)
     lua_pop(L, 1);
     if (!ev) {
         json_decref(result);
+        json_decref(results);
+        json_decref(accepted);
         lua_pushfstring(co, "%s: the event was changed into something JSON cannot carry (%s)",
                         run->hook, jerr);
         run_failed(run);
         return;
     }
+    /* the answer is what the handler returned, never what it stored in ev under these */
+    json_object_del(ev, "result");
+    json_object_del(ev, "results");
+    json_object_del(ev, "accepted");
+    if (accepted) {
+        json_object_set_new(ev, "accepted", accepted);
+    }
     if (result) {
         json_object_set_new(ev, "result", result);
+    }
+    if (results) {
+        json_object_set_new(ev, "results", results);
     }
     run_finish(run, 0, NULL, ev);
 }
@@ -223,6 +273,7 @@ static script_run *run_new(script_state *st, const char *hook, chat_script_cb cb
     }
     const chat_config *cfg = &st->host->rt->cfg;
     run->st = st;
+    run->started = uv_hrtime();
     st->refs++;
     run->cb = cb;
     run->arg = arg;

@@ -4,6 +4,7 @@
  * old one serves the hooks already running and closes after them, its timers stop at once
  * and the timer functions still waiting on it are abandoned. */
 #include <dirent.h>
+#include <openssl/evp.h>
 #include <lauxlib.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,16 +18,25 @@
 
 #define FILES_MAX 256
 
-/* The chain, in Lua: handlers in priority order; the first that returns non-nil decides. */
+/* The chain, in Lua: handlers in priority order; the first that returns non-nil decides,
+ * with every value it returned (several values are an ack with several arguments). Tail
+ * calls: no table per handler, and the stack stays flat however many handlers there are. */
 static const char chain_src[] =
     "local hooks = ...\n"
+    "local run\n"
+    "local function decide(handlers, i, ev, r, ...)\n"
+    "  if r ~= nil then return r, ... end\n"
+    "  return run(handlers, i + 1, ev)\n"
+    "end\n"
+    "run = function(handlers, i, ev)\n"
+    "  local h = handlers[i]\n"
+    "  if h == nil then return nil end\n"
+    "  return decide(handlers, i, ev, h.fn(ev))\n"
+    "end\n"
     "return function(name, ev)\n"
     "  local handlers = hooks[name]\n"
     "  if handlers == nil then return nil end\n"
-    "  for i = 1, #handlers do\n"
-    "    local r = handlers[i].fn(ev)\n"
-    "    if r ~= nil then return r end\n"
-    "  end\n"
+    "  return run(handlers, 1, ev)\n"
     "end\n";
 
 /* An error outside any protected call: nothing can be recovered, but the log says why. */
@@ -65,6 +75,8 @@ static script_state *state_new(chat_script *sc, int sandboxed)
     lua_setfield(L, LUA_REGISTRYINDEX, SCRIPT_NAMESPACES_KEY);
     lua_newtable(L); /* the metatable that marks chat.reject(...) results */
     lua_setfield(L, LUA_REGISTRYINDEX, SCRIPT_REJECT_KEY);
+    lua_newtable(L); /* and chat.accept(...) results: only those authenticate */
+    lua_setfield(L, LUA_REGISTRYINDEX, SCRIPT_ACCEPT_KEY);
     lua_atpanic(L, on_panic);
     if (chat__script_open_sandbox(L, &rt->cfg, sandboxed)) {
         chat__log(CHAT_LOG_ERROR, "lua_init_failed",
@@ -187,6 +199,74 @@ static int state_load_files(script_state *st, const chat_config *cfg, char *err,
     return rc;
 }
 
+/* ---- the scripts' hash ---- */
+
+
+/* Adds every .lua under dir (recursively, sorted) to the digest as "path\0bytes\0". */
+static int hash_dir(EVP_MD_CTX *md, const char *dir, const char *rel, int depth)
+{
+    char path[4096];
+    snprintf(path, sizeof path, "%s%s%s", dir, rel[0] ? "/" : "", rel);
+    DIR *d = opendir(path);
+    if (!d) {
+        return CHAT_ENOTFOUND;
+    }
+    char *names[1024];
+    size_t n = 0;
+    for (struct dirent *e; (e = readdir(d)) && n < 1024;) {
+        if (e->d_name[0] != '.') {
+            names[n] = strdup(e->d_name);
+            n += names[n] != NULL;
+        }
+    }
+    closedir(d);
+    qsort(names, n, sizeof names[0], cmp_str);
+    for (size_t i = 0; i < n; i++) {
+        char sub[4096], full[8192];
+        snprintf(sub, sizeof sub, "%s%s%s", rel, rel[0] ? "/" : "", names[i]);
+        snprintf(full, sizeof full, "%s/%s", dir, sub);
+        size_t len = strlen(names[i]);
+        if (len > 4 && strcmp(names[i] + len - 4, ".lua") == 0) {
+            FILE *f = fopen(full, "rb");
+            if (f) {
+                EVP_DigestUpdate(md, sub, strlen(sub) + 1);
+                char buf[8192];
+                for (size_t got; (got = fread(buf, 1, sizeof buf, f)) > 0;) {
+                    EVP_DigestUpdate(md, buf, got);
+                }
+                EVP_DigestUpdate(md, "", 1);
+                fclose(f);
+            }
+        } else if (depth < 8) {
+            hash_dir(md, dir, sub, depth + 1); /* not a directory: opendir fails, skipped */
+        }
+        free(names[i]);
+    }
+    return 0;
+}
+
+int chat__scripts_hash(const char *scripts_dir, const char *lua_dir, char out[65])
+{
+    EVP_MD_CTX *md = EVP_MD_CTX_new();
+    if (!md || !EVP_DigestInit_ex(md, EVP_sha256(), NULL)) {
+        EVP_MD_CTX_free(md);
+        return CHAT_ENOMEM;
+    }
+    int rc = scripts_dir ? hash_dir(md, scripts_dir, "", 0) : CHAT_ENOTFOUND;
+    EVP_DigestUpdate(md, "\n", 1); /* the folders' boundary */
+    if (lua_dir) {
+        hash_dir(md, lua_dir, "", 0);
+    }
+    unsigned char digest[32];
+    unsigned int dlen = 0;
+    EVP_DigestFinal_ex(md, digest, &dlen);
+    EVP_MD_CTX_free(md);
+    for (unsigned i = 0; i < 32; i++) {
+        snprintf(out + 2 * i, 3, "%02x", digest[i]);
+    }
+    return rc;
+}
+
 static void watch_start(chat_script *sc);
 
 int chat__script_new(chat_script **out, chat_runtime *rt, char *err, size_t errlen)
@@ -228,6 +308,7 @@ void chat__script_free(chat_script *sc)
     }
     /* every wait ends: sleeps stop, hooks fail, timer functions are dropped */
     chat__script_abandon(sc, NULL, 1);
+    chat__script_abort(sc);
     if (sc->cur) {
         state_retire_timers(sc->cur);
         chat__script_state_unref(sc->cur);
@@ -243,10 +324,29 @@ void chat__script_free(chat_script *sc)
     uv_close((uv_handle_t *)&sc->debounce, script_handle_closed);
 }
 
-int chat__script_reload(chat_script *sc, char *err, size_t errlen)
+void chat__script_abort(chat_script *sc)
+{
+    if (sc && sc->prepared) {
+        script_state *st = sc->prepared;
+        sc->prepared = NULL;
+        state_retire_timers(st);
+        st->retired = 1;
+        chat__script_abandon(sc, st, 0);
+        chat__script_state_unref(st);
+    }
+}
+
+int chat__script_prepare(chat_script *sc, const char *dir, char *err, size_t errlen)
 {
     chat_runtime *rt = sc->rt;
     err[0] = '\0';
+    chat__script_abort(sc); /* a newer prepare replaces an older one */
+    chat_config cfg = rt->cfg; /* read only: the folder may be another one */
+    if (dir) {
+        cfg.scripts_dir = (char *)dir;
+    }
+    char hash[65] = "";
+    chat__scripts_hash(cfg.scripts_dir, cfg.lua_dir, hash);
     script_state *st = state_new(sc, 1);
     if (!st) {
         snprintf(err, errlen, "could not create a Lua state (out of memory?)");
@@ -254,7 +354,8 @@ int chat__script_reload(chat_script *sc, char *err, size_t errlen)
         return CHAT_ENOMEM;
     }
     st->version = sc->next_version + 1;
-    int rc = state_load_files(st, &rt->cfg, err, errlen);
+    memcpy(st->hash, hash, sizeof st->hash);
+    int rc = state_load_files(st, &cfg, err, errlen);
     if (rc) {
         sc->reload_failures++;
         chat__script_state_unref(st);
@@ -265,6 +366,28 @@ int chat__script_reload(chat_script *sc, char *err, size_t errlen)
         return rc;
     }
     sc->next_version = st->version;
+    sc->prepared = st;
+    return 0;
+}
+
+int chat__script_reload(chat_script *sc, char *err, size_t errlen)
+{
+    int rc = chat__script_prepare(sc, NULL, err, errlen);
+    return rc ? rc : chat__script_commit(sc, 0);
+}
+
+int chat__script_commit(chat_script *sc, int version)
+{
+    chat_runtime *rt = sc->rt;
+    script_state *st = sc->prepared;
+    if (!st) {
+        return CHAT_ENOTFOUND;
+    }
+    sc->prepared = NULL;
+    if (version > st->version) { /* a cluster reload: every node takes the same number */
+        st->version = version;
+        sc->next_version = version;
+    }
     script_state *old = sc->cur;
     sc->cur = st;
     sc->reloads++;
@@ -277,9 +400,30 @@ int chat__script_reload(chat_script *sc, char *err, size_t errlen)
         chat__script_state_unref(old);
     }
     chat__log(CHAT_LOG_INFO, "scripts_loaded", "scripts loaded",
-              json_pack("{s:i,s:s,s:I}", "version", st->version, "dir", rt->cfg.scripts_dir,
-                        "lua_kb", (json_int_t)(st->mem / 1024)));
+              json_pack("{s:i,s:s,s:s,s:I}", "version", st->version, "hash", st->hash, "dir",
+                        rt->cfg.scripts_dir, "lua_kb", (json_int_t)(st->mem / 1024)));
     return 0;
+}
+
+int chat__script_prepared_version(chat_script *sc)
+{
+    return sc && sc->prepared ? sc->prepared->version : 0;
+}
+
+const char *chat__script_prepared_hash(chat_script *sc)
+{
+    return sc && sc->prepared ? sc->prepared->hash : "";
+}
+
+const char *chat__script_hash(chat_script *sc)
+{
+    return sc && sc->cur ? sc->cur->hash : "";
+}
+
+void chat__script_on_change(chat_script *sc, void (*fn)(void *arg), void *arg)
+{
+    sc->on_change = fn;
+    sc->on_change_arg = arg;
 }
 
 void chat__script_stats(chat_script *sc, int *version, unsigned long *reloads,
@@ -334,6 +478,10 @@ static void debounce_cb(uv_timer_t *t)
     chat_script *sc = t->data;
     char err[1024];
     chat__log(CHAT_LOG_INFO, "scripts_changed", "a script changed on disk; reloading", NULL);
+    if (sc->on_change) { /* the runtime reloads the whole cluster */
+        sc->on_change(sc->on_change_arg);
+        return;
+    }
     chat__script_reload(sc, err, sizeof err);
 }
 

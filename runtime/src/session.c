@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "eio.h"
+#include "bounds.h"
 #include "frame.h"
 #include "http.h"
 #include "log.h"
@@ -14,7 +15,8 @@
 enum { TRANSPORT_POLLING, TRANSPORT_WEBSOCKET };
 
 /* A client that reads nothing while this many packets pile up is cut off, so one slow
- * reader cannot make the server hold unbounded memory. */
+ * reader cannot make the server hold unbounded memory. The byte bound
+ * (session_queue_max_bytes) is the one that matters; this one bounds the ring's size. */
 #define SESSION_QUEUE_MAX 100000
 
 struct chat_session {
@@ -27,15 +29,38 @@ struct chat_session {
     int overflow; /* the client fell too far behind: close it */
     int upgrading; /* probe answered: polls are released at once so the client can pause */
     int client_closed; /* the client sent the close packet */
+    int unconnected; /* no namespace connected yet: counted by bounds.c, connect timer runs */
+    int handles;     /* uv handles still to close before the session is freed */
     chat_http_req *poll;  /* GET held open until there is something to send */
     chat_ws_conn *ws;     /* the websocket transport, once in use */
     chat_ws_conn *probe;  /* a websocket upgrading this polling session */
     chat_frame **q;       /* ring of outgoing packets */
     uint32_t qhead, qlen, qcap;
+    size_t qbytes;        /* payload bytes in q: a shared broadcast frame counts in each */
     uv_timer_t timer;
+    uv_timer_t connect_timer; /* connect_timeout_ms */
     char peer[64];
     void *upper; /* the socket layer's state for this session (chat__session_set_upper) */
+    uint64_t opened;  /* uv_now at open: the close line's duration */
+    char user_id[25]; /* the user a socket authenticated as, for the close line */
 };
+
+void chat__session_set_user(chat_session *s, const char *user_id)
+{
+    snprintf(s->user_id, sizeof s->user_id, "%s", user_id);
+}
+
+/* The session as the log names it: the sid's node and first random characters. The whole sid
+ * is not logged: it is what a polling client presents, so it works as a credential. */
+static void log_conn(const chat_session *s, char out[24])
+{
+    snprintf(out, 24, "%.*s", (int)(strcspn(s->sid, ".") + 9), s->sid);
+}
+
+static const char *transport_name(int transport)
+{
+    return transport == TRANSPORT_WEBSOCKET ? "websocket" : "polling";
+}
 
 void *chat__session_upper(chat_session *s) { return s->upper; }
 void chat__session_set_upper(chat_session *s, void *upper) { s->upper = upper; }
@@ -65,7 +90,13 @@ static void eio_error(chat_http_req *req, int code)
 
 /* ---- lifetime ---- */
 
-static void session_freed(uv_handle_t *h) { free(h->data); }
+static void session_freed(uv_handle_t *h)
+{
+    chat_session *s = h->data;
+    if (--s->handles == 0) {
+        free(s);
+    }
+}
 
 static void session_unref(chat_session *s)
 {
@@ -79,6 +110,7 @@ static void session_unref(chat_session *s)
     }
     free(s->q);
     uv_close((uv_handle_t *)&s->timer, session_freed);
+    uv_close((uv_handle_t *)&s->connect_timer, session_freed);
 }
 
 static chat_frame *queue_pop(chat_session *s)
@@ -86,6 +118,7 @@ static chat_frame *queue_pop(chat_session *s)
     chat_frame *f = s->q[s->qhead];
     s->qhead = (s->qhead + 1) % s->qcap;
     s->qlen--;
+    s->qbytes -= f->len;
     return f;
 }
 
@@ -107,10 +140,40 @@ static int queue_push(chat_session *s, chat_frame *f)
     }
     s->q[(s->qhead + s->qlen) % s->qcap] = chat__frame_ref(f);
     s->qlen++;
+    s->qbytes += f->len;
     return 0;
 }
 
 static void heartbeat_cb(uv_timer_t *t);
+
+/* ---- sockets connected: the end of the connect timeout ---- */
+
+static int any_namespace(chat_session *s)
+{
+    return s->rt->session_handler->connected(s);
+}
+
+static void connect_done(chat_session *s)
+{
+    if (s->unconnected) {
+        s->unconnected = 0;
+        uv_timer_stop(&s->connect_timer);
+        chat__limits_session_done(s->rt, s->peer);
+    }
+}
+
+/* Socket.IO's connectTimeout: a session that has connected no namespace in time is closed,
+ * so sessions that never send CONNECT cannot pile up until the ping timeout. */
+static void connect_timeout_cb(uv_timer_t *t)
+{
+    chat_session *s = t->data;
+    if (s->unconnected && !any_namespace(s)) {
+        if (s->rt->limits) {
+            s->rt->limits->connect_timeouts++;
+        }
+        chat__session_close(s, "connect timeout");
+    }
+}
 
 /* ---- sending ---- */
 
@@ -130,10 +193,19 @@ void chat__session_send(chat_session *s, chat_frame *f)
     if (!f || s->closed || s->overflow) {
         return;
     }
+    if (s->unconnected && any_namespace(s)) {
+        connect_done(s); /* this is the CONNECT answer going out */
+    }
     /* Never closes here: callers may be walking a room's sockets. An overflowing session
-     * is closed from its own transport callback or heartbeat. */
-    if (s->qlen >= SESSION_QUEUE_MAX || queue_push(s, f)) {
+     * is closed from its own transport callback or heartbeat. One packet always fits in an
+     * empty queue (the open packet, a pong as large as maxPayload). */
+    if (s->qlen >= SESSION_QUEUE_MAX ||
+        (s->qlen && s->qbytes + f->len > (size_t)s->rt->cfg.session_queue_max_bytes) ||
+        queue_push(s, f)) {
         s->overflow = 1;
+        if (s->rt->limits) {
+            s->rt->limits->slow_clients++;
+        }
         chat__log(CHAT_LOG_WARN, "slow_client",
                   "closing a client that stopped reading its messages",
                   json_pack("{s:s,s:s}", "sid", s->sid, "peer", s->peer));
@@ -196,7 +268,15 @@ static void heartbeat_cb(uv_timer_t *t)
 {
     chat_session *s = t->data;
     if (s->overflow) {
+        /* A reader this slow will not read a close frame either, and lws 4.1.6 never
+         * calls WRITEABLE (where the close is sent) while its own copy of a partly written
+         * frame waits for the socket: the connection would stay open for good. Cut it off
+         * now (spec/e2e/limits.test.js, "a pong flood": the reader finds it closed). */
+        struct lws *wsi = s->ws ? s->ws->wsi : NULL;
         chat__session_close(s, "slow client");
+        if (wsi) {
+            lws_set_timeout(wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
+        }
         return;
     }
     if (s->awaiting_pong) {
@@ -230,10 +310,19 @@ static void make_sid(chat_runtime *rt, char out[CHAT_SID_MAX])
     chat__random_id(out + n);
 }
 
-static chat_session *session_new(chat_runtime *rt, int transport, const char *peer)
+/* *err: CHAT_ENOMEM, or CHAT_EUNAVAIL when the bounds on sessions without a namespace
+ * refuse this one. */
+static chat_session *session_new(chat_runtime *rt, int transport, const char *peer, int *err)
 {
+    peer = peer ? peer : "";
+    *err = chat__limits_session_open(rt, peer);
+    if (*err) {
+        return NULL;
+    }
+    *err = CHAT_ENOMEM;
     chat_session *s = calloc(1, sizeof *s);
     if (!s) {
+        chat__limits_session_done(rt, peer);
         return NULL;
     }
     s->rt = rt;
@@ -242,15 +331,28 @@ static chat_session *session_new(chat_runtime *rt, int transport, const char *pe
     do {
         make_sid(rt, s->sid);
     } while (chat__map_get(&rt->sessions, s->sid));
-    snprintf(s->peer, sizeof s->peer, "%s", peer ? peer : "");
+    snprintf(s->peer, sizeof s->peer, "%s", peer);
     if (chat__map_put(&rt->sessions, s->sid, s)) {
+        chat__limits_session_done(rt, peer);
         free(s);
         return NULL;
     }
     uv_timer_init(rt->loop, &s->timer);
     s->timer.data = s;
     uv_timer_start(&s->timer, heartbeat_cb, (uint64_t)rt->cfg.ping_interval_ms, 0);
+    uv_timer_init(rt->loop, &s->connect_timer);
+    s->connect_timer.data = s;
+    s->handles = 2;
+    s->unconnected = 1;
+    uv_timer_start(&s->connect_timer, connect_timeout_cb, (uint64_t)rt->cfg.connect_timeout_ms,
+                   0);
     rt->stats.connections_total++;
+    s->opened = uv_now(rt->loop);
+    char conn[24];
+    log_conn(s, conn);
+    chat__log(CHAT_LOG_INFO, "connection_open", "a client opened a connection",
+              json_pack("{s:s,s:s,s:s}", "conn", conn, "peer", s->peer, "transport",
+                        transport_name(transport)));
 
     char open[256];
     snprintf(open, sizeof open,
@@ -282,6 +384,14 @@ void chat__session_close(chat_session *s, const char *reason)
     }
     s->closed = 1;
     uv_timer_stop(&s->timer);
+    char conn[24];
+    log_conn(s, conn);
+    chat__log(CHAT_LOG_INFO, "connection_close", "a connection closed",
+              json_pack("{s:s,s:s,s:s,s:s,s:I,s:s}", "conn", conn, "peer", s->peer, "transport",
+                        transport_name(s->transport), "reason", reason ? reason : "",
+                        "duration_ms", (json_int_t)(uv_now(s->rt->loop) - s->opened), "user",
+                        s->user_id));
+    connect_done(s);
     chat__map_del(&s->rt->sessions, s->sid);
     s->refs++; /* keep s alive while the layers above let go */
     s->rt->session_handler->on_close(s, reason);
@@ -362,32 +472,6 @@ static int on_polled_packet(const eio_packet *p, void *arg)
     return s->closed ? -1 : on_packet(s, p);
 }
 
-/* The client's address: the TCP peer, or behind a proxy we trust (CHAT_TRUST_PROXY=1) the
- * last address it appended to X-Forwarded-For. Rate limits per IP depend on it. */
-void chat__peer_address(chat_runtime *rt, struct lws *wsi, char *out, size_t len)
-{
-    out[0] = '\0';
-    if (!wsi) {
-        return;
-    }
-    lws_get_peer_simple(wsi, out, len);
-    if (strncmp(out, "::ffff:", 7) == 0 && strchr(out + 7, '.')) {
-        memmove(out, out + 7, strlen(out + 7) + 1); /* an IPv4 client on a dual-stack socket */
-    }
-    char xff[256];
-    if (rt->cfg.trust_proxy &&
-        lws_hdr_copy(wsi, xff, sizeof xff, WSI_TOKEN_X_FORWARDED_FOR) > 0) {
-        const char *last = strrchr(xff, ',');
-        last = last ? last + 1 : xff;
-        while (*last == ' ') {
-            last++;
-        }
-        if (*last && strlen(last) < len) {
-            snprintf(out, len, "%s", last);
-        }
-    }
-}
-
 static void client_address(chat_http_req *req, char *out, size_t len)
 {
     chat__peer_address(req->rt, req->wsi, out, len);
@@ -421,9 +505,13 @@ void chat__eio_http(chat_http_req *req)
         }
         char peer[64];
         client_address(req, peer, sizeof peer);
-        chat_session *s = session_new(rt, TRANSPORT_POLLING, peer);
+        int err;
+        chat_session *s = session_new(rt, TRANSPORT_POLLING, peer, &err);
         if (!s) {
-            chat__http_respond_error(req, CHAT_ENOMEM, NULL);
+            chat__http_respond_error(req, err,
+                                     err == CHAT_EUNAVAIL
+                                         ? "too many sessions waiting to connect; retry shortly"
+                                         : NULL);
             return;
         }
         /* the open packet is queued: answer with it now */
@@ -507,9 +595,11 @@ void chat__ws_established(chat_ws_conn *c)
     }
     const char *peer = c->peer; /* read with the upgrade's headers */
     if (!c->sid[0]) {
-        chat_session *s = session_new(rt, TRANSPORT_WEBSOCKET, peer);
+        int err;
+        chat_session *s = session_new(rt, TRANSPORT_WEBSOCKET, peer, &err);
         if (!s) {
-            ws_close_conn(c, LWS_CLOSE_STATUS_UNEXPECTED_CONDITION);
+            /* 1013 Try Again Later: a session bound refused it */
+            ws_close_conn(c, err == CHAT_EUNAVAIL ? 1013 : LWS_CLOSE_STATUS_UNEXPECTED_CONDITION);
             return;
         }
         s->ws = c;

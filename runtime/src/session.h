@@ -33,9 +33,6 @@ typedef struct chat_ws_conn {
     char peer[64];   /* the client's address, read with the upgrade request's headers */
 } chat_ws_conn;
 void chat__ws_established(chat_ws_conn *c);
-/* The client address of a request: the TCP peer, or X-Forwarded-For's last entry when the
- * runtime trusts its proxy. */
-void chat__peer_address(chat_runtime *rt, struct lws *wsi, char *out, size_t len);
 void chat__ws_receive(chat_ws_conn *c, const void *in, size_t len, int first, int final,
                       int binary);
 int chat__ws_writeable(chat_ws_conn *c); /* -1: close the connection */
@@ -66,6 +63,8 @@ chat_runtime *chat__session_rt(chat_session *s);
 void chat__session_send(chat_session *s, chat_frame *f);
 void chat__session_close(chat_session *s, const char *reason);
 const char *chat__session_peer(chat_session *s);
+/* The user a socket of the session authenticated as (for the connection_close line). */
+void chat__session_set_user(chat_session *s, const char *user_id);
 /* 20 random base64url characters and a NUL: session and socket ids. */
 void chat__random_id(char out[21]);
 void chat__sessions_close_all(chat_runtime *rt);

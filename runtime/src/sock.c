@@ -1,16 +1,17 @@
-/* sock.c: Socket.IO v5 sockets on top of Engine.IO sessions: namespace CONNECT with token
- * authentication, binary packet reassembly, events, acks and emits. */
+/* sock.c: Socket.IO v5 sockets on top of Engine.IO sessions: namespace CONNECT (who may
+ * connect is the domain's decision), binary packet reassembly, events, acks and emits with
+ * any number of arguments. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "auth.h"
 #include "eio.h"
 #include "frame.h"
 #include "log.h"
 #include "rt.h"
 #include "session.h"
 #include "sock.h"
+#include "stats.h"
 
 /* The Socket.IO state of one Engine.IO session, kept in the session for this layer. */
 #define SIO_MAX_ATTACHMENTS 16
@@ -58,13 +59,16 @@ static void send_packet(chat_session *s, int type, const char *nsp, int64_t ack_
     chat__frame_unref(f);
 }
 
-static void send_connect_error(chat_session *s, const char *nsp, const char *message)
+/* CONNECT_ERROR {message[, data]}: what socket.io-client hands to connect_error as
+ * err.message and err.data. data borrowed, may be NULL. */
+static void send_connect_error(chat_session *s, const char *nsp, const char *message,
+                               json_t *data)
 {
-    json_t *data = json_pack("{s:s}", "message", message);
-    if (data) {
-        send_packet(s, SIO_CONNECT_ERROR, nsp, -1, data);
+    json_t *body = json_pack("{s:s,s:O*}", "message", message, "data", data);
+    if (body) {
+        send_packet(s, SIO_CONNECT_ERROR, nsp, -1, body);
     }
-    json_decref(data);
+    json_decref(body);
 }
 
 void chat__sock_emit(chat_sock *k, const char *event, json_t *arg)
@@ -94,6 +98,7 @@ void chat__sock_ack(chat_sock *k, int64_t ack_id, json_t *arg)
 void chat__sock_fail(chat_sock *k, const char *event, int64_t ack_id, int err,
                      const char *message)
 {
+    chat__stats_error(k->rt, err);
     json_t *error = json_pack("{s:s,s:s}", "code", chat_errcode(err), "message",
                               message ? message : chat_strerror(err));
     if (!error) {
@@ -141,42 +146,57 @@ static json_t *extract_binary(const json_t *v, json_t *att)
     return json_incref((json_t *)v);
 }
 
-void chat__sock_emit_binary(chat_sock *k, const char *event, json_t *arg)
+/* Sends args (an EVENT's [name, ...] or an ACK's [...]) with its {"$binary"} values as
+ * attachments: the binary type, the placeholders' text, then one binary message each, all
+ * queued together so nothing can come between them. Without binary values, the text type. */
+static void send_args(chat_sock *k, int type, int binary_type, int64_t ack_id, json_t *args)
 {
     chat_session *s = k->session;
     json_t *att = json_array();
-    json_t *args = json_pack("[so]", event, extract_binary(arg, att));
-    if (!s || !att || !args) {
+    json_t *data = att ? extract_binary(args, att) : NULL;
+    size_t n = json_array_size(att), nframes = 0;
+    chat_frame **frames = calloc(n + 1, sizeof *frames);
+    chat_buf b = CHAT_BUF_INIT;
+    if (!s || !data || !frames || n > SIO_ATTACHMENTS_MAX || chat__buf_appendc(&b, '4') ||
+        chat__sio_encode(&b, n ? binary_type : type, k->nsp, ack_id, data, n) ||
+        !(frames[nframes++] = chat__frame_new(b.data, b.len, 0))) {
         goto done;
     }
-    size_t n = json_array_size(att);
-    if (!n) {
-        send_packet(s, SIO_EVENT, k->nsp, -1, args);
-        goto done;
-    }
-    chat_buf *b = &chat__session_rt(s)->scratch;
-    chat__buf_reset(b);
-    if (chat__buf_appendc(b, '4') || chat__sio_encode(b, SIO_BINARY_EVENT, k->nsp, -1, args, n)) {
-        goto done;
-    }
-    chat_frame *f = chat__frame_new(b->data, b->len, 0);
-    chat__session_send(s, f);
-    chat__frame_unref(f);
     for (size_t i = 0; i < n; i++) {
         json_t *b64 = json_array_get(att, i);
-        chat__buf_reset(b);
         long len;
-        if (chat__buf_append(b, json_string_value(b64), json_string_length(b64)) ||
-            (len = chat__base64_decode_inplace(b->data, b->len)) < 0) {
-            break;
+        chat__buf_reset(&b);
+        if (chat__buf_append(&b, json_string_value(b64), json_string_length(b64)) ||
+            (len = chat__base64_decode_inplace(b.data, b.len)) < 0 ||
+            !(frames[nframes++] = chat__frame_new(b.data, (size_t)len, 1))) {
+            goto done; /* the whole packet or nothing: half of one would break the stream */
         }
-        f = chat__frame_new(b->data, (size_t)len, 1);
-        chat__session_send(s, f);
-        chat__frame_unref(f);
+    }
+    for (size_t i = 0; i < nframes; i++) {
+        chat__session_send(s, frames[i]);
     }
 done:
+    for (size_t i = 0; frames && i < nframes; i++) {
+        chat__frame_unref(frames[i]);
+    }
+    free(frames);
+    chat__buf_free(&b);
+    json_decref(data);
     json_decref(att);
-    json_decref(args);
+}
+
+void chat__sock_emit_args(chat_sock *k, json_t *args)
+{
+    if (k->session && json_is_string(json_array_get(args, 0))) {
+        send_args(k, SIO_EVENT, SIO_BINARY_EVENT, -1, args);
+    }
+}
+
+void chat__sock_ack_args(chat_sock *k, int64_t ack_id, json_t *args)
+{
+    if (k->session && ack_id >= 0 && json_is_array(args)) {
+        send_args(k, SIO_ACK, SIO_BINARY_ACK, ack_id, args);
+    }
 }
 
 /* Gives received attachments to scripts: each placeholder becomes {"$binary": base64}. */
@@ -246,7 +266,7 @@ static void detach_sock(chat_session *s, chat_sock **slot, const char *reason)
     chat__sock_unref(k);
 }
 
-void chat__sock_refuse(chat_sock *k, const char *message)
+void chat__sock_disconnect(chat_sock *k, const char *reason)
 {
     chat_session *s = k->session;
     if (!s) {
@@ -254,19 +274,35 @@ void chat__sock_refuse(chat_sock *k, const char *message)
     }
     sio_state *st = chat__session_upper(s);
     chat_sock **slot = st ? sock_slot(st, k->nsp, 0) : NULL;
-    send_connect_error(s, k->nsp, message);
+    send_packet(s, SIO_DISCONNECT, k->nsp, -1, NULL);
+    if (slot && *slot == k) {
+        detach_sock(s, slot, reason);
+    }
+}
+
+void chat__sock_refuse(chat_sock *k, const char *message, json_t *data)
+{
+    chat_session *s = k->session;
+    if (!s) {
+        return;
+    }
+    sio_state *st = chat__session_upper(s);
+    chat_sock **slot = st ? sock_slot(st, k->nsp, 0) : NULL;
+    send_connect_error(s, k->nsp, message, data);
     if (slot) {
         detach_sock(s, slot, "refused");
     }
 }
 
+/* A CONNECT: the socket is made and the domain decides (authentication is its policy, the
+ * scripts' or the built-in token check); it answers with chat__sock_connected or
+ * chat__sock_refuse. */
 static int on_connect(chat_session *s, sio_packet *p)
 {
     chat_runtime *rt = chat__session_rt(s);
     sio_state *st = chat__session_upper(s);
-    int anonymous = 0;
-    if (strcmp(p->nsp, "/") != 0 && !upper(rt)->namespace_open(rt, p->nsp, &anonymous)) {
-        send_connect_error(s, p->nsp, "Invalid namespace");
+    if (strcmp(p->nsp, "/") != 0 && !upper(rt)->namespace_open(rt, p->nsp)) {
+        send_connect_error(s, p->nsp, "Invalid namespace", NULL);
         return 0;
     }
     if (sock_slot(st, p->nsp, 0)) {
@@ -274,22 +310,14 @@ static int on_connect(chat_session *s, sio_packet *p)
     }
     chat_sock **slot = sock_slot(st, p->nsp, 1);
     if (!slot) {
-        send_connect_error(s, p->nsp, "too many namespaces on one connection");
+        send_connect_error(s, p->nsp, "too many namespaces on one connection", NULL);
         return 0;
     }
-    json_t *token = p->data ? json_object_get(p->data, "token") : NULL;
-    char user_id[25] = "";
-    uv_timeval64_t tv;
-    uv_gettimeofday(&tv);
-    if (token || !anonymous) {
-        if (!json_is_string(token) ||
-            chat__jwt_verify(rt->jwt_secret, json_string_value(token), tv.tv_sec, user_id)) {
-            send_connect_error(s, p->nsp, "unauthorized");
-            return 0;
-        }
-    }
     chat_sock *k = calloc(1, sizeof *k);
-    if (!k) {
+    json_t *auth = p->data ? json_incref(p->data) : json_object();
+    if (!k || !auth) {
+        free(k);
+        json_decref(auth);
         return -1;
     }
     k->rt = rt;
@@ -301,12 +329,11 @@ static int on_connect(chat_session *s, sio_packet *p)
     } while (chat__map_get(&rt->socks, k->id));
     if (chat__map_put(&rt->socks, k->id, k)) {
         free(k);
+        json_decref(auth);
         return -1;
     }
     *slot = k;
-    json_t *auth = p->data ? json_deep_copy(p->data) : json_object();
-    json_object_del(auth, "token"); /* scripts see the rest of the auth payload, not this */
-    upper(rt)->on_connect(k, user_id[0] ? user_id : NULL, auth);
+    upper(rt)->on_connect(k, auth); /* the handshake's auth object, whole */
     return 0;
 }
 

@@ -261,7 +261,8 @@ static void static_done(uv_work_t *w, int status)
     if (status) {
         chat__http_respond_error(req, CHAT_EUNAVAIL, "the server is stopping; retry");
     } else if (j->status == 200 || j->status == 304) {
-        snprintf(req->extra_headers, sizeof req->extra_headers,
+        size_t used = strlen(req->extra_headers); /* after X-Request-Id */
+        snprintf(req->extra_headers + used, sizeof req->extra_headers - used,
                  "ETag: %s\r\nCache-Control: " STATIC_CACHE_CONTROL
                  "\r\nX-Content-Type-Options: nosniff\r\n",
                  j->etag);

@@ -30,6 +30,8 @@ struct chat_store {
     int queued;
     int writing; /* a batch is queued for or running on a worker */
     chat_store_stats stats;
+    chat_store_observe_fn observe; /* told each call's op and start as it answers */
+    void *observe_arg;
 };
 
 typedef struct store_req {
@@ -43,6 +45,7 @@ typedef struct store_req {
     void *cbarg;
     chat_store_req req; /* checked arg (inserts: on the loop, when queued for a batch) */
     struct store_req *next;
+    uint64_t started; /* uv_hrtime when queued */
 } store_req;
 
 typedef struct store_batch {
@@ -159,6 +162,12 @@ void chat__store_close(chat_store *s)
 
 int chat__store_pending(const chat_store *s) { return s ? s->pending : 0; }
 
+void chat__store_observe(chat_store *s, chat_store_observe_fn fn, void *arg)
+{
+    s->observe = fn;
+    s->observe_arg = arg;
+}
+
 void chat__store_stats(const chat_store *s, chat_store_stats *out)
 {
     memset(out, 0, sizeof *out);
@@ -231,6 +240,9 @@ static int store_report(chat_store *s, store_req *r)
     int free_store = s->closed && s->pending == 0;
     chat__store_req_clear(&r->req);
     json_decref(r->arg);
+    if (s->observe) {
+        s->observe(s->observe_arg, r->op, r->started);
+    }
     r->cb(r->status, r->result, r->cbarg);
     free(r);
     if (free_store) {
@@ -429,6 +441,7 @@ int chat__store_call(chat_store *s, int op, json_t *arg, chat_store_cb cb, void 
     r->arg = arg;
     r->cb = cb;
     r->cbarg = cbarg;
+    r->started = uv_hrtime();
     /* A well-formed insert joins the queue for the next batch; anything else (and an insert
      * that fails its checks, answered by the worker like any call) runs on its own. */
     if (op == CHAT_STORE_MESSAGE_INSERT && s->be->insert_batch && s->opts.batch_max > 1 &&
@@ -609,6 +622,8 @@ static const store_field f_upload[] = {
 static const store_field f_upload_post[] = {{"id", F_STR}, {"roomId", F_STR}};
 static const store_field f_page[] = {
     {"roomId", F_STR}, {"before", F_STR | F_OPT}, {"limit", F_INT | F_OPT}};
+static const store_field f_rooms_list[] = {{"after", F_STR | F_OPT}, {"limit", F_INT}};
+static const store_field f_users_find[] = {{"prefix", F_STR}, {"limit", F_INT}};
 
 #define FIELDS(f) f, (int)(sizeof(f) / sizeof((f)[0]))
 
@@ -628,6 +643,8 @@ static const struct {
     [CHAT_STORE_MESSAGE_INSERT] = {FIELDS(f_message)},
     [CHAT_STORE_MESSAGES_PAGE] = {FIELDS(f_page)},
     [CHAT_STORE_PING] = {NULL, 0},
+    [CHAT_STORE_ROOMS_LIST] = {FIELDS(f_rooms_list)},
+    [CHAT_STORE_USERS_FIND] = {FIELDS(f_users_find)},
     [CHAT_STORE_USER_UPDATE] = {FIELDS(f_user_update)},
     [CHAT_STORE_USERS_GET] = {NULL, 0}, /* ids: checked below */
     [CHAT_STORE_USERS_SEARCH] = {FIELDS(f_users_search)},

@@ -44,6 +44,12 @@ typedef enum chat_store_op {
     CHAT_STORE_MESSAGES_PAGE,
     /* arg null; result null. 0 when the backend answers (for /readyz). */
     CHAT_STORE_PING,
+    /* arg {after (room id, optional), limit}; result: an array of up to limit rooms with ids
+     * above after, in id order (ids grow with time: oldest first). The admin API's list. */
+    CHAT_STORE_ROOMS_LIST,
+    /* arg {prefix, limit}; result: an array of up to limit users whose username or email
+     * starts with prefix (case-insensitive), by username. The admin API's search. */
+    CHAT_STORE_USERS_FIND,
     /* arg {id, displayName?, avatar?, statusText?}: a field that is missing or null stays as
      * it is, "" clears it (stored and answered as null). result: the user after the change,
      * or CHAT_ENOTFOUND. */
@@ -145,7 +151,8 @@ enum { CHAT_MR_ID, CHAT_MR_USER, CHAT_MR_EMOJI, CHAT_MR_ON };
 /* MESSAGES_PAGE (the clamped limit: req->limit) */
 enum { CHAT_P_ROOM, CHAT_P_BEFORE, CHAT_P_LIMIT };
 /* USER_BY_LOGIN: v[0] login; USER_GET, ROOM_GET: v[0] id; ROOMS_FOR_USER: v[0] userId;
- * USERS_GET: req->ids; PING: nothing. */
+ * PING: nothing. ROOMS_LIST: v[0] after (or NULL), v[1] limit; USERS_FIND: v[0] prefix,
+ * v[1] limit; USERS_GET: req->ids. */
 
 #define CHAT_STORE_PAGE_DEFAULT 50 /* MESSAGES_PAGE without a limit */
 #define CHAT_STORE_PAGE_MAX 1000   /* a larger limit is clamped to this */
@@ -220,6 +227,10 @@ typedef void (*chat_store_cb)(int status, json_t *result, void *arg);
  * queue, and the next batch takes them all (up to batch_max) in call order; each caller is
  * answered after its batch committed. */
 int chat__store_call(chat_store *s, int op, json_t *arg, chat_store_cb cb, void *cbarg);
+/* fn(arg, op, started) runs on the loop as each call answers, before its callback; started
+ * is uv_hrtime() when it was queued (for chatd_store_call_seconds). */
+typedef void (*chat_store_observe_fn)(void *arg, int op, uint64_t started);
+void chat__store_observe(chat_store *s, chat_store_observe_fn fn, void *arg);
 /* Runs op synchronously on the calling thread (tests and start-up only). */
 int chat__store_exec(chat_store *s, int op, json_t *arg, json_t **result);
 

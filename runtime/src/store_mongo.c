@@ -47,6 +47,7 @@
 #include "chat.h"
 #include "log.h"
 #include "map.h"
+#include "metrics.h"
 #include "store.h"
 
 #define MG_DEFAULT_DB "chatd"
@@ -172,6 +173,7 @@ static int mg_fail(mg_call *c, const bson_error_t *e, const bson_t *reply)
 static void mg_succeeded(mg_call *c)
 {
     if (atomic_load(&c->st->down) && atomic_exchange(&c->st->down, 0)) {
+        chat__metrics_store_reconnect();
         chat__log(CHAT_LOG_INFO, "store_available", "MongoDB answers again",
                   json_pack("{s:s,s:s}", "backend", "mongo", "op", c->op));
     }
@@ -1382,6 +1384,85 @@ static int op_rooms_for_user(mg_call *c, const chat_store_req *q, json_t **resul
     return 0;
 }
 
+/* The admin API's room list: {_id > after} in _id order. */
+static int op_rooms_list(mg_call *c, const chat_store_req *q, json_t **result)
+{
+    json_t *const *v = q->v;
+    json_t *rooms = json_array();
+    if (!rooms) {
+        return CHAT_ENOMEM;
+    }
+    bson_t filter = BSON_INITIALIZER;
+    bson_t opts = BSON_INITIALIZER;
+    bson_t gt, sort;
+    if (v[0]) {
+        BSON_APPEND_DOCUMENT_BEGIN(&filter, "_id", &gt);
+        mg_append_str(&gt, "$gt", v[0]);
+        bson_append_document_end(&filter, &gt);
+    }
+    BSON_APPEND_DOCUMENT_BEGIN(&opts, "sort", &sort);
+    BSON_APPEND_INT32(&sort, "_id", 1);
+    bson_append_document_end(&opts, &sort);
+    BSON_APPEND_INT64(&opts, "limit", json_integer_value(v[1]));
+    int err = mg_find_all(c, "rooms", &filter, &opts, room_cols, NFIELDS(room_cols), rooms);
+    bson_destroy(&opts);
+    bson_destroy(&filter);
+    if (err) {
+        json_decref(rooms);
+        return err;
+    }
+    *result = rooms;
+    return 0;
+}
+
+/* The admin API's user search: a range on the lowercased username or email (their indexes),
+ * [prefix, prefix + U+FFFF). */
+static int op_users_find(mg_call *c, const chat_store_req *q, json_t **result)
+{
+    json_t *const *v = q->v;
+    char *lower = mg_lower(v[0]);
+    json_t *users = json_array();
+    size_t n = json_string_length(v[0]);
+    char *upper = lower ? malloc(n + 4) : NULL;
+    if (!lower || !users || !upper) {
+        free(lower);
+        free(upper);
+        json_decref(users);
+        return CHAT_ENOMEM;
+    }
+    memcpy(upper, lower, n);
+    memcpy(upper + n, "\xef\xbf\xbf", 4); /* U+FFFF and the NUL */
+    bson_t filter = BSON_INITIALIZER;
+    bson_t opts = BSON_INITIALIZER;
+    bson_t or, branch, range, sort;
+    static const char *const fields[] = {"usernameLower", "emailLower"};
+    BSON_APPEND_ARRAY_BEGIN(&filter, "$or", &or);
+    for (int i = 0; i < 2; i++) {
+        BSON_APPEND_DOCUMENT_BEGIN(&or, i ? "1" : "0", &branch);
+        BSON_APPEND_DOCUMENT_BEGIN(&branch, fields[i], &range);
+        BSON_APPEND_UTF8(&range, "$gte", lower);
+        BSON_APPEND_UTF8(&range, "$lt", upper);
+        bson_append_document_end(&branch, &range);
+        bson_append_document_end(&or, &branch);
+    }
+    bson_append_array_end(&filter, &or);
+    BSON_APPEND_DOCUMENT_BEGIN(&opts, "sort", &sort);
+    BSON_APPEND_INT32(&sort, "usernameLower", 1);
+    bson_append_document_end(&opts, &sort);
+    BSON_APPEND_INT64(&opts, "limit", json_integer_value(v[1]));
+    int err = mg_find_all(c, "users", &filter, &opts, user_cols, NFIELDS(user_cols), users);
+    bson_destroy(&opts);
+    bson_destroy(&filter);
+    free(lower);
+    free(upper);
+    if (err) {
+        json_decref(users);
+        return err;
+    }
+    *result = users;
+    return 0;
+}
+
 /* ---- messages ---- */
 
 /* "c:" + clientMsgId, or "i:" + id: see the top of the file. */
@@ -1599,6 +1680,8 @@ static const struct {
     [CHAT_STORE_ROOM_ADD_MEMBER] = {"room_add_member", op_room_add_member, 0},
     [CHAT_STORE_ROOM_REMOVE_MEMBER] = {"room_remove_member", op_room_remove_member, 0},
     [CHAT_STORE_ROOMS_FOR_USER] = {"rooms_for_user", op_rooms_for_user, 0},
+    [CHAT_STORE_ROOMS_LIST] = {"rooms_list", op_rooms_list, 0},
+    [CHAT_STORE_USERS_FIND] = {"users_find", op_users_find, 0},
     [CHAT_STORE_MESSAGE_INSERT] = {"message_insert", op_message_insert, 1},
     [CHAT_STORE_MESSAGES_PAGE] = {"messages_page", op_messages_page, 0},
     [CHAT_STORE_PING] = {"ping", op_ping, 0},

@@ -183,6 +183,10 @@ static const char *const sq_migrations[] = {
     X(MEMBER_ADD, "INSERT INTO room_participants (room_id, user_id, joined_at)"            \
                   " VALUES (?1, ?2, ?3) ON CONFLICT (room_id, user_id) DO NOTHING")         \
     X(MEMBER_DEL, "DELETE FROM room_participants WHERE room_id = ?1 AND user_id = ?2")     \
+    X(ROOMS_LIST, "SELECT " ROOM_COLS " FROM rooms r WHERE ?1 IS NULL OR r.id > ?1"         \
+                  " ORDER BY r.id LIMIT ?2")                                                \
+    X(USERS_FIND, "SELECT " USER_COLS " FROM users WHERE username LIKE ?1 ESCAPE '!'"       \
+                  " OR email LIKE ?1 ESCAPE '!' ORDER BY username LIMIT ?2")                \
     X(ROOMS_FOR_USER, "SELECT " ROOM_COLS " FROM room_participants p"                      \
                       " JOIN rooms r ON r.id = p.room_id WHERE p.user_id = ?1"              \
                       " ORDER BY r.created_at DESC, r.id DESC")                             \
@@ -1193,6 +1197,79 @@ fail:
     return err;
 }
 
+/* The admin API's room list: rooms above v[0] in id order. */
+static int op_rooms_list(sq_store *st, const chat_store_req *q, json_t **result)
+{
+    json_t *rooms = json_array();
+    int err = rooms ? 0 : CHAT_ENOMEM;
+    int rc = 0;
+    sqlite3_stmt *stmt = sq_stmt(st, SQ_ROOMS_LIST);
+    if (!err) {
+        err = sq_bind(st, stmt, q->v, 2);
+    }
+    while (!err && (rc = sq_step(st, stmt)) == 1) {
+        json_t *room = NULL;
+        if (!(err = sq_room_row(st, stmt, &room)) && json_array_append_new(rooms, room)) {
+            err = CHAT_ENOMEM;
+        }
+    }
+    if (!err && rc < 0) {
+        err = rc;
+    }
+    if (err) {
+        json_decref(rooms);
+        return err;
+    }
+    *result = rooms;
+    return 0;
+}
+
+/* The admin API's user search: LIKE 'prefix%' (ASCII case-insensitive), with the pattern's
+ * own % and _ escaped. */
+static int op_users_find(sq_store *st, const chat_store_req *q, json_t **result)
+{
+    const char *prefix = json_string_value(q->v[0]);
+    size_t n = json_string_length(q->v[0]);
+    char *pattern = malloc(2 * n + 2);
+    json_t *users = json_array();
+    if (!pattern || !users) {
+        free(pattern);
+        json_decref(users);
+        return CHAT_ENOMEM;
+    }
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (prefix[i] == '%' || prefix[i] == '_' || prefix[i] == '!') {
+            pattern[k++] = '!';
+        }
+        pattern[k++] = prefix[i];
+    }
+    pattern[k++] = '%';
+    pattern[k] = 0;
+    json_t *v[2] = {json_stringn_nocheck(pattern, k), q->v[1]};
+    free(pattern);
+    sqlite3_stmt *stmt = sq_stmt(st, SQ_USERS_FIND);
+    int err = v[0] ? sq_bind(st, stmt, v, 2) : CHAT_ENOMEM;
+    int rc = 0;
+    while (!err && (rc = sq_step(st, stmt)) == 1) {
+        json_t *user = sq_row(st, stmt, user_cols, NFIELDS(user_cols));
+        if (!user || json_array_append_new(users, user)) {
+            err = CHAT_ENOMEM;
+        }
+    }
+    if (!err && rc < 0) {
+        err = rc;
+    }
+    sqlite3_reset(stmt); /* it bound v[0], which goes now */
+    json_decref(v[0]);
+    if (err) {
+        json_decref(users);
+        return err;
+    }
+    *result = users;
+    return 0;
+}
+
 /* One insert inside the caller's transaction: the stored message (built from the request:
  * nothing is read back) or, for a clientMsgId this sender used before, the stored one with
  * duplicate true. The INSERT ignores a taken unique key, so the common case costs one
@@ -1341,6 +1418,8 @@ static const struct {
     [CHAT_STORE_MESSAGE_INSERT] = {"message_insert", op_message_insert},
     [CHAT_STORE_MESSAGES_PAGE] = {"messages_page", op_messages_page},
     [CHAT_STORE_PING] = {"ping", op_ping},
+    [CHAT_STORE_ROOMS_LIST] = {"rooms_list", op_rooms_list},
+    [CHAT_STORE_USERS_FIND] = {"users_find", op_users_find},
     [CHAT_STORE_USER_UPDATE] = {"user_update", op_user_update},
     [CHAT_STORE_USERS_GET] = {"users_get", op_users_get},
     [CHAT_STORE_USERS_SEARCH] = {"users_search", op_users_search},

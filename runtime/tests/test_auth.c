@@ -213,10 +213,37 @@ static void test_jwt(void)
     other = lib_token(JWT_ALG_HS384, secret, claims);
     CHECK(verify(other) == CHAT_EUNAUTHORIZED);
     free(other);
+
     /* the control: the same claims as HS256 pass */
     other = lib_token(JWT_ALG_HS256, secret, claims);
     CHECK(verify(other) == 0);
     free(other);
+
+    /* nbf: up to CHAT_JWT_LEEWAY_S ahead passes (clock skew); later, or not an integer, not */
+    const struct {
+        const char *fmt; /* the claim's JSON, from now + delta */
+        long long delta;
+        int want;
+    } nbfs[] = {
+        {"%lld", 0, 0},
+        {"%lld", -600, 0},
+        {"%lld", CHAT_JWT_LEEWAY_S, 0},
+        {"%lld", CHAT_JWT_LEEWAY_S + 1, CHAT_EUNAUTHORIZED},
+        {"%lld", 3600, CHAT_EUNAUTHORIZED},
+        {"\"%lld\"", 0, CHAT_EUNAUTHORIZED},
+        {"%lld.5", 0, CHAT_EUNAUTHORIZED},
+        {"null", 0, CHAT_EUNAUTHORIZED},
+    };
+    for (size_t i = 0; i < sizeof nbfs / sizeof nbfs[0]; i++) {
+        char nbf[48];
+        snprintf(nbf, sizeof nbf, nbfs[i].fmt, (long long)now + nbfs[i].delta);
+        snprintf(claims, sizeof claims, "{\"sub\":\"%s\",\"iat\":%lld,\"exp\":%lld,\"nbf\":%s}",
+                 user_id, (long long)now, (long long)now + 3600, nbf);
+        char *t = lib_token(JWT_ALG_HS256, secret, claims);
+        CHECK(t != NULL);
+        CHECK(t && verify(t) == nbfs[i].want);
+        free(t);
+    }
 
     /* claims: missing sub, malformed sub, missing or mistyped exp */
     static const char *const bad_claims[] = {

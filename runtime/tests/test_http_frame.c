@@ -1,20 +1,6 @@
 /* test_http_frame.c: request framing and Connection handling (runtime/src/http_frame.c). */
-#include <stdio.h>
-#include <string.h>
-
 #include "http_frame.h"
-
-static int passed, failed;
-
-#define CHECK(cond)                                                                         \
-    do {                                                                                    \
-        if (cond) {                                                                         \
-            passed++;                                                                       \
-        } else {                                                                            \
-            failed++;                                                                       \
-            fprintf(stderr, "%s:%d: CHECK(%s) failed\n", __FILE__, __LINE__, #cond);        \
-        }                                                                                   \
-    } while (0)
+#include "test.h"
 
 static int framing(const char *cl, const char *te, uint64_t *len)
 {
@@ -58,6 +44,5 @@ int main(void)
     CHECK(chat__http_wants_close("HTTP/1.0", NULL) == 1);
     CHECK(chat__http_wants_close("HTTP/1.0", "keep-alive") == 1);
 
-    printf("test_http_frame: %d passed, %d failed\n", passed, failed);
-    return failed ? 1 : 0;
+    return TEST_DONE("test_http_frame");
 }

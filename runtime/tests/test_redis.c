@@ -343,11 +343,15 @@ typedef struct node {
     int seq_ok; /* messages "m<n>" arrived in order */
     int next_seq;
     double got_at;
+    const char *notice, *join; /* on a message on notice, subscribe join: as the domain does */
 } node;
 
 static void on_bus(const char *channel, const char *data, size_t len, void *arg)
 {
     node *n = arg;
+    if (n->notice && strcmp(channel, n->notice) == 0) {
+        CHECK(chat__bus_subscribe(n->bus, n->join) == 0);
+    }
     n->got++;
     n->got_at = now_s();
     snprintf(n->last_channel, sizeof n->last_channel, "%s", channel);
@@ -419,8 +423,9 @@ static void test_bus(const char *url, chat_kv *kv)
 {
     node a, b;
     char ch[128], ch2[128];
-    snprintf(ch, sizeof ch, "room:%s:messages", prefix);
-    snprintf(ch2, sizeof ch2, "user:%s:notify", prefix);
+    /* channels of their own (SUBSCRIBE each): room and user channels come by pattern, below */
+    snprintf(ch, sizeof ch, "test:%s:one", prefix);
+    snprintf(ch2, sizeof ch2, "test:%s:two", prefix);
 
     CHECK(open_node(&a, url) == 0);
     CHECK(open_node(&b, url) == 0);
@@ -515,6 +520,28 @@ static void test_bus(const char *url, chat_kv *kv)
     CHECK(wait_got(&b, 1, 3000) && strcmp(b.last, "remote only") == 0);
     run_for(100);
     CHECK(a.got == a_before && b.got == 1);
+
+    /* room and user channels: b learns of a new member from a's notice and subscribes the
+     * room then; a's first message to the room, published right after the notice, must
+     * still reach b (with a SUBSCRIBE sent on reading the notice it was lost) */
+    char room[128], user[128];
+    snprintf(room, sizeof room, "room:%s:messages", prefix);
+    snprintf(user, sizeof user, "user:%s:notify", prefix);
+    CHECK(chat__bus_subscribe(b.bus, user) == 0);
+    b.got = 0;
+    b.notice = user;
+    b.join = room;
+    CHECK(chat__bus_publish_remote(a.bus, user, "joined", 6) == 0);
+    CHECK(chat__bus_publish_remote(a.bus, room, "first", 5) == 0);
+    CHECK(wait_got(&b, 2, 3000) && strcmp(b.last, "first") == 0 &&
+          strcmp(b.last_channel, room) == 0);
+    b.notice = NULL;
+    /* a room nobody here listens to is dropped on arrival */
+    chat__bus_unsubscribe(b.bus, room);
+    chat__bus_publish_remote(a.bus, room, "nobody", 6);
+    chat__bus_publish_remote(a.bus, user, "marker", 6);
+    CHECK(wait_got(&b, 3, 3000) && strcmp(b.last, "marker") == 0);
+    CHECK(b.got == 3);
 
     chat__bus_free(a.bus);
     chat__bus_free(b.bus);

@@ -121,6 +121,10 @@ async function startOnce(bin, port, opts) {
         CHAT_DATA_DIR: dataDir,
         CHAT_JWT_SECRET: secret,
         CHAT_BCRYPT_COST: '4',
+        // Every test registers its users from 127.0.0.1, many per file (and, on a shared
+        // Redis, across files): the per-address register bound is off unless a test sets it
+        // (auth_limits.test.js does).
+        CHAT_REGISTER_PER_IP: '1000000000',
         // The protocol tests run the core alone: no policies or bots unless a test asks for
         // them (opts.scripts: a scripts folder, e.g. the repo's default scripts/).
         CHAT_SCRIPTS_DIR: opts.scripts || fs.mkdtempSync(path.join(os.tmpdir(), 'chatd-noscripts-')),

@@ -134,6 +134,16 @@ describe('request framing (D3)', () => {
         assert.equal(r.closed, false);
     });
 
+    test('a GET with Content-Length: 0 is answered at once, and the connection kept', async () => {
+        // PROTOCOL.md: Content-Length: 0 is no body, whatever the method (chatctl sent it)
+        const get = 'GET /healthz HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n';
+        const r = await exchange(port(), [get, 'GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n'], { count: 2 });
+        assert.equal(r.responses.length, 2, r.raw);
+        assert.equal(r.responses[0].status, 200);
+        assert.equal(r.responses[1].status, 200);
+        assert.equal(r.closed, false);
+    });
+
     test('DELETE and PUT without a body are answered at once', async () => {
         for (const m of ['DELETE', 'PUT', 'PATCH']) {
             const r = await exchange(port(), [`${m} /healthz HTTP/1.1\r\nHost: x\r\n\r\n`]);
