@@ -19,14 +19,7 @@ const { test, emitAck, assertAckOk, waitFor, withTimeout, WAIT_MS } = h;
 async function metrics(server) {
     const text = await rawHttp(server, 'GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n');
     assert.match(text, /^HTTP\/1\.1 200/, `metrics: ${text.slice(0, 200)}`);
-    const out = {};
-    for (const line of text.split('\n')) {
-        const m = line.match(/^(chatd_[a-z_]+(?:\{[^}]*\})?) (\d+)/);
-        if (m) {
-            out[m[1]] = Number(m[2]);
-        }
-    }
-    return out;
+    return h.parseMetrics(text.slice(text.indexOf('\r\n\r\n') + 4));
 }
 
 /** Writes a raw request on a fresh TCP connection; resolves with all it read until the end. */

@@ -9,7 +9,7 @@ const os = require('node:os');
 const path = require('node:path');
 const { describe } = require('node:test');
 const h = require('./helpers');
-const { test, emitAck, assertAckOk, assertAckError, eventually, send, sendAck } = h;
+const { test, emitAck, assertAckOk, assertAckError, eventually, send, sendAck, roomOf } = h;
 
 const SCRIPTS = path.join(__dirname, '..', '..', 'scripts');
 const POLICY_ENV = {
@@ -20,24 +20,6 @@ const POLICY_ENV = {
 };
 
 const srv = h.useServer({ scripts: SCRIPTS, env: POLICY_ENV });
-
-/** Registers n users, connects each, and has the first create a room with settings. */
-async function roomOf(server, n, settings = {}, { members = true } = {}) {
-    const users = [];
-    const sockets = [];
-    for (let i = 0; i < n; i++) {
-        users.push(await server.register());
-        sockets.push(await server.connect(users[i].token));
-    }
-    const ack = await emitAck(sockets[0], 'room:create', {
-        name: h.uniqueName('room'),
-        type: 'group',
-        participants: members ? users.slice(1).map((u) => u.user.id) : [],
-        settings,
-    });
-    assertAckOk(ack, 'room:create');
-    return { users, sockets, room: ack.room };
-}
 
 async function history(server, token, roomId) {
     const res = await h.http(server, 'GET', `/messages?roomId=${roomId}&limit=100`, undefined, token);

@@ -12,7 +12,7 @@ const os = require('node:os');
 const path = require('node:path');
 const { describe } = require('node:test');
 const h = require('./helpers');
-const { test, emitAck, assertAckOk, assertAckError, eventually, send } = h;
+const { test, emitAck, assertAckOk, assertAckError, eventually, send, metric, roomOf } = h;
 
 const REPO = path.join(__dirname, '..', '..');
 const ADMIN_TOKEN = crypto.randomBytes(16).toString('hex');
@@ -32,28 +32,6 @@ function scriptsDir({ copyDefaults = false, files = {} } = {}) {
 
 function adminReload(server, token = ADMIN_TOKEN) {
     return h.http(server, 'POST', '/admin/reload', '', token);
-}
-
-async function metric(server, name) {
-    const res = await h.http(server, 'GET', '/metrics');
-    assert.equal(res.status, 200, res.text);
-    const m = res.text.match(new RegExp(`^${name} (\\d+)$`, 'm'));
-    assert.ok(m, `/metrics has ${name}`);
-    return Number(m[1]);
-}
-
-async function roomOf(srv, n) {
-    const users = [];
-    const sockets = [];
-    for (let i = 0; i < n; i++) {
-        users.push(await srv.register());
-        sockets.push(await srv.connect(users[i].token));
-    }
-    const ack = await emitAck(sockets[0], 'room:create', {
-        name: h.uniqueName('room'), type: 'group', participants: users.slice(1).map((u) => u.user.id),
-    });
-    assertAckOk(ack, 'room:create');
-    return { users, sockets, room: ack.room };
 }
 
 function noDisconnects(...sockets) {
