@@ -169,15 +169,28 @@ describe('rate limits (scripts/ratelimit.lua)', () => {
 
     test('slow mode: one message per slowMode seconds per user, then the next goes through', async () => {
         const { sockets: [as, bs], room } = await roomOf(srv, 2, { slowMode: 1 });
-        const first = await send(as, room.id, 'first');
+        await send(as, room.id, 'first');
         const ack = await sendAck(as, room.id, 'second, too soon');
         assertAckError(ack, 'rate_limited');
         assert.equal(ack.error.message, 'slow mode: one message per 1 s in this room; retry in 1 s');
         await send(bs, room.id, 'another member is not held up');
-        // every attempt counts against the per-user limit, so wait for the advertised second
-        // (measured from the stored first message) instead of retrying in a loop
-        await new Promise((r) => setTimeout(r, Math.max(0, first.createdAt + 1000 - Date.now())));
-        await send(as, room.id, 'after a second');
+        // retry until the server lets the next one through, every 300 ms: each attempt
+        // counts against the per-user limit (8), and four retries span the second for sure
+        const refusals = [];
+        const after = await eventually(async () => {
+            const retry = await sendAck(as, room.id, 'after a second');
+            if (retry.ok) {
+                return retry.message;
+            }
+            refusals.push(retry);
+            return false;
+        }, 'the slow-mode second to pass', 3000, { intervalMs: 300 });
+        assert.equal(after.content, 'after a second');
+        for (const r of refusals) {
+            assertAckError(r, 'rate_limited');
+            assert.match(r.error.message, /^slow mode: one message per 1 s in this room; retry in 1 s$/);
+        }
+        assert.ok(refusals.length <= 4, `${refusals.length} refusals`);
     });
 
     describe('per IP address', () => {
