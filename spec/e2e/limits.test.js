@@ -75,19 +75,9 @@ function waitOutput(server, re, what) {
 
 /** Asks /healthz until it answers 200 (the server may still be closing what we closed). */
 async function healthyAgain(server) {
-    const deadline = Date.now() + WAIT_MS;
-    let last = '';
-    while (Date.now() < deadline) {
-        try {
-            last = await rawHttp(server, 'GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n');
-            if (/^HTTP\/1\.1 200/.test(last)) {
-                return;
-            }
-        } catch (err) {
-            last = err.message;
-        }
-    }
-    assert.fail(`/healthz did not answer 200 within ${WAIT_MS} ms; last: ${last.slice(0, 200)}`);
+    await h.eventually(async () => /^HTTP\/1\.1 200/.test(
+        await rawHttp(server, 'GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n')),
+    '/healthz to answer 200', WAIT_MS, { retryErrors: true, intervalMs: 20 });
 }
 
 function rssKb(pid, field = 'VmHWM') {
