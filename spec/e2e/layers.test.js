@@ -115,16 +115,16 @@ const LAYERS = [
     ['lua host', ['lua host']], // script*.c and lua_*.c, one component (see component())
     ['transport', 'bounds http_frame http net session static'],
     ['sockets', 'sock'],
-    ['cluster', 'cluster'],
+    ['cluster', 'cluster reload'],
     ['domain core', 'call members fanout sanctions'],
     ['domain concerns', 'rooms messages presence connect'],
     ['domain doors', 'actions rest ops admin domain'],
     ['runtime', 'runtime'],
     ['program', 'main'],
 ];
-// Beside the ranks: the Lua host is called by the domain (hooks), cluster.c and the operator
-// endpoints, and reaches the domain only through rt->actions; transport and sockets, which
-// rank above it, never name it.
+// Beside the ranks: the Lua host is called by the domain (hooks), cluster.c, reload.c and
+// the operator endpoints, and reaches the domain only through rt->actions; transport and
+// sockets, which rank above it, never name it.
 const NEVER = { transport: ['lua host'], sockets: ['lua host'] };
 
 const rankOf = {};
