@@ -27,7 +27,7 @@ command -v valgrind >/dev/null || { echo "valgrind.sh: valgrind is not installed
 if [ ! -x "$BUILD/chatd" ]; then
     cmake -S "$ROOT" -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=Debug >&2 || exit 2
 fi
-nice cmake --build "$BUILD" -j2 --target chatd >&2 || exit 2
+nice cmake --build "$BUILD" -j2 --target chatd chatctl >&2 || exit 2
 if [ ! -d "$ROOT/spec/e2e/node_modules" ]; then
     (cd "$ROOT/spec/e2e" && npm ci --no-audit --no-fund) >&2 || exit 2
 fi
@@ -46,6 +46,8 @@ exec valgrind --quiet --leak-check=full --errors-for-leak-kinds=definite,indirec
     --num-callers=30 $SUPP_ARGS --log-file=$LOGDIR/chatd.%p.log "$BUILD/chatd" "\$@"
 EOF
 chmod +x "$WRAP"
+# chatctl.test.js looks for chatctl beside CHATD_BIN (chatctl itself is not run under valgrind)
+ln -sf "$BUILD/chatctl" "$LOGDIR/chatctl"
 
 export CHATD_BIN=$WRAP
 export E2E_WAIT_MS=${E2E_WAIT_MS:-30000}
