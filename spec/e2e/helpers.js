@@ -170,14 +170,18 @@ async function startOnce(bin, port, opts) {
             err.exitedEarly = true;
             throw err;
         }
-        try {
-            const res = await fetch(`${server.url}/healthz`, { signal: AbortSignal.timeout(1000) });
-            await res.arrayBuffer();
-            if (res.status === 200) {
-                break;
+        // Ready once this chatd said it listens and the port answers: /healthz alone could be
+        // answered by another server that took the port between freePort() and the bind.
+        if (server.output.includes('"event":"listening"')) {
+            try {
+                const res = await fetch(`${server.url}/healthz`, { signal: AbortSignal.timeout(1000) });
+                await res.arrayBuffer();
+                if (res.status === 200) {
+                    break;
+                }
+            } catch {
+                /* not listening yet */
             }
-        } catch {
-            /* not listening yet */
         }
         if (Date.now() > deadline) {
             proc.kill('SIGKILL');
