@@ -31,24 +31,8 @@ function containerOf(service) {
     return name;
 }
 
-async function waitUntil(what, fn, ms = h.WAIT_MS) {
-    const deadline = Date.now() + ms;
-    for (;;) {
-        let v;
-        try {
-            v = await fn();
-        } catch {
-            v = false; // not up yet
-        }
-        if (v) {
-            return v;
-        }
-        if (Date.now() > deadline) {
-            throw new Error(`timed out after ${ms} ms waiting for ${what}`);
-        }
-        await new Promise((r) => setTimeout(r, 200)); // the poll interval of a bounded wait
-    }
-}
+// h.eventually with this file's argument order; a check that throws is a service not up yet
+const waitUntil = (what, fn, ms = h.WAIT_MS) => h.eventually(fn, what, ms, { retryErrors: true, intervalMs: 200 });
 
 /** Sockets through nginx until one lands on a node for which accept(node) is true. */
 async function connectOn(token, accept, opts = {}) {

@@ -26,26 +26,9 @@ end)
 
 `;
 
-async function metric(name) {
-    const res = await h.http(POD, 'GET', '/metrics');
-    const m = res.text.match(new RegExp(`^${name} (\\d+)$`, 'm'));
-    assert.ok(m, `/metrics has ${name}`);
-    return Number(m[1]);
-}
-
-async function waitUntil(what, fn, ms = 10000) {
-    const deadline = Date.now() + ms;
-    for (;;) {
-        const v = await fn();
-        if (v) {
-            return v;
-        }
-        if (Date.now() > deadline) {
-            throw new Error(`timed out after ${ms} ms waiting for ${what}`);
-        }
-        await new Promise((r) => setTimeout(r, 100)); // the poll interval of a bounded wait
-    }
-}
+const metric = (name) => h.metric(POD, name);
+// h.eventually with this file's argument order and a 100 ms poll
+const waitUntil = (what, fn, ms = 10000) => h.eventually(fn, what, ms, { intervalMs: 100 });
 
 let stamp = 0;
 /** kubelet's atomic writer: files into a new ..<timestamp> folder, then the ..data swap. */

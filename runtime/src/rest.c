@@ -55,19 +55,23 @@ static int valid_email(const char *s)
 
 enum { LIMIT_ACCOUNT, LIMIT_IP, LIMIT_REGISTER };
 
-typedef void (*limit_next)(chat_call *c);
+typedef struct limit_key {
+    char key[320];
+    int limit;
+    int kind;
+} limit_key;
 
-typedef struct limit_walk {
+typedef struct limit_walk limit_walk;
+/* Runs once every key took its count; w is freed after it returns. */
+typedef void (*limit_next)(chat_call *c, const limit_walk *w);
+
+struct limit_walk {
     chat_call *c;
     limit_next next;
     int n, i;
     int64_t window_ms;
-    struct {
-        char key[320];
-        int limit;
-        int kind;
-    } keys[2];
-} limit_walk;
+    limit_key keys[2];
+};
 
 static const char *const limit_what[] = {
     [LIMIT_ACCOUNT] = "failed logins for this account",
@@ -134,10 +138,8 @@ static void limit_counted(int status, const char *value, int64_t number, void *a
 static void limit_step(limit_walk *w)
 {
     if (w->i == w->n) {
-        chat_call *c = w->c;
-        limit_next next = w->next;
+        w->next(w->c, w);
         free(w);
-        next(c);
         return;
     }
     chat__kv_incr(w->c->rt->kv, w->keys[w->i].key, 1, window_left_ms(w->window_ms),
@@ -161,28 +163,55 @@ static void login_key(char *out, size_t len, const char *login)
     out[n] = '\0';
 }
 
-/* Counts one attempt on each key, then runs next(c); or fails c with 429. */
-static void limits_check(chat_call *c, limit_walk *w, limit_next next)
+/* Starts the REST call for req (answering ok_status on success; takes body as its input),
+ * counts one attempt on each of the n keys in windows of window_s, then runs next; or fails
+ * the call with 429 at the first key past its limit. */
+static void limited_call(chat_http_req *req, json_t *body, int ok_status, int window_s,
+                         const limit_key *keys, int n, limit_next next)
 {
+    chat_call *c = chat__call_from_req(req, NULL, ok_status);
+    if (!c) {
+        json_decref(body);
+        chat__http_respond_error(req, CHAT_ENOMEM, NULL);
+        return;
+    }
+    c->input = body;
+    limit_walk *w = calloc(1, sizeof *w);
+    if (!w) {
+        chat__call_fail(c, CHAT_ENOMEM, NULL);
+        return;
+    }
     w->c = c;
     w->next = next;
+    w->n = n;
+    w->window_ms = (int64_t)window_s * 1000;
+    memcpy(w->keys, keys, (size_t)n * sizeof *keys);
     limit_step(w);
 }
 
-/* After a successful login: the attempt was not a failure. */
-static void login_uncount(chat_call *c)
+/* A login past its bounds, until it is answered: the keys it counted (taken back unless the
+ * attempt turns out a failure) and the user loaded for the password check. */
+typedef struct login_ctx {
+    chat_call *c;
+    char ip_key[320];
+    char account_key[320];
+    json_t *user; /* owned; NULL for an unknown login */
+} login_ctx;
+
+static void login_ctx_free(login_ctx *l)
 {
-    json_t *in = c->input;
-    const char *keys[] = {json_string_value(json_object_get(in, "\x01" "ipKey")),
-                          json_string_value(json_object_get(in, "\x01" "accountKey"))};
+    json_decref(l->user);
+    free(l);
+}
+
+/* The attempt was not a failure (a successful login, or one never checked). */
+static void login_uncount(chat_runtime *rt, const char *ip_key, const char *account_key)
+{
     /* the TTL only matters if the window ended meanwhile: the -1 then expires with the new
      * window instead of staying forever */
-    int64_t ttl = window_left_ms((int64_t)c->rt->cfg.login_window_s * 1000);
-    for (size_t i = 0; i < 2; i++) {
-        if (keys[i]) {
-            chat__kv_incr(c->rt->kv, keys[i], -1, ttl, NULL, NULL);
-        }
-    }
+    int64_t ttl = window_left_ms((int64_t)rt->cfg.login_window_s * 1000);
+    chat__kv_incr(rt->kv, ip_key, -1, ttl, NULL, NULL);
+    chat__kv_incr(rt->kv, account_key, -1, ttl, NULL, NULL);
 }
 
 static void answer_with_token(chat_call *c, json_t *user)
@@ -239,8 +268,9 @@ static void password_hashed(int status, const char *hash, void *arg)
     chat__call_store(c, CHAT_STORE_USER_CREATE, user, registered);
 }
 
-static void register_allowed(chat_call *c)
+static void register_allowed(chat_call *c, const limit_walk *w)
 {
+    (void)w;
     const char *password = json_string_value(json_object_get(c->input, "password"));
     int rc = chat__password_hash_async(c->rt->loop, password, c->rt->cfg.bcrypt_cost,
                                        password_hashed, c);
@@ -280,67 +310,56 @@ static void rest_register(chat_http_req *req, const char *user_id)
         chat__http_respond_error(req, CHAT_EINVAL, "password must not contain NUL bytes");
         return;
     }
-    chat_call *c = chat__call_from_req(req, NULL, 201);
-    if (!c) {
-        json_decref(body);
-        chat__http_respond_error(req, CHAT_ENOMEM, NULL);
-        return;
-    }
-    c->input = body;
-    limit_walk *w = calloc(1, sizeof *w);
-    if (!w) {
-        chat__call_fail(c, CHAT_ENOMEM, NULL);
-        return;
-    }
     char ip[64];
     client_ip(req, ip, sizeof ip);
-    w->n = 1;
-    w->window_ms = (int64_t)req->rt->cfg.register_window_s * 1000;
-    snprintf(w->keys[0].key, sizeof w->keys[0].key, "ratelimit:register:%s", ip);
-    w->keys[0].limit = req->rt->cfg.register_per_ip;
-    w->keys[0].kind = LIMIT_REGISTER;
-    limits_check(c, w, register_allowed);
+    limit_key key = {.limit = req->rt->cfg.register_per_ip, .kind = LIMIT_REGISTER};
+    snprintf(key.key, sizeof key.key, "ratelimit:register:%s", ip);
+    limited_call(req, body, 201, req->rt->cfg.register_window_s, &key, 1, register_allowed);
 }
 
 static void login_checked(int status, const char *unused, void *arg)
 {
-    chat_call *c = arg;
+    login_ctx *l = arg;
+    chat_call *c = l->c;
     (void)unused;
     if (status && status != CHAT_EUNAUTHORIZED) { /* not checked (stopping): not a failure */
-        login_uncount(c);
+        login_uncount(c->rt, l->ip_key, l->account_key);
         chat__call_fail(c, status, NULL);
+        login_ctx_free(l);
         return;
     }
-    if (status || !c->room) {
+    if (status || !l->user) {
         if (c->req) {
             chat__http_auth_failed(c->req, "login", "wrong login or password",
                                    json_string_value(json_object_get(c->input, "login")));
         }
         chat__call_fail(c, CHAT_EUNAUTHORIZED, "wrong login or password");
+        login_ctx_free(l);
         return;
     }
-    json_t *user = c->room; /* the loaded user travels in the spare slot */
-    c->room = NULL;
-    login_uncount(c);
+    login_uncount(c->rt, l->ip_key, l->account_key);
     const json_t *s = chat__sanction_find(c->rt, CHAT_SANCTION_DISABLE, NULL,
-                                          json_string_value(json_object_get(user, "id")));
+                                          json_string_value(json_object_get(l->user, "id")));
     if (s) {
         char why[640];
         chat__sanction_describe(s, why, sizeof why);
-        json_decref(user);
         chat__call_fail(c, CHAT_EFORBIDDEN, why);
-        return;
+    } else {
+        answer_with_token(c, l->user);
+        l->user = NULL; /* taken */
     }
-    answer_with_token(c, user);
+    login_ctx_free(l);
 }
 
 static void login_user_loaded(int status, json_t *user, void *arg)
 {
-    chat_call *c = arg;
+    login_ctx *l = arg;
+    chat_call *c = l->c;
     if (status && status != CHAT_ENOTFOUND) {
         json_decref(user);
-        login_uncount(c); /* the store failed, not the password */
+        login_uncount(c->rt, l->ip_key, l->account_key); /* the store failed, not the password */
         chat__call_fail(c, status, NULL);
+        login_ctx_free(l);
         return;
     }
     /* an unknown login is checked against a dummy hash of the same cost, so it takes as
@@ -348,26 +367,42 @@ static void login_user_loaded(int status, json_t *user, void *arg)
     const char *dummy_hash = c->rt->dummy_hash;
     const char *hash =
         status ? dummy_hash : json_string_value(json_object_get(user, "passwordHash"));
-    c->room = status ? NULL : user;
     if (status) {
         json_decref(user);
+    } else {
+        l->user = user;
     }
     const char *password = json_string_value(json_object_get(c->input, "password"));
     int rc = chat__password_verify_async(c->rt->loop, password, hash ? hash : dummy_hash,
-                                         login_checked, c);
+                                         login_checked, l);
     if (rc) {
-        login_uncount(c); /* refused before checking: not a failure */
+        login_uncount(c->rt, l->ip_key, l->account_key); /* refused before checking */
         chat__call_fail(c, rc == CHAT_EUNAVAIL ? rc : CHAT_EINTERNAL,
                         rc == CHAT_EUNAVAIL ? "the server is busy checking passwords; retry shortly"
                                             : "could not check the password");
+        login_ctx_free(l);
     }
 }
 
-static void login_allowed(chat_call *c)
+static void login_allowed(chat_call *c, const limit_walk *w)
 {
-    chat__call_store(c, CHAT_STORE_USER_BY_LOGIN,
-                     json_pack("{s:O}", "login", json_object_get(c->input, "login")),
-                     login_user_loaded);
+    login_ctx *l = calloc(1, sizeof *l);
+    if (!l) {
+        login_uncount(c->rt, w->keys[0].key, w->keys[1].key); /* never checked */
+        chat__call_fail(c, CHAT_ENOMEM, NULL);
+        return;
+    }
+    l->c = c;
+    snprintf(l->ip_key, sizeof l->ip_key, "%s", w->keys[0].key);
+    snprintf(l->account_key, sizeof l->account_key, "%s", w->keys[1].key);
+    /* chat__call_store would hand the callback the call; this one needs the login too */
+    int rc = chat__store_call(c->rt->store, CHAT_STORE_USER_BY_LOGIN,
+                              json_pack("{s:O}", "login", json_object_get(c->input, "login")),
+                              login_user_loaded, l);
+    if (rc) {
+        chat__call_fail(c, rc, "the store is unavailable; retry shortly");
+        login_ctx_free(l);
+    }
 }
 
 static void rest_login(chat_http_req *req, const char *user_id)
@@ -386,33 +421,13 @@ static void rest_login(chat_http_req *req, const char *user_id)
                                  "send {\"login\": email or username, \"password\": string}");
         return;
     }
-    chat_call *c = chat__call_from_req(req, NULL, 200);
-    if (!c) {
-        json_decref(body);
-        chat__http_respond_error(req, CHAT_ENOMEM, NULL);
-        return;
-    }
-    c->input = body;
-    limit_walk *w = calloc(1, sizeof *w);
-    if (!w) {
-        chat__call_fail(c, CHAT_ENOMEM, NULL);
-        return;
-    }
     char ip[64];
     client_ip(req, ip, sizeof ip);
-    w->n = 2;
-    w->window_ms = (int64_t)req->rt->cfg.login_window_s * 1000;
-    snprintf(w->keys[0].key, sizeof w->keys[0].key, "ratelimit:login:ip:%s", ip);
-    w->keys[0].limit = req->rt->cfg.login_fail_ip;
-    w->keys[0].kind = LIMIT_IP;
-    login_key(w->keys[1].key, sizeof w->keys[1].key, json_string_value(login));
-    w->keys[1].limit = req->rt->cfg.login_fail_account;
-    w->keys[1].kind = LIMIT_ACCOUNT;
-    /* what login_uncount takes back; members a client cannot have sent (set after the
-     * checks above, over anything it did send) */
-    json_object_set_new(body, "\x01" "ipKey", json_string(w->keys[0].key));
-    json_object_set_new(body, "\x01" "accountKey", json_string(w->keys[1].key));
-    limits_check(c, w, login_allowed);
+    limit_key keys[2] = {{.limit = req->rt->cfg.login_fail_ip, .kind = LIMIT_IP},
+                         {.limit = req->rt->cfg.login_fail_account, .kind = LIMIT_ACCOUNT}};
+    snprintf(keys[0].key, sizeof keys[0].key, "ratelimit:login:ip:%s", ip);
+    login_key(keys[1].key, sizeof keys[1].key, json_string_value(login));
+    limited_call(req, body, 200, req->rt->cfg.login_window_s, keys, 2, login_allowed);
 }
 
 static void me_loaded(int status, json_t *user, void *arg)

@@ -73,7 +73,8 @@ struct chat_runtime {
     struct chat_limits *limits; /* bounds.c: connection bounds and their counters */
     struct chat_stats_reg *metrics;   /* stats.c: what /metrics shows */
     struct chat_cluster *cluster;     /* cluster.c: the other nodes, and ops for all of them */
-    struct chat_admin *admin;         /* admin.c: the admin API's tokens and reloads */
+    struct chat_admin *admin;         /* admin.c: the admin API's tokens */
+    struct chat_reload *reload;       /* reload.c: cluster reloads in flight */
     struct chat_sanctions *sanctions; /* sanctions.c: disabled accounts, bans, mutes */
     /* set by sanctions.c: 1 (and why) when a token's user may not use REST (disabled) */
     int (*http_user_refused)(chat_runtime *rt, const char *user_id, char *why, size_t len);

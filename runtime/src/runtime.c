@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "admin.h"
+#include "reload.h"
 #include "cluster.h"
 #include "domain.h"
 #include "frame.h"
@@ -410,7 +411,7 @@ int chat_runtime_reload(chat_runtime *rt, char *err, size_t errlen)
         return rc;
     }
     chat__script_abort(rt->script);
-    chat__admin_reload_cluster(rt, "chat_runtime_reload");
+    chat__reload_cluster(rt, "chat_runtime_reload", NULL, NULL);
     return 0;
 }
 

@@ -6,18 +6,10 @@ const assert = require('node:assert/strict');
 const crypto = require('node:crypto');
 const { describe, before, after } = require('node:test');
 const h = require('./helpers');
-const { test } = h;
+const { test, metric } = h;
 
 const REDIS = process.env.CHAT_TEST_REDIS_URL;
 const MONGO = process.env.CHAT_TEST_MONGO_URI;
-
-/** The value of one /metrics sample (0 when the line is absent). */
-async function metric(server, name) {
-    const res = await h.http(server, 'GET', '/metrics');
-    assert.equal(res.status, 200, res.text);
-    const line = res.text.split('\n').find((l) => l.startsWith(`${name} `));
-    return line ? Number(line.slice(name.length + 1)) : 0;
-}
 
 /** Asserts a 429 rate_limited in the PROTOCOL.md shape whose message says when to retry. */
 function assertLimited(res, what) {

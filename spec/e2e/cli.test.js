@@ -95,6 +95,56 @@ describe('chatd flags', () => {
     });
 });
 
+describe('README', () => {
+    test("README's configuration table has every option of --help, with its flag, default and range", () => {
+        const help = spawnSync(BIN, ['--help'], { encoding: 'utf8' });
+        assert.equal(help.status, 0);
+        const options = {};
+        for (const line of help.stdout.split('\n')) {
+            const m = /^ {2}(--[\w-]+)\s+(CHAT_\w+)\s+.*\((?:integer from (-?\d+) to (\d+); )?default: (.*)\)$/.exec(line);
+            if (m) {
+                options[m[2]] = { flag: m[1], min: m[3], max: m[4], def: m[5] };
+            }
+        }
+        assert.ok(Object.keys(options).length >= 30, help.stdout);
+        const rows = {};
+        const readme = fs.readFileSync(path.join(REPO, 'README.md'), 'utf8');
+        const table = readme.slice(readme.indexOf('## Configuration'));
+        for (const line of table.slice(0, table.indexOf('\n\n', table.indexOf('| variable |'))).split('\n')) {
+            const m = /^\| `(CHAT_\w+)` \| `(--[\w-]+)` \| ([^|]*) \|(.*)\|$/.exec(line);
+            if (m) {
+                rows[m[1]] = { flag: m[2], def: m[3].trim(), meaning: m[4] };
+            }
+        }
+        const wrong = [];
+        for (const [name, o] of Object.entries(options)) {
+            const r = rows[name];
+            if (!r) {
+                wrong.push(`${name}: no row`);
+                continue;
+            }
+            if (r.flag !== o.flag) {
+                wrong.push(`${name}: flag ${r.flag}, --help says ${o.flag}`);
+            }
+            // A value is shown in backticks; an unset default is a word (unset, generated, random).
+            const def = /^`(.*)`$/.exec(r.def);
+            if (o.def === 'unset' ? def : !def || def[1] !== o.def) {
+                wrong.push(`${name}: default ${r.def}, --help says ${o.def}`);
+            }
+            const range = /\((-?\d+)\.\.(\d+)\)/.exec(r.meaning);
+            if (range && (range[1] !== o.min || range[2] !== o.max)) {
+                wrong.push(`${name}: range ${range[1]}..${range[2]}, --help says ${o.min}..${o.max}`);
+            }
+        }
+        for (const name of Object.keys(rows)) {
+            if (!(name in options)) {
+                wrong.push(`${name}: a row for no option`);
+            }
+        }
+        assert.deepEqual(wrong, []);
+    });
+});
+
 describe('folders', () => {
     test('a missing scripts or Lua folder is a warning that names the path', async () => {
         const port = await freePort();

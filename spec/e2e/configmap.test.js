@@ -58,15 +58,10 @@ describe('scripts from a ConfigMap volume', () => {
         assert.deepEqual(await emitAck(s, 'whichpolicy', {}), { version: 'one' });
 
         kubeletWrite(scripts, { 'policy.lua': policy('two') });
-        const deadline = Date.now() + h.WAIT_MS;
-        let got;
-        for (;;) {
-            got = await emitAck(s, 'whichpolicy', {});
-            if (got.version === 'two' || Date.now() > deadline) {
-                break;
-            }
-            await new Promise((r) => setTimeout(r, 50)); // poll interval of a bounded wait
-        }
+        const got = await h.eventually(async () => {
+            const ack = await emitAck(s, 'whichpolicy', {});
+            return ack.version === 'two' && ack;
+        }, 'the swapped-in policy to answer');
         assert.deepEqual(got, { version: 'two' }, 'the swapped-in policy answers');
         assert.equal(s.id, id, 'the same socket');
         assert.equal(disconnects, 0, 'no reconnect');

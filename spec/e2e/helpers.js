@@ -170,14 +170,18 @@ async function startOnce(bin, port, opts) {
             err.exitedEarly = true;
             throw err;
         }
-        try {
-            const res = await fetch(`${server.url}/healthz`, { signal: AbortSignal.timeout(1000) });
-            await res.arrayBuffer();
-            if (res.status === 200) {
-                break;
+        // Ready once this chatd said it listens and the port answers: /healthz alone could be
+        // answered by another server that took the port between freePort() and the bind.
+        if (server.output.includes('"event":"listening"')) {
+            try {
+                const res = await fetch(`${server.url}/healthz`, { signal: AbortSignal.timeout(1000) });
+                await res.arrayBuffer();
+                if (res.status === 200) {
+                    break;
+                }
+            } catch {
+                /* not listening yet */
             }
-        } catch {
-            /* not listening yet */
         }
         if (Date.now() > deadline) {
             proc.kill('SIGKILL');
@@ -741,9 +745,10 @@ function useServer(opts = {}) {
 
 /**
  * Registers n users, connects each (with the transport options), and has the first create
- * a room of the given type with the others as participants. Returns { users, sockets, room }.
+ * a room of the given type with the others as participants (none with members: false) and
+ * the given settings. Returns { users, sockets, room }.
  */
-async function roomWithMembers(h, transportOpts, n = 2, type = 'group') {
+async function roomWithMembers(h, transportOpts, n = 2, type = 'group', { settings, members = true } = {}) {
     const users = [];
     const sockets = [];
     for (let i = 0; i < n; i++) {
@@ -755,27 +760,75 @@ async function roomWithMembers(h, transportOpts, n = 2, type = 'group') {
     const ack = await emitAck(sockets[0], 'room:create', {
         name: uniqueName('room'),
         type,
-        participants: users.slice(1).map((u) => u.user.id),
+        participants: members ? users.slice(1).map((u) => u.user.id) : [],
+        ...(settings && { settings }),
     });
     assertAckOk(ack, 'room:create');
     return { users, sockets, room: ack.room };
 }
 
+/** roomWithMembers for a group room with settings, on the default transports. */
+function roomOf(server, n, settings = {}, { members = true } = {}) {
+    return roomWithMembers(server, {}, n, 'group', { settings, members });
+}
+
+/** Waits for an event (or finds it in socket.inbox) and resolves with all of its arguments. */
+function waitArgs(socket, event) {
+    return withTimeout(new Promise((resolve) => {
+        const hit = socket.inbox.entries.find((e) => e.event === event);
+        if (hit) {
+            resolve(hit.args);
+            return;
+        }
+        socket.once(event, (...args) => resolve(args));
+    }), WAIT_MS, `event ${event}`);
+}
+
+/** The samples of a Prometheus text page: { 'name' or 'name{labels}': number }. */
+function parseMetrics(text) {
+    const out = {};
+    for (const line of text.split('\n')) {
+        const m = line.match(/^([a-zA-Z_:][\w:]*(?:\{[^}]*\})?) (\S+)$/);
+        if (m) {
+            out[m[1]] = Number(m[2]);
+        }
+    }
+    return out;
+}
+
+/** One sample of the server's /metrics (a server, a useServer handle or anything with a url). */
+async function metric(server, name) {
+    const res = await http(server, 'GET', '/metrics');
+    assert.equal(res.status, 200, res.text);
+    const all = parseMetrics(res.text);
+    assert.ok(name in all, `/metrics has ${name}:\n${res.text}`);
+    return all[name];
+}
+
 /**
  * Polls an async (or plain) check until it returns a truthy value, which it returns; throws
- * naming `what` when that does not happen within timeoutMs.
+ * naming `what` when that does not happen within timeoutMs. With retryErrors a check that
+ * throws counts as not yet (a service still starting).
  */
-async function eventually(check, what, timeoutMs = WAIT_MS) {
+async function eventually(check, what, timeoutMs = WAIT_MS, { retryErrors = false, intervalMs = 50 } = {}) {
     const deadline = Date.now() + timeoutMs;
     for (;;) {
-        const v = await check();
+        let v;
+        try {
+            v = await check();
+        } catch (err) {
+            if (!retryErrors) {
+                throw err;
+            }
+            v = false;
+        }
         if (v) {
             return v;
         }
         if (Date.now() > deadline) {
             throw new Error(`not true within ${timeoutMs} ms: ${what}`);
         }
-        await new Promise((r) => setTimeout(r, 50)); // poll interval of a bounded wait
+        await new Promise((r) => setTimeout(r, intervalMs)); // poll interval of a bounded wait
     }
 }
 
@@ -839,13 +892,16 @@ module.exports = {
     forEachTransport,
     http,
     makeJwt,
+    metric,
     nowS,
     once,
+    parseMetrics,
     randomHex24,
     rawPolling,
     rawWs,
     rawWsConnected,
     register,
+    roomOf,
     roomWithMembers,
     send,
     sendAck,
@@ -856,6 +912,7 @@ module.exports = {
     track,
     uniqueName,
     useServer,
+    waitArgs,
     waitFor,
     withTimeout,
 };

@@ -19,14 +19,7 @@ const { test, emitAck, assertAckOk, waitFor, withTimeout, WAIT_MS } = h;
 async function metrics(server) {
     const text = await rawHttp(server, 'GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n');
     assert.match(text, /^HTTP\/1\.1 200/, `metrics: ${text.slice(0, 200)}`);
-    const out = {};
-    for (const line of text.split('\n')) {
-        const m = line.match(/^(chatd_[a-z_]+(?:\{[^}]*\})?) (\d+)/);
-        if (m) {
-            out[m[1]] = Number(m[2]);
-        }
-    }
-    return out;
+    return h.parseMetrics(text.slice(text.indexOf('\r\n\r\n') + 4));
 }
 
 /** Writes a raw request on a fresh TCP connection; resolves with all it read until the end. */
@@ -82,19 +75,9 @@ function waitOutput(server, re, what) {
 
 /** Asks /healthz until it answers 200 (the server may still be closing what we closed). */
 async function healthyAgain(server) {
-    const deadline = Date.now() + WAIT_MS;
-    let last = '';
-    while (Date.now() < deadline) {
-        try {
-            last = await rawHttp(server, 'GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n');
-            if (/^HTTP\/1\.1 200/.test(last)) {
-                return;
-            }
-        } catch (err) {
-            last = err.message;
-        }
-    }
-    assert.fail(`/healthz did not answer 200 within ${WAIT_MS} ms; last: ${last.slice(0, 200)}`);
+    await h.eventually(async () => /^HTTP\/1\.1 200/.test(
+        await rawHttp(server, 'GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n')),
+    '/healthz to answer 200', WAIT_MS, { retryErrors: true, intervalMs: 20 });
 }
 
 function rssKb(pid, field = 'VmHWM') {
@@ -416,7 +399,6 @@ describe('at the open-file limit', () => {
         });
         try {
             const pair = await h.roomWithMembers(handleFor(server), { transports: ['websocket'] });
-            const started = Date.now();
             const conns = [];
             for (let i = 0; i < FD_LIMIT + 16; i++) {
                 conns.push(idleConn(server)); // the kernel completes them; chatd cannot accept all
@@ -426,16 +408,30 @@ describe('at the open-file limit', () => {
             // the existing client is unaffected while the descriptors are exhausted
             await chatRoundTrip(null, pair);
             await chatRoundTrip(null, pair);
-            const seconds = (Date.now() - started) / 1000;
-            const lines = server.output.split('\n').filter((l) => /accept/i.test(l));
-            assert.ok(lines.length <= 2 + Math.ceil(seconds),
-                `${lines.length} accept lines in ${seconds.toFixed(1)} s:\n${lines.slice(0, 5).join('\n')}`);
             for (const c of conns) {
                 c.s.destroy();
             }
             await healthyAgain(server);
             const m = await metrics(server);
             assert.ok(m.chatd_accept_errors_total >= 1, JSON.stringify(m));
+            // One line stands for every error since the one before (its count), so the lines
+            // add up to the errors without repeating any, and a line waits for the next
+            // second of the server's own clock (ts; 100 ms allowed between the loop's clock
+            // and the wall clock that stamps it).
+            const lines = server.output.split('\n').filter((l) => /accept/i.test(l));
+            const logged = lines.map((l) => JSON.parse(l)).filter((l) => l.event === 'accept_failed');
+            const dump = lines.slice(0, 5).join('\n');
+            assert.equal(logged.length, lines.length, `every accept line is an accept_failed line:\n${dump}`);
+            assert.ok(logged.length >= 1 && logged.length <= m.chatd_accept_errors_total, dump);
+            let sum = 0;
+            logged.forEach((l, i) => {
+                sum += l.count;
+                assert.equal(l.total, sum, `line ${i} counts the errors since the line before:\n${dump}`);
+                if (i > 0) {
+                    assert.ok(l.ts - logged[i - 1].ts >= 900, `line ${i} came a second after the one before:\n${dump}`);
+                }
+            });
+            assert.ok(sum <= m.chatd_accept_errors_total, `${sum} logged, ${m.chatd_accept_errors_total} counted`);
             await chatRoundTrip(null, pair);
         } finally {
             await h.closeResources();

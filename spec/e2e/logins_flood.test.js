@@ -6,7 +6,7 @@
 // while most of the flood is still unanswered) and counts.
 const assert = require('node:assert/strict');
 const h = require('./helpers');
-const { test, emitAck, assertAckOk } = h;
+const { test, emitAck, assertAckOk, metric } = h;
 
 const FLOOD = 40;
 
@@ -38,14 +38,6 @@ async function login(server, login, password) {
         /* not JSON */
     }
     return { status: res.status, body, text };
-}
-
-async function metric(handle, name) {
-    const res = await handle.http('GET', '/metrics');
-    assert.equal(res.status, 200);
-    const m = res.text.match(new RegExp(`^${name} (\\d+)$`, 'm'));
-    assert.ok(m, `/metrics has ${name}:\n${res.text}`);
-    return Number(m[1]);
 }
 
 test('a message:send during a flood of logins is acknowledged and stored before the flood ends', async () => {

@@ -9,7 +9,7 @@ const os = require('node:os');
 const path = require('node:path');
 const { describe } = require('node:test');
 const h = require('./helpers');
-const { test, emitAck, assertAckOk, assertAckError, eventually, send, sendAck } = h;
+const { test, emitAck, assertAckOk, assertAckError, eventually, send, sendAck, roomOf } = h;
 
 const SCRIPTS = path.join(__dirname, '..', '..', 'scripts');
 const POLICY_ENV = {
@@ -20,24 +20,6 @@ const POLICY_ENV = {
 };
 
 const srv = h.useServer({ scripts: SCRIPTS, env: POLICY_ENV });
-
-/** Registers n users, connects each, and has the first create a room with settings. */
-async function roomOf(server, n, settings = {}, { members = true } = {}) {
-    const users = [];
-    const sockets = [];
-    for (let i = 0; i < n; i++) {
-        users.push(await server.register());
-        sockets.push(await server.connect(users[i].token));
-    }
-    const ack = await emitAck(sockets[0], 'room:create', {
-        name: h.uniqueName('room'),
-        type: 'group',
-        participants: members ? users.slice(1).map((u) => u.user.id) : [],
-        settings,
-    });
-    assertAckOk(ack, 'room:create');
-    return { users, sockets, room: ack.room };
-}
 
 async function history(server, token, roomId) {
     const res = await h.http(server, 'GET', `/messages?roomId=${roomId}&limit=100`, undefined, token);
@@ -187,15 +169,28 @@ describe('rate limits (scripts/ratelimit.lua)', () => {
 
     test('slow mode: one message per slowMode seconds per user, then the next goes through', async () => {
         const { sockets: [as, bs], room } = await roomOf(srv, 2, { slowMode: 1 });
-        const first = await send(as, room.id, 'first');
+        await send(as, room.id, 'first');
         const ack = await sendAck(as, room.id, 'second, too soon');
         assertAckError(ack, 'rate_limited');
         assert.equal(ack.error.message, 'slow mode: one message per 1 s in this room; retry in 1 s');
         await send(bs, room.id, 'another member is not held up');
-        // every attempt counts against the per-user limit, so wait for the advertised second
-        // (measured from the stored first message) instead of retrying in a loop
-        await new Promise((r) => setTimeout(r, Math.max(0, first.createdAt + 1000 - Date.now())));
-        await send(as, room.id, 'after a second');
+        // retry until the server lets the next one through, every 300 ms: each attempt
+        // counts against the per-user limit (8), and four retries span the second for sure
+        const refusals = [];
+        const after = await eventually(async () => {
+            const retry = await sendAck(as, room.id, 'after a second');
+            if (retry.ok) {
+                return retry.message;
+            }
+            refusals.push(retry);
+            return false;
+        }, 'the slow-mode second to pass', 3000, { intervalMs: 300 });
+        assert.equal(after.content, 'after a second');
+        for (const r of refusals) {
+            assertAckError(r, 'rate_limited');
+            assert.match(r.error.message, /^slow mode: one message per 1 s in this room; retry in 1 s$/);
+        }
+        assert.ok(refusals.length <= 4, `${refusals.length} refusals`);
     });
 
     describe('per IP address', () => {

@@ -6,7 +6,7 @@
 const assert = require('node:assert/strict');
 const h = require('./helpers');
 const { protocolScripts } = require('./protocol_scripts');
-const { test } = h;
+const { test, waitArgs } = h;
 
 // the handlers: protocol_scripts/args.lua (echo, inspect, fanout, reverse, blobs, ...)
 const scripts = protocolScripts();
@@ -18,18 +18,6 @@ function emitAckAll(socket, event, ...args) {
     return h.withTimeout(new Promise((resolve) => {
         socket.emit(event, ...args, (...answer) => resolve(answer));
     }), h.WAIT_MS, `ack for ${event}`);
-}
-
-/** Waits for an event and resolves with all of its arguments. */
-function waitArgs(socket, event) {
-    return h.withTimeout(new Promise((resolve) => {
-        const hit = socket.inbox.entries.find((e) => e.event === event);
-        if (hit) {
-            resolve(hit.args);
-            return;
-        }
-        socket.once(event, (...args) => resolve(args));
-    }), h.WAIT_MS, `event ${event}`);
 }
 
 const bytes = (b) => [...Buffer.from(b)];

@@ -8,21 +8,10 @@ const crypto = require('node:crypto');
 const { describe, before, after } = require('node:test');
 const h = require('./helpers');
 const { protocolScripts } = require('./protocol_scripts');
-const { test } = h;
+const { test, waitArgs } = h;
 
 const REDIS = process.env.CHAT_TEST_REDIS_URL;
 const MONGO = process.env.CHAT_TEST_MONGO_URI;
-
-function waitArgs(socket, event) {
-    return h.withTimeout(new Promise((resolve) => {
-        const hit = socket.inbox.entries.find((e) => e.event === event);
-        if (hit) {
-            resolve(hit.args);
-            return;
-        }
-        socket.once(event, (...args) => resolve(args));
-    }), h.WAIT_MS, `event ${event}`);
-}
 
 function emitAckAll(socket, event, ...args) {
     return h.withTimeout(new Promise((resolve) => {

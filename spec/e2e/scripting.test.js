@@ -12,7 +12,7 @@ const os = require('node:os');
 const path = require('node:path');
 const { describe } = require('node:test');
 const h = require('./helpers');
-const { test, emitAck, assertAckOk, assertAckError, eventually, send } = h;
+const { test, emitAck, assertAckOk, assertAckError, eventually, send, metric, roomOf } = h;
 
 const REPO = path.join(__dirname, '..', '..');
 const ADMIN_TOKEN = crypto.randomBytes(16).toString('hex');
@@ -34,28 +34,6 @@ function adminReload(server, token = ADMIN_TOKEN) {
     return h.http(server, 'POST', '/admin/reload', '', token);
 }
 
-async function metric(server, name) {
-    const res = await h.http(server, 'GET', '/metrics');
-    assert.equal(res.status, 200, res.text);
-    const m = res.text.match(new RegExp(`^${name} (\\d+)$`, 'm'));
-    assert.ok(m, `/metrics has ${name}`);
-    return Number(m[1]);
-}
-
-async function roomOf(srv, n) {
-    const users = [];
-    const sockets = [];
-    for (let i = 0; i < n; i++) {
-        users.push(await srv.register());
-        sockets.push(await srv.connect(users[i].token));
-    }
-    const ack = await emitAck(sockets[0], 'room:create', {
-        name: h.uniqueName('room'), type: 'group', participants: users.slice(1).map((u) => u.user.id),
-    });
-    assertAckOk(ack, 'room:create');
-    return { users, sockets, room: ack.room };
-}
-
 function noDisconnects(...sockets) {
     for (const s of sockets) {
         assert.deepEqual(s.inbox.list('disconnect'), [], 'no client was disconnected');
@@ -66,18 +44,27 @@ function noDisconnects(...sockets) {
 // ---- reload ------------------------------------------------------------------------------
 
 // A handler that tags messages asking for it with its file's VERSION, after an optional
-// sleep during which it tells the sender it is waiting; and a ticker that emits its VERSION.
+// hold: it tells the sender it is waiting, then waits until a "release" event (run by
+// whichever version is current then) sets the hold's kv key. And a ticker that emits its
+// VERSION.
 const versionLua = (version) => `local chat = require "chat"
 local VERSION = "${version}"
 chat.hook("message/before", function(ev)
-    local ms = tonumber(ev.message.content:match("^version%? sleep=(%d+)"))
+    local hold = ev.message.content:match("^version%? hold=(%w+)")
     if not ev.message.content:match("^version%?") then return end
-    if ms then
+    if hold then
         chat.emit_socket(ev.socket.id, "test:waiting", { version = VERSION })
-        chat.timer.sleep(ms)
+        for _ = 1, 250 do -- at most 5 s: the test fails on the content if it never came
+            if chat.kv.get("hold:" .. hold) then break end
+            chat.timer.sleep(20)
+        end
     end
     ev.message.content = ev.message.content .. " -> " .. VERSION
 end, 50)
+
+chat.hook("event/release", function(ev)
+    chat.kv.set("hold:" .. ev.data.key, "released")
+end)
 
 chat.hook("event/ticker", function(ev)
     chat.kv.set("ticker:user", ev.user.id)
@@ -149,15 +136,20 @@ describe('hot reload', () => {
         assertAckOk(await emitAck(a, 'ticker', {}), 'ticker subscription');
         await h.waitFor(a, 'tick', (t) => t.version === 'old');
 
-        const pending = emitAck(a, 'message:send', { roomId: room.id, content: 'version? sleep=600' });
+        const key = crypto.randomBytes(6).toString('hex');
+        let answered = false;
+        const pending = emitAck(a, 'message:send', { roomId: room.id, content: `version? hold=${key}` });
+        pending.then(() => { answered = true; });
         await h.waitFor(a, 'test:waiting', (w) => w.version === 'old');
         fs.writeFileSync(path.join(dir, 'version.lua'), versionLua('new'));
         assert.equal((await adminReload(srv.server)).status, 200);
         const fresh = await send(a, room.id, 'version?', crypto.randomUUID());
         assert.equal(fresh.content, 'version? -> new', 'new messages meet the new version');
+        assert.equal(answered, false, 'the old handler is still holding after the reload');
+        assertAckOk(await emitAck(a, 'release', { key }), 'release');
         const ack = await pending;
         assertAckOk(ack, 'the message that was in the old handler');
-        assert.equal(ack.message.content, 'version? sleep=600 -> old');
+        assert.equal(ack.message.content, `version? hold=${key} -> old`);
 
         // the old version's ticker stopped: after the first "new" tick, only "new" ones come
         const firstNew = await h.waitFor(a, 'tick', (t) => t.version === 'new');

@@ -12,7 +12,7 @@ const os = require('node:os');
 const path = require('node:path');
 const { describe } = require('node:test');
 const h = require('./helpers');
-const { test, emitAck, assertAckOk, assertAckError } = h;
+const { test, emitAck, assertAckOk, assertAckError, eventually, metric, roomOf } = h;
 
 const ADMIN_TOKEN = crypto.randomBytes(16).toString('hex');
 
@@ -22,42 +22,6 @@ function scriptsDir(files) {
         fs.writeFileSync(path.join(dir, name), text);
     }
     return dir;
-}
-
-async function metric(server, name) {
-    const res = await h.http(server, 'GET', '/metrics');
-    assert.equal(res.status, 200, res.text);
-    const m = res.text.match(new RegExp(`^${name} (\\d+)$`, 'm'));
-    assert.ok(m, `/metrics has ${name}`);
-    return Number(m[1]);
-}
-
-async function eventually(check, what, timeoutMs = h.WAIT_MS) {
-    const deadline = Date.now() + timeoutMs;
-    for (;;) {
-        const v = await check();
-        if (v) {
-            return v;
-        }
-        if (Date.now() > deadline) {
-            throw new Error(`not true within ${timeoutMs} ms: ${what}`);
-        }
-        await new Promise((r) => setTimeout(r, 50)); // poll interval of a bounded wait
-    }
-}
-
-async function roomOf(srv, n) {
-    const users = [];
-    const sockets = [];
-    for (let i = 0; i < n; i++) {
-        users.push(await srv.register());
-        sockets.push(await srv.connect(users[i].token));
-    }
-    const ack = await emitAck(sockets[0], 'room:create', {
-        name: h.uniqueName('room'), type: 'group', participants: users.slice(1).map((u) => u.user.id),
-    });
-    assertAckOk(ack, 'room:create');
-    return { users, sockets, room: ack.room };
 }
 
 async function sendOk(socket, roomId, content) {
