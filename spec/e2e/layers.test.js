@@ -117,7 +117,7 @@ const LAYERS = [
     ['sockets', 'sock'],
     ['cluster', 'cluster reload'],
     ['domain core', 'call members fanout sanctions'],
-    ['domain concerns', 'rooms messages presence connect'],
+    ['domain concerns', 'rooms messages presence connect message_ops reads notifications uploads users'],
     ['domain doors', 'actions rest ops admin domain'],
     ['runtime', 'runtime'],
     ['program', 'main'],
