@@ -135,6 +135,10 @@ static const option_def options[] = {
     {"admin_listen", "CHAT_ADMIN_LISTEN", STR(admin_listen), NULL, 0, 0,
      "host:port for the admin API alone (with /healthz, /readyz, /metrics); set, /admin/ is "
      "not served on the client address; unset: the admin API is on listen"},
+    {"eio_path", "CHAT_EIO_PATH", STR(eio_path), "/engine.io/", 0, 0,
+     "path of the plain Engine.IO endpoint the scripts serve (eio/* hooks); empty: off"},
+    {"shutdown_timeout_ms", "CHAT_SHUTDOWN_TIMEOUT_MS", INT(shutdown_timeout_ms), "10000", 0,
+     3600000, "bound on a graceful stop (SIGTERM): after it what is left is cut and logged"},
 };
 
 #define NOPTIONS (sizeof options / sizeof options[0])
