@@ -390,38 +390,34 @@ int chat_runtime_run(chat_runtime *rt)
 /* ---- the graceful stop ----
  * Two steps, each waited for on a short tick, both under one bound (cfg.shutdown_timeout_ms):
  * 1. rt->stopping: /readyz answers 503 and no new session is accepted, while the calls in
- *    flight (message writes and their acks) and the store's pending work finish;
+ *    flight (message writes and their acks) and the store's pending work finish; this step
+ *    may take three quarters of the bound, so that the clients are still told after it;
  * 2. every client gets what is queued for it and the close (chat__sessions_shutdown), and the
  *    runtime waits until the websockets have closed and the HTTP answers are written.
- * Then the listener closes (chat__net_stop). When the bound runs out first, what is left is
- * logged and cut. */
+ * Then the listener closes (chat__net_stop). What the bound cuts is logged. */
 #define DRAIN_TICK_MS 5
 
 typedef struct runtime_drain {
     uv_timer_t tick;
     chat_runtime *rt;
     int step; /* 0: calls in flight; 1: clients closing */
+    int cut;  /* something was left when a step ran out of time */
     uint64_t started;
 } runtime_drain;
 
 static void drain_freed(uv_handle_t *h) { free(h->data); }
 
-static json_t *drain_left(chat_runtime *rt)
+static void log_cut(chat_runtime *rt, const char *msg)
 {
-    return json_pack("{s:i,s:i,s:i,s:i,s:i}", "calls", rt->calls_pending, "store_pending",
-                     chat__store_pending(rt->store), "sessions", (int)rt->sessions.len,
-                     "websockets", rt->ws_conns, "http_requests", rt->http_reqs);
+    chat__log(CHAT_LOG_WARN, "stop_cut", msg,
+              json_pack("{s:i,s:i,s:i,s:i,s:i}", "calls", rt->calls_pending, "store_pending",
+                        chat__store_pending(rt->store), "sessions", (int)rt->sessions.len,
+                        "websockets", rt->ws_conns, "http_requests", rt->http_reqs));
 }
 
-static void drain_finish(runtime_drain *d, int cut)
+static void drain_finish(runtime_drain *d)
 {
     chat_runtime *rt = d->rt;
-    if (cut) {
-        chat__log(CHAT_LOG_WARN, "stop_cut",
-                  "the graceful stop ran out of time (CHAT_SHUTDOWN_TIMEOUT_MS); cutting what "
-                  "is left",
-                  drain_left(rt));
-    }
     rt->drain = NULL;
     chat__sessions_close_all(rt);
     chat__domain_stop(rt);
@@ -430,9 +426,9 @@ static void drain_finish(runtime_drain *d, int cut)
     chat__net_stop(rt);
     uv_timer_stop(&d->tick);
     uv_close((uv_handle_t *)&d->tick, drain_freed);
-    chat__log(CHAT_LOG_INFO, "stopped", cut ? "stopped, cutting what was left" : "stopped cleanly",
+    chat__log(CHAT_LOG_INFO, "stopped", d->cut ? "stopped, cutting what was left" : "stopped cleanly",
               json_pack("{s:I,s:b}", "ms", (json_int_t)(uv_now(rt->loop) - d->started), "cut",
-                        cut));
+                        d->cut));
 }
 
 static void drain_tick(uv_timer_t *t)
@@ -440,20 +436,31 @@ static void drain_tick(uv_timer_t *t)
     runtime_drain *d = t->data;
     chat_runtime *rt = d->rt;
     uv_update_time(rt->loop);
-    int over = uv_now(rt->loop) - d->started >= (uint64_t)rt->cfg.shutdown_timeout_ms;
+    uint64_t bound = (uint64_t)rt->cfg.shutdown_timeout_ms, spent = uv_now(rt->loop) - d->started;
     if (d->step == 0) {
-        if (!over && (rt->calls_pending > 0 || chat__store_pending(rt->store) > 0)) {
+        int busy = rt->calls_pending > 0 || chat__store_pending(rt->store) > 0;
+        if (busy && spent < bound * 3 / 4) {
             return;
+        }
+        if (busy) {
+            d->cut = 1;
+            log_cut(rt, "calls still in flight at the graceful stop's bound "
+                        "(CHAT_SHUTDOWN_TIMEOUT_MS): closing the clients without their answers");
         }
         d->step = 1;
         chat__sessions_shutdown(rt);
     }
-    int left = rt->sessions.len || rt->ws_conns > 0 || rt->http_reqs > 0 ||
-               rt->calls_pending > 0 || chat__store_pending(rt->store) > 0;
-    if (left && !over) {
+    /* the store's writes still finish after this (the loop runs until they are done) */
+    int left = rt->sessions.len || rt->ws_conns > 0 || rt->http_reqs > 0;
+    if (left && spent < bound) {
         return;
     }
-    drain_finish(d, left);
+    if (left) {
+        d->cut = 1;
+        log_cut(rt, "clients still closing at the graceful stop's bound "
+                    "(CHAT_SHUTDOWN_TIMEOUT_MS): cutting their connections");
+    }
+    drain_finish(d);
 }
 
 void chat_runtime_stop(chat_runtime *rt)
@@ -495,7 +502,9 @@ static void drain_wait(chat_runtime *rt)
         uv_run(rt->loop, UV_RUN_ONCE);
     }
     if (rt->drain) {
-        drain_finish(rt->drain, 1);
+        rt->drain->cut = 1;
+        log_cut(rt, "the runtime was freed during its graceful stop: cutting what is left");
+        drain_finish(rt->drain);
     }
 }
 

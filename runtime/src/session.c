@@ -32,7 +32,7 @@ struct chat_session {
     int client_closed; /* the client sent the close packet */
     int unconnected; /* no namespace connected yet: counted by bounds.c, connect timer runs */
     int handles;     /* uv handles still to close before the session is freed */
-    int draining;  /* graceful stop: answer the next poll with the queue and a close */
+    int draining;  /* graceful stop: polls take the queue, then one gets the close */
     chat_http_req *poll;  /* GET held open until there is something to send */
     chat_ws_conn *ws;     /* the websocket transport, once in use */
     chat_ws_conn *probe;  /* a websocket upgrading this polling session */
@@ -461,9 +461,11 @@ void chat__sessions_shutdown(chat_runtime *rt)
         if (s->draining) {
             continue; /* waiting for its next poll */
         }
-        if (s->transport == TRANSPORT_POLLING && !s->poll && s->qlen) {
-            /* between two polls with packets for it: the next poll takes them */
+        if (s->transport == TRANSPORT_POLLING && s->qlen) {
+            /* Packets first, the close in the next poll's answer, as the reference does:
+             * socket.io-client drops an ack that shares a payload with the close. */
             s->draining = 1;
+            kick(s);
             continue;
         }
         session_end(s, "server shutting down", 1);
@@ -475,6 +477,9 @@ void chat__sessions_shutdown(chat_runtime *rt)
 
 static int on_packet(chat_session *s, const eio_packet *p)
 {
+    if (s->closed) {
+        return -1;
+    }
     switch (p->type) {
     case EIO_PONG:
         s->awaiting_pong = 0;
@@ -610,8 +615,8 @@ void chat__eio_http(chat_http_req *req)
         if (req->wsi) {
             lws_set_timeout(req->wsi, NO_PENDING_TIMEOUT, 0);
         }
-        if (s->draining) {
-            session_end(s, "server shutting down", 1); /* answers this poll */
+        if (s->draining && !s->qlen) {
+            session_end(s, "server shutting down", 1); /* answers this poll with the close */
             return;
         }
         if (s->upgrading && !s->qlen) {
@@ -722,8 +727,8 @@ static void on_probe_packet(chat_ws_conn *c, const eio_packet *p)
 void chat__ws_receive(chat_ws_conn *c, const void *in, size_t len, int first, int final,
                       int binary)
 {
-    if (c->closing || !c->session) {
-        return;
+    if (c->closing || c->close_drained || !c->session) {
+        return; /* closing: what the client sends now is not read */
     }
     if (first) {
         chat__buf_reset(&c->rx);
@@ -788,9 +793,13 @@ int chat__ws_writeable(chat_ws_conn *c)
     }
     chat_session *s = c->session;
     if (c->close_drained && (!s || s->ws != c || !s->qlen)) {
-        /* the graceful stop: everything queued, the close packet last, is written */
-        lws_close_reason(c->wsi, (enum lws_close_status)c->close_drained, NULL, 0);
-        return -1;
+        /* the graceful stop: everything queued, the close packet last, is written; the
+         * close frame goes as for any close chatd starts (above) */
+        c->closing = 1;
+        c->close_status = c->close_drained;
+        lws_close_reason(c->wsi, (enum lws_close_status)c->close_status, NULL, 0);
+        lws_set_timer_usecs(c->wsi, 1);
+        return 0;
     }
     if (!s || s->ws != c || !s->qlen) {
         return 0;
@@ -802,8 +811,8 @@ int chat__ws_writeable(chat_ws_conn *c)
     if (n < 0) {
         return -1;
     }
-    if (s->qlen) {
-        lws_callback_on_writable(c->wsi);
+    if (s->qlen || c->close_drained) {
+        lws_callback_on_writable(c->wsi); /* the next packet, or the close frame */
     }
     return 0;
 }
