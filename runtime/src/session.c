@@ -1,8 +1,10 @@
 /* session.c: Engine.IO v4 sessions: handshake, the polling and websocket transports, the
  * upgrade from one to the other, heartbeats and the outgoing queue. */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
 #include "eio.h"
 #include "bounds.h"
@@ -41,6 +43,7 @@ struct chat_session {
     size_t qbytes;        /* payload bytes in q: a shared broadcast frame counts in each */
     uv_timer_t timer;
     uv_timer_t connect_timer; /* connect_timeout_ms */
+    uv_timer_t watch; /* while a poll is held: has its client gone away? (poll_watch_cb) */
     char peer[64];
     void *upper; /* the socket layer's state for this session (chat__session_set_upper) */
     uint64_t opened;  /* uv_now at open: the close line's duration */
@@ -114,6 +117,7 @@ static void session_unref(chat_session *s)
     free(s->q);
     uv_close((uv_handle_t *)&s->timer, session_freed);
     uv_close((uv_handle_t *)&s->connect_timer, session_freed);
+    uv_close((uv_handle_t *)&s->watch, session_freed);
 }
 
 static chat_frame *queue_pop(chat_session *s)
@@ -148,6 +152,9 @@ static int queue_push(chat_session *s, chat_frame *f)
 }
 
 static void heartbeat_cb(uv_timer_t *t);
+static void poll_watch_cb(uv_timer_t *t);
+static int poll_client_gone(chat_http_req *req);
+static void poll_gone(chat_http_req *req);
 
 /* ---- sockets connected: the end of the connect timeout ---- */
 
@@ -187,6 +194,8 @@ static void kick(chat_session *s)
             lws_callback_on_writable(s->ws->wsi);
         }
     } else if (s->poll && s->poll->wsi) {
+        /* lws serves no writeable callback to a connection under flow control */
+        lws_rx_flow_control(s->poll->wsi, 1);
         lws_callback_on_writable(s->poll->wsi);
     }
 }
@@ -219,14 +228,50 @@ void chat__session_send(chat_session *s, chat_frame *f)
     kick(s);
 }
 
+/* A held poll. lws 4.1 does not read a connection while its request is unanswered, yet
+ * keeps polling it for input: a client that went away made the loop spin on its readable
+ * socket, and the session lived on until its ping timed out. So lws stops watching input
+ * while a poll is held (flow control, lifted for the answer: kick), and poll_watch_cb
+ * looks, once a second, whether the client closed its end: Engine.IO ends a session whose
+ * poll was cut short. */
+#define POLL_WATCH_MS 1000
+
+static void poll_hold(chat_session *s, chat_http_req *req)
+{
+    s->poll = req;
+    req->poll_session = s;
+    chat__http_req_ref(req);
+    s->refs++;
+    if (req->wsi) {
+        lws_set_timeout(req->wsi, NO_PENDING_TIMEOUT, 0);
+        lws_rx_flow_control(req->wsi, 0);
+        uv_timer_start(&s->watch, poll_watch_cb, POLL_WATCH_MS, POLL_WATCH_MS);
+    }
+}
+
+/* The poll is answered (or gone): lws reads the connection again for its next request. */
+static void poll_unhold(chat_session *s, chat_http_req *req)
+{
+    s->poll = NULL;
+    req->poll_session = NULL;
+    if (s->draining) {
+        /* the graceful stop: the close goes in the next poll, if one comes in time */
+        uv_timer_start(&s->watch, poll_watch_cb, POLL_WATCH_MS, 0);
+    } else {
+        uv_timer_stop(&s->watch);
+    }
+    if (req->wsi) {
+        lws_rx_flow_control(req->wsi, 1);
+    }
+}
+
 static void release_poll(chat_session *s, const char *packet)
 {
     chat_http_req *req = s->poll;
     if (!req) {
         return;
     }
-    s->poll = NULL;
-    req->poll_session = NULL;
+    poll_unhold(s, req);
     chat__http_respond(req, 200, "text/plain; charset=UTF-8", packet, strlen(packet));
     chat__http_req_unref(req);
     session_unref(s);
@@ -239,7 +284,14 @@ void chat__eio_poll_writeable(chat_http_req *req)
         return;
     }
     if (!s->qlen && !s->closed) {
-        return; /* woken for nothing: keep holding */
+        if (req->wsi) {
+            lws_rx_flow_control(req->wsi, 0); /* woken for nothing: keep holding */
+        }
+        return;
+    }
+    if (req->wsi && !s->closed && poll_client_gone(req)) {
+        poll_gone(req); /* not answered: what is queued would be lost on the way */
+        return;
     }
     chat_buf *body = &s->rt->scratch;
     chat__buf_reset(body);
@@ -254,8 +306,7 @@ void chat__eio_poll_writeable(chat_http_req *req)
     if (s->closed) {
         rc = rc ? rc : chat__eio_payload_append(body, EIO_CLOSE, NULL, 0, 0);
     }
-    s->poll = NULL;
-    req->poll_session = NULL;
+    poll_unhold(s, req);
     if (rc) {
         chat__http_respond_error(req, rc, NULL);
     } else {
@@ -344,10 +395,12 @@ static chat_session *session_new(chat_runtime *rt, const chat_session_handler *h
     }
     uv_timer_init(rt->loop, &s->timer);
     s->timer.data = s;
+    uv_timer_init(rt->loop, &s->watch);
+    s->watch.data = s;
     uv_timer_start(&s->timer, heartbeat_cb, (uint64_t)rt->cfg.ping_interval_ms, 0);
     uv_timer_init(rt->loop, &s->connect_timer);
     s->connect_timer.data = s;
-    s->handles = 2;
+    s->handles = 3;
     s->unconnected = 1;
     uv_timer_start(&s->connect_timer, connect_timeout_cb, (uint64_t)rt->cfg.connect_timeout_ms,
                    0);
@@ -461,11 +514,17 @@ void chat__sessions_shutdown(chat_runtime *rt)
         if (s->draining) {
             continue; /* waiting for its next poll */
         }
-        if (s->transport == TRANSPORT_POLLING && s->qlen) {
+        if (s->transport == TRANSPORT_POLLING && (s->qlen || !s->poll)) {
             /* Packets first, the close in the next poll's answer, as the reference does:
-             * socket.io-client drops an ack that shares a payload with the close. */
+             * socket.io-client drops an ack that shares a payload with the close. A client
+             * between two polls gets the close in its next one (else its next poll would
+             * find no session and fail), if that comes within POLL_WATCH_MS. */
             s->draining = 1;
-            kick(s);
+            if (s->poll) {
+                kick(s);
+            } else {
+                uv_timer_start(&s->watch, poll_watch_cb, POLL_WATCH_MS, 0);
+            }
             continue;
         }
         session_end(s, "server shutting down", 1);
@@ -583,10 +642,8 @@ void chat__eio_http(chat_http_req *req)
             return;
         }
         /* the open packet is queued: answer with it now */
-        s->poll = req;
-        req->poll_session = s;
-        chat__http_req_ref(req);
-        s->refs += 2; /* the poll's, and ours while the layer above hears of it */
+        s->refs++; /* ours while the layer above hears of it */
+        poll_hold(s, req);
         chat__eio_poll_writeable(req);
         session_opened(s);
         session_unref(s);
@@ -608,13 +665,7 @@ void chat__eio_http(chat_http_req *req)
             chat__session_close(s, "overlapping polls");
             return;
         }
-        s->poll = req;
-        req->poll_session = s;
-        chat__http_req_ref(req);
-        s->refs++;
-        if (req->wsi) {
-            lws_set_timeout(req->wsi, NO_PENDING_TIMEOUT, 0);
-        }
+        poll_hold(s, req);
         if (s->draining && !s->qlen) {
             session_end(s, "server shutting down", 1); /* answers this poll with the close */
             return;
@@ -650,11 +701,41 @@ void chat__http_closed(chat_http_req *req)
     chat_session *s = req->poll_session;
     if (s && s->poll == req) {
         /* Engine.IO ends a session whose poll was cut short */
-        s->poll = NULL;
-        req->poll_session = NULL;
+        poll_unhold(s, req);
         chat__http_req_unref(req);
         chat__session_close(s, "transport close");
         session_unref(s);
+    }
+}
+
+/* 1 when the client of a held poll closed its end (lws does not read it to tell us). */
+static int poll_client_gone(chat_http_req *req)
+{
+    char c;
+    ssize_t n = recv(lws_get_socket_fd(req->wsi), &c, 1, MSG_PEEK | MSG_DONTWAIT);
+    /* > 0: still there (what it sent waits for the poll's answer) */
+    return n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR);
+}
+
+/* Ends the session of a held poll whose client went away, and has lws close the
+ * connection. */
+static void poll_gone(chat_http_req *req)
+{
+    lws_set_timeout(req->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
+    chat__http_closed(req);
+}
+
+static void poll_watch_cb(uv_timer_t *t)
+{
+    chat_session *s = t->data;
+    chat_http_req *req = s->poll;
+    if (!req && s->draining && !s->closed) {
+        /* stopping, and no poll came for the close: not worth holding the stop for */
+        session_end(s, "server shutting down", 1);
+    } else if (!req || !req->wsi) {
+        uv_timer_stop(t);
+    } else if (poll_client_gone(req)) {
+        poll_gone(req);
     }
 }
 

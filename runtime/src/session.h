@@ -89,7 +89,8 @@ void chat__sessions_close_all(chat_runtime *rt);
 /* The graceful stop's last word to every client: what is queued for it, then the Engine.IO
  * close packet; a websocket then gets a close frame 1001 (going away), a held poll its
  * answer. A polling client with packets queued gets them first and the close in its next
- * poll, so its session stays until then (or until the caller's bound runs out). */
+ * poll, as does one between two polls; a poll that does not come within a second is not
+ * waited for. */
 void chat__sessions_shutdown(chat_runtime *rt);
 
 #endif

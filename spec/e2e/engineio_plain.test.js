@@ -313,14 +313,7 @@ describe(`raw Engine.IO v4 at ${EIO}`, () => {
         assert.equal((await poll(o.sid)).status, 400, 'the session is over');
     });
 
-    // TODO(http): lws 4.1 stops reading a connection while its request is unanswered, so a
-    // held poll's client going away is only seen when the poll is answered (then the session
-    // ends by ping timeout, not "transport close"). Same on /socket.io/. Runs as todo until
-    // net.c watches held polls for the peer's close.
-    require('node:test').it('cancelled poll: the session ends (eio/close) and its sid is refused after', {
-        todo: 'lws does not report a held poll whose client went away (net.c)',
-        timeout: 60000,
-    }, async () => {
+    test('cancelled poll: the session ends (eio/close) and its sid is refused after', async () => {
         const { open: o } = await open();
         await pollFor(o.sid, (p) => p.startsWith('4hello'), 'greeting');
         // The poll goes out on a raw connection that has already answered one request, so

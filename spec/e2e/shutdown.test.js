@@ -156,7 +156,8 @@ describe('graceful stop on SIGTERM', () => {
         // the polling member: every GET answered 200, the last with the close packet
         const answers = await polls;
         for (const r of answers) {
-            assert.equal(r.status, 200, `a held poll is answered, not cut: ${r.status} ${r.text}`);
+            assert.equal(r.status, 200, `a held poll is answered, not cut: ${r.status} ${r.text}\n` +
+                `${JSON.stringify(answers)}\n${h.tail(server.output, 20)}`);
         }
         assert.ok(answers.at(-1).packets.includes('1'), `last poll: ${answers.at(-1).text}`);
         assert.ok(answers.some((r) => r.packets.some((p) => p.includes(answer.message.id))),
