@@ -105,6 +105,8 @@ typedef struct chat_config {
     int accept_backoff_ms;       /* pause accepting after an accept() error; default 200 */
     char *admin_tokens;     /* more admin tokens with names for the log: "alice=tok,bob=tok" */
     char *admin_listen;     /* "host:port" of the admin API alone; NULL: on listen, with the rest */
+    char *eio_path;         /* the scripts' plain Engine.IO endpoint; default "/engine.io/", "" off */
+    int shutdown_timeout_ms; /* bound on a graceful stop (chat_runtime_stop); default 10000 */
     int upload_max_bytes;   /* largest file POST /uploads takes; default 1000000 */
     char *upload_types;     /* media types uploads may have, comma-separated */
 } chat_config;
@@ -172,8 +174,13 @@ CHAT_API int chat_runtime_run(chat_runtime *rt);
  * load here and the reload started; with no other node live it is done when this returns,
  * otherwise its outcome is logged (reload_done, or reload_refused with each node's error). */
 CHAT_API int chat_runtime_reload(chat_runtime *rt, char *err, size_t errlen);
-/* Graceful stop: closes listeners and connections; pending store work still finishes.
- * Safe to call from a signal watcher on the loop. */
+/* Graceful stop, bounded by cfg.shutdown_timeout_ms: /readyz answers 503 and no new
+ * session is accepted; the calls in flight (message writes included) finish and are
+ * answered; then every client gets what is queued for it and the Engine.IO close packet (a
+ * websocket then a close frame 1001, a held poll its answer), and the listener closes. What
+ * is left when the bound runs out is cut, and logged. Returns at once; the loop does the
+ * rest (chat_runtime_run returns when it is done). Safe to call from a signal watcher on
+ * the loop; calling it again does nothing. */
 CHAT_API void chat_runtime_stop(chat_runtime *rt);
 
 typedef void (*chat_close_cb)(chat_runtime *rt, void *arg);

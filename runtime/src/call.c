@@ -16,6 +16,7 @@ static chat_call *call_new(chat_runtime *rt, const char *user_id)
     chat_call *c = calloc(1, sizeof *c);
     if (c) {
         c->rt = rt;
+        rt->calls_pending++; /* a graceful stop lets it finish (chat__call_free) */
         c->ack_id = -1;
         snprintf(c->user_id, sizeof c->user_id, "%s", user_id ? user_id : "");
     }
@@ -61,6 +62,7 @@ chat_call *chat__call_from_script(chat_runtime *rt, const char *user_id, chat_st
 
 void chat__call_free(chat_call *c)
 {
+    c->rt->calls_pending--;
     if (c->k) {
         chat__sock_unref(c->k);
     }

@@ -135,6 +135,10 @@ static const option_def options[] = {
     {"admin_listen", "CHAT_ADMIN_LISTEN", STR(admin_listen), NULL, 0, 0,
      "host:port for the admin API alone (with /healthz, /readyz, /metrics); set, /admin/ is "
      "not served on the client address; unset: the admin API is on listen"},
+    {"eio_path", "CHAT_EIO_PATH", STR(eio_path), "/engine.io/", 0, 0,
+     "path of the plain Engine.IO endpoint the scripts serve (eio/* hooks); empty: off"},
+    {"shutdown_timeout_ms", "CHAT_SHUTDOWN_TIMEOUT_MS", INT(shutdown_timeout_ms), "10000", 0,
+     3600000, "bound on a graceful stop (SIGTERM): after it what is left is cut and logged"},
     {"upload_max_bytes", "CHAT_UPLOAD_MAX_BYTES", INT(upload_max_bytes), "1000000", 1, INT_MAX,
      "largest file POST /uploads stores, in bytes (a body over max_payload is refused first)"},
     {"upload_types", "CHAT_UPLOAD_TYPES", STR(upload_types),

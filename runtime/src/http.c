@@ -16,6 +16,7 @@ void chat__http_req_unref(chat_http_req *req)
     if (!req || --req->refs > 0) {
         return;
     }
+    req->rt->http_reqs--;
     free(req->query);
     free(req->authorization);
     free(req->if_none_match);

@@ -17,12 +17,13 @@ int luaopen_chat_timer(lua_State *L);
 int luaopen_chat_log(lua_State *L);
 int luaopen_chat_redis(lua_State *L);
 int luaopen_chat_json(lua_State *L);
+int luaopen_chat_eio(lua_State *L);
 
 static const char *const known_hooks[] = {
     "connect/auth", "connect", "room/join",     "room/joined", "room/leave",
     "message/before", "message/after", "typing", "disconnect",
     "user/update", "user/updated", "message/edit", "message/delete", "message/react", "room/read",
-    "notification/before", "upload/before", NULL,
+    "notification/before", "upload/before", "eio/open", "eio/message", "eio/close", NULL,
 };
 
 /* chat.hook(name, fn, priority = 0): higher priorities run first; equal ones in the order
@@ -438,7 +439,8 @@ static const luaL_Reg submodules[] = {
     {"jwt", luaopen_chat_jwt},       {"crypto", luaopen_chat_crypto},
     {"timer", luaopen_chat_timer},   {"log", luaopen_chat_log},
     {"redis", luaopen_chat_redis},
-    {"json", luaopen_chat_json},     {NULL, NULL},
+    {"json", luaopen_chat_json},     {"eio", luaopen_chat_eio},
+    {NULL, NULL},
 };
 
 int luaopen_chat(lua_State *L)

@@ -244,6 +244,7 @@ static int on_http(chat_runtime *rt, struct lws *wsi, net_pss *pss, const char *
     req->wsi = wsi;
     req->admin_door = net_is_admin_vhost(wsi);
     req->refs = 1; /* the connection's */
+    rt->http_reqs++; /* until freed: a graceful stop waits for it (chat__http_req_unref) */
     req->method = m >= 0 && (size_t)m < sizeof method_map / sizeof method_map[0]
                       ? method_map[m]
                       : CHAT_HTTP_OTHER;
@@ -379,13 +380,13 @@ static int http_callback(chat_runtime *rt, struct lws *wsi, net_pss *pss,
 
 static int ws_filter(chat_runtime *rt, struct lws *wsi, net_pss *pss)
 {
-    char path[64], arg[CHAT_SID_MAX + 8];
+    char path[256], arg[CHAT_SID_MAX + 8];
     memset(&pss->ws, 0, sizeof pss->ws);
     pss->ws.rt = rt;
     pss->ws.wsi = wsi;
     if (lws_hdr_copy(wsi, path, sizeof path, WSI_TOKEN_GET_URI) <= 0 ||
-        strcmp(path, "/socket.io/") != 0) {
-        return 1; /* not ours: lws refuses the upgrade */
+        !(pss->ws.handler = chat__session_mount_find(rt, path))) {
+        return 1; /* not an Engine.IO endpoint: lws refuses the upgrade */
     }
     const char *eio = lws_get_urlarg_by_name(wsi, "EIO=", arg, sizeof arg);
     if (!eio || strcmp(eio, "4") != 0) {

@@ -62,6 +62,13 @@ static void ready_checked(int status, json_t *result, void *arg)
 static void readyz(chat_http_req *req, const char *user_id)
 {
     (void)user_id;
+    if (req->rt->stopping) { /* a load balancer stops sending new clients here */
+        chat__http_respond_json(
+            req, 503,
+            json_pack("{s:b,s:{s:s,s:s}}", "ok", 0, "error", "code", "unavailable", "message",
+                      "the server is shutting down; connect to another node"));
+        return;
+    }
     chat__http_req_ref(req);
     if (chat__store_call(req->rt->store, CHAT_STORE_PING, NULL, ready_checked, req)) {
         chat__http_respond_error(req, CHAT_EUNAVAIL, "store: not accepting work");

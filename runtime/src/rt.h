@@ -64,7 +64,6 @@ struct chat_runtime {
     char dummy_hash[64]; /* checked on logins for unknown users: same cost as a real check */
     char *static_root;   /* static_dir made absolute; NULL: serve no files */
     /* the seams: what each layer registered with the one below at start */
-    const struct chat_session_handler *session_handler; /* sock.c, for session.c */
     const struct chat_sock_handler *sock_handler;       /* the domain, for sock.c */
     const struct chat_actions *actions;                 /* the domain, for scripts */
     chat_vec http_routes;                /* const chat_http_route*, by their owners */
@@ -78,7 +77,24 @@ struct chat_runtime {
     struct chat_sanctions *sanctions; /* sanctions.c: disabled accounts, bans, mutes */
     /* set by sanctions.c: 1 (and why) when a token's user may not use REST (disabled) */
     int (*http_user_refused)(chat_runtime *rt, const char *user_id, char *why, size_t len);
+    chat_vec session_mounts; /* session.c: the Engine.IO endpoints, each with its upper layer */
+    const struct chat_eio_actions *eio_actions; /* eio_script.c, for lua_eio.c */
+    /* the graceful stop (runtime.c) and what it waits for */
+    struct runtime_drain *drain; /* NULL: not stopping, or done */
+    int calls_pending;           /* domain calls not answered yet (call.c) */
+    int http_reqs;               /* HTTP requests not answered and written yet (net.c, http.c) */
+    int ws_conns;                /* websocket connections established and not closed (session.c) */
 };
+
+/* ---- what scripts may do on the plain Engine.IO endpoint (eio_script.c registers it at
+ * start; lua_eio.c calls it). 0, or CHAT_ENOTFOUND when sid is no open session of it. ---- */
+typedef struct chat_eio_actions {
+    int (*send)(chat_runtime *rt, const char *sid, const void *data, size_t len, int binary);
+    int (*close)(chat_runtime *rt, const char *sid);
+} chat_eio_actions;
+
+/* eio_script.c: mounts the plain Engine.IO endpoint (cfg.eio_path) for the scripts. */
+int chat__eio_script_start(chat_runtime *rt);
 
 /* ---- what scripts may do to the chat (the domain registers it at start; lua_chat.c
  * calls it). No policy hooks run for these; cb gets the room, user or message. ---- */

@@ -37,7 +37,7 @@ static int copy_config(chat_config *dst, const chat_config *src)
                      &dst->static_dir,  &dst->scripts_dir, &dst->lua_dir,  &dst->admin_token,
                      &dst->node_id,     &dst->redis_url,   &dst->mongo_uri,
                      &dst->sqlite_synchronous, &dst->admin_tokens, &dst->admin_listen,
-                     &dst->upload_types};
+                     &dst->eio_path, &dst->upload_types};
     for (size_t i = 0; i < sizeof strs / sizeof strs[0]; i++) {
         if (*strs[i] && !(*strs[i] = strdup(*strs[i]))) {
             for (size_t j = 0; j < i; j++) {
@@ -332,6 +332,9 @@ static int runtime_new(chat_runtime **out, uv_loop_t *loop, const chat_config *c
     if ((rc = chat__domain_start(rt))) { /* scripts act through it, with --run too */
         goto fail;
     }
+    if ((rc = chat__eio_script_start(rt))) { /* the scripts' own Engine.IO endpoint */
+        goto fail;
+    }
     if (!serve) {
         *out = rt;
         return 0;
@@ -384,19 +387,125 @@ int chat_runtime_run(chat_runtime *rt)
     return 0;
 }
 
+/* ---- the graceful stop ----
+ * Two steps, each waited for on a short tick, both under one bound (cfg.shutdown_timeout_ms):
+ * 1. rt->stopping: /readyz answers 503 and no new session is accepted, while the calls in
+ *    flight (message writes and their acks) and the store's pending work finish; this step
+ *    may take three quarters of the bound, so that the clients are still told after it;
+ * 2. every client gets what is queued for it and the close (chat__sessions_shutdown), and the
+ *    runtime waits until the websockets have closed and the HTTP answers are written.
+ * Then the listener closes (chat__net_stop). What the bound cuts is logged. */
+#define DRAIN_TICK_MS 5
+
+typedef struct runtime_drain {
+    uv_timer_t tick;
+    chat_runtime *rt;
+    int step; /* 0: calls in flight; 1: clients closing */
+    int cut;  /* something was left when a step ran out of time */
+    uint64_t started;
+} runtime_drain;
+
+static void drain_freed(uv_handle_t *h) { free(h->data); }
+
+static void log_cut(chat_runtime *rt, const char *msg)
+{
+    chat__log(CHAT_LOG_WARN, "stop_cut", msg,
+              json_pack("{s:i,s:i,s:i,s:i,s:i}", "calls", rt->calls_pending, "store_pending",
+                        chat__store_pending(rt->store), "sessions", (int)rt->sessions.len,
+                        "websockets", rt->ws_conns, "http_requests", rt->http_reqs));
+}
+
+static void drain_finish(runtime_drain *d)
+{
+    chat_runtime *rt = d->rt;
+    rt->drain = NULL;
+    chat__sessions_close_all(rt);
+    chat__domain_stop(rt);
+    chat__cluster_stop(rt);
+    chat__admin_stop(rt);
+    chat__net_stop(rt);
+    uv_timer_stop(&d->tick);
+    uv_close((uv_handle_t *)&d->tick, drain_freed);
+    chat__log(CHAT_LOG_INFO, "stopped", d->cut ? "stopped, cutting what was left" : "stopped cleanly",
+              json_pack("{s:I,s:b}", "ms", (json_int_t)(uv_now(rt->loop) - d->started), "cut",
+                        d->cut));
+}
+
+static void drain_tick(uv_timer_t *t)
+{
+    runtime_drain *d = t->data;
+    chat_runtime *rt = d->rt;
+    uv_update_time(rt->loop);
+    uint64_t bound = (uint64_t)rt->cfg.shutdown_timeout_ms, spent = uv_now(rt->loop) - d->started;
+    if (d->step == 0) {
+        int busy = rt->calls_pending > 0 || chat__store_pending(rt->store) > 0;
+        if (busy && spent < bound * 3 / 4) {
+            return;
+        }
+        if (busy) {
+            d->cut = 1;
+            log_cut(rt, "calls still in flight at the graceful stop's bound "
+                        "(CHAT_SHUTDOWN_TIMEOUT_MS): closing the clients without their answers");
+        }
+        d->step = 1;
+        chat__sessions_shutdown(rt);
+    }
+    /* the store's writes still finish after this (the loop runs until they are done) */
+    int left = rt->sessions.len || rt->ws_conns > 0 || rt->http_reqs > 0;
+    if (left && spent < bound) {
+        return;
+    }
+    if (left) {
+        d->cut = 1;
+        log_cut(rt, "clients still closing at the graceful stop's bound "
+                    "(CHAT_SHUTDOWN_TIMEOUT_MS): cutting their connections");
+    }
+    drain_finish(d);
+}
+
 void chat_runtime_stop(chat_runtime *rt)
 {
     if (rt->stopping) {
         return;
     }
     rt->stopping = 1;
-    chat__log(CHAT_LOG_INFO, "stopping", "closing connections; pending writes finish first",
-              json_pack("{s:i}", "store_pending", chat__store_pending(rt->store)));
-    chat__sessions_close_all(rt);
-    chat__domain_stop(rt);
-    chat__cluster_stop(rt);
-    chat__admin_stop(rt);
-    chat__net_stop(rt);
+    chat__log(CHAT_LOG_INFO, "stopping",
+              "graceful stop: no new sessions; calls in flight finish, then clients are closed",
+              json_pack("{s:i,s:i,s:i}", "store_pending", chat__store_pending(rt->store), "calls",
+                        rt->calls_pending, "timeout_ms", rt->cfg.shutdown_timeout_ms));
+    runtime_drain *d = calloc(1, sizeof *d);
+    if (!d) { /* cannot wait: the old way, closing everything now */
+        chat__sessions_close_all(rt);
+        chat__domain_stop(rt);
+        chat__cluster_stop(rt);
+        chat__admin_stop(rt);
+        chat__net_stop(rt);
+        return;
+    }
+    d->rt = rt;
+    uv_update_time(rt->loop);
+    d->started = uv_now(rt->loop);
+    uv_timer_init(rt->loop, &d->tick);
+    d->tick.data = d;
+    rt->drain = d;
+    drain_tick(&d->tick); /* nothing in flight: the clients are told at once */
+    if (rt->drain) {
+        uv_timer_start(&d->tick, drain_tick, DRAIN_TICK_MS, DRAIN_TICK_MS);
+    }
+}
+
+/* A stop still draining when the runtime is freed: an owned loop runs it to its end (it is
+ * bounded); a host's loop cannot be run from here, so what is left is cut. */
+static void drain_wait(chat_runtime *rt)
+{
+    while (rt->drain && rt->owns_loop) {
+        uv_run(rt->loop, UV_RUN_ONCE);
+    }
+    if (rt->drain) {
+        rt->drain->cut = 1;
+        log_cut(rt, "the runtime was freed during its graceful stop: cutting what is left");
+        drain_finish(rt->drain);
+    }
 }
 
 int chat_runtime_reload(chat_runtime *rt, char *err, size_t errlen)
@@ -435,6 +544,7 @@ static void free_memory(chat_runtime *rt)
     chat__map_free(&rt->rooms);
     chat__map_free(&rt->socks);
     chat__vec_free(&rt->http_routes);
+    chat__session_mounts_free(rt);
     chat__frame_unref(rt->ping_frame);
     chat__frame_unref(rt->noop_frame);
     chat__buf_free(&rt->scratch);
@@ -454,6 +564,7 @@ static void runtime_free(chat_runtime *rt, chat_close_cb cb, void *arg)
     if (!rt) {
         return;
     }
+    drain_wait(rt);
     chat__domain_stop(rt);
     chat__net_stop(rt);
     chat__cluster_stop(rt);
@@ -527,6 +638,14 @@ static void closer_tick(uv_timer_t *t)
         return;
     }
     if (c->phase == 0) {
+        if (rt->drain) {
+            return; /* the graceful stop is still under way (bounded) */
+        }
+        if (rt->script) { /* after the stop: the hooks saw the last disconnects */
+            chat__script_free(rt->script);
+            rt->script = NULL;
+            return;
+        }
         if (chat__map_next(&rt->sessions, &i) || chat__store_pending(rt->store) > 0) {
             return;
         }
@@ -551,9 +670,10 @@ void chat_runtime_close(chat_runtime *rt, chat_close_cb cb, void *arg)
     }
     runtime_closer *c = calloc(1, sizeof *c);
     chat_runtime_stop(rt);
-    chat__script_free(rt->script);
-    rt->script = NULL;
-    if (!c) { /* cannot wait for the closes: at least free what is safe to free */
+    if (!c) {
+        drain_wait(rt);
+        chat__script_free(rt->script);
+        rt->script = NULL; /* cannot wait for the closes: at least free what is safe to free */
         chat__log(CHAT_LOG_ERROR, "close_failed", "out of memory while closing the runtime",
                   NULL);
         return;

@@ -1,8 +1,10 @@
 /* session.c: Engine.IO v4 sessions: handshake, the polling and websocket transports, the
  * upgrade from one to the other, heartbeats and the outgoing queue. */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
 #include "eio.h"
 #include "bounds.h"
@@ -21,6 +23,7 @@ enum { TRANSPORT_POLLING, TRANSPORT_WEBSOCKET };
 
 struct chat_session {
     chat_runtime *rt;
+    const chat_session_handler *h; /* the layer above, from the endpoint it was opened at */
     char sid[CHAT_SID_MAX];
     int refs;
     int closed;
@@ -31,6 +34,7 @@ struct chat_session {
     int client_closed; /* the client sent the close packet */
     int unconnected; /* no namespace connected yet: counted by bounds.c, connect timer runs */
     int handles;     /* uv handles still to close before the session is freed */
+    int draining;  /* graceful stop: polls take the queue, then one gets the close */
     chat_http_req *poll;  /* GET held open until there is something to send */
     chat_ws_conn *ws;     /* the websocket transport, once in use */
     chat_ws_conn *probe;  /* a websocket upgrading this polling session */
@@ -39,6 +43,7 @@ struct chat_session {
     size_t qbytes;        /* payload bytes in q: a shared broadcast frame counts in each */
     uv_timer_t timer;
     uv_timer_t connect_timer; /* connect_timeout_ms */
+    uv_timer_t watch; /* while a poll is held: has its client gone away? (poll_watch_cb) */
     char peer[64];
     void *upper; /* the socket layer's state for this session (chat__session_set_upper) */
     uint64_t opened;  /* uv_now at open: the close line's duration */
@@ -65,6 +70,7 @@ static const char *transport_name(int transport)
 void *chat__session_upper(chat_session *s) { return s->upper; }
 void chat__session_set_upper(chat_session *s, void *upper) { s->upper = upper; }
 chat_runtime *chat__session_rt(chat_session *s) { return s->rt; }
+const char *chat__session_sid(chat_session *s) { return s->sid; }
 
 /* Engine.IO's error answers over HTTP: 400 {"code":N,"message":"..."} */
 enum {
@@ -111,6 +117,7 @@ static void session_unref(chat_session *s)
     free(s->q);
     uv_close((uv_handle_t *)&s->timer, session_freed);
     uv_close((uv_handle_t *)&s->connect_timer, session_freed);
+    uv_close((uv_handle_t *)&s->watch, session_freed);
 }
 
 static chat_frame *queue_pop(chat_session *s)
@@ -145,12 +152,15 @@ static int queue_push(chat_session *s, chat_frame *f)
 }
 
 static void heartbeat_cb(uv_timer_t *t);
+static void poll_watch_cb(uv_timer_t *t);
+static int poll_client_gone(chat_http_req *req);
+static void poll_gone(chat_http_req *req);
 
 /* ---- sockets connected: the end of the connect timeout ---- */
 
 static int any_namespace(chat_session *s)
 {
-    return s->rt->session_handler->connected(s);
+    return s->h->connected(s);
 }
 
 static void connect_done(chat_session *s)
@@ -184,6 +194,8 @@ static void kick(chat_session *s)
             lws_callback_on_writable(s->ws->wsi);
         }
     } else if (s->poll && s->poll->wsi) {
+        /* lws serves no writeable callback to a connection under flow control */
+        lws_rx_flow_control(s->poll->wsi, 1);
         lws_callback_on_writable(s->poll->wsi);
     }
 }
@@ -216,14 +228,50 @@ void chat__session_send(chat_session *s, chat_frame *f)
     kick(s);
 }
 
+/* A held poll. lws 4.1 does not read a connection while its request is unanswered, yet
+ * keeps polling it for input: a client that went away made the loop spin on its readable
+ * socket, and the session lived on until its ping timed out. So lws stops watching input
+ * while a poll is held (flow control, lifted for the answer: kick), and poll_watch_cb
+ * looks, once a second, whether the client closed its end: Engine.IO ends a session whose
+ * poll was cut short. */
+#define POLL_WATCH_MS 1000
+
+static void poll_hold(chat_session *s, chat_http_req *req)
+{
+    s->poll = req;
+    req->poll_session = s;
+    chat__http_req_ref(req);
+    s->refs++;
+    if (req->wsi) {
+        lws_set_timeout(req->wsi, NO_PENDING_TIMEOUT, 0);
+        lws_rx_flow_control(req->wsi, 0);
+        uv_timer_start(&s->watch, poll_watch_cb, POLL_WATCH_MS, POLL_WATCH_MS);
+    }
+}
+
+/* The poll is answered (or gone): lws reads the connection again for its next request. */
+static void poll_unhold(chat_session *s, chat_http_req *req)
+{
+    s->poll = NULL;
+    req->poll_session = NULL;
+    if (s->draining) {
+        /* the graceful stop: the close goes in the next poll, if one comes in time */
+        uv_timer_start(&s->watch, poll_watch_cb, POLL_WATCH_MS, 0);
+    } else {
+        uv_timer_stop(&s->watch);
+    }
+    if (req->wsi) {
+        lws_rx_flow_control(req->wsi, 1);
+    }
+}
+
 static void release_poll(chat_session *s, const char *packet)
 {
     chat_http_req *req = s->poll;
     if (!req) {
         return;
     }
-    s->poll = NULL;
-    req->poll_session = NULL;
+    poll_unhold(s, req);
     chat__http_respond(req, 200, "text/plain; charset=UTF-8", packet, strlen(packet));
     chat__http_req_unref(req);
     session_unref(s);
@@ -236,7 +284,14 @@ void chat__eio_poll_writeable(chat_http_req *req)
         return;
     }
     if (!s->qlen && !s->closed) {
-        return; /* woken for nothing: keep holding */
+        if (req->wsi) {
+            lws_rx_flow_control(req->wsi, 0); /* woken for nothing: keep holding */
+        }
+        return;
+    }
+    if (req->wsi && !s->closed && poll_client_gone(req)) {
+        poll_gone(req); /* not answered: what is queued would be lost on the way */
+        return;
     }
     chat_buf *body = &s->rt->scratch;
     chat__buf_reset(body);
@@ -251,8 +306,7 @@ void chat__eio_poll_writeable(chat_http_req *req)
     if (s->closed) {
         rc = rc ? rc : chat__eio_payload_append(body, EIO_CLOSE, NULL, 0, 0);
     }
-    s->poll = NULL;
-    req->poll_session = NULL;
+    poll_unhold(s, req);
     if (rc) {
         chat__http_respond_error(req, rc, NULL);
     } else {
@@ -312,7 +366,8 @@ static void make_sid(chat_runtime *rt, char out[CHAT_SID_MAX])
 
 /* *err: CHAT_ENOMEM, or CHAT_EUNAVAIL when the bounds on sessions without a namespace
  * refuse this one. */
-static chat_session *session_new(chat_runtime *rt, int transport, const char *peer, int *err)
+static chat_session *session_new(chat_runtime *rt, const chat_session_handler *h,
+                                 int transport, const char *peer, int *err)
 {
     peer = peer ? peer : "";
     *err = chat__limits_session_open(rt, peer);
@@ -326,6 +381,7 @@ static chat_session *session_new(chat_runtime *rt, int transport, const char *pe
         return NULL;
     }
     s->rt = rt;
+    s->h = h;
     s->refs = 1; /* the sessions map's */
     s->transport = transport;
     do {
@@ -339,13 +395,18 @@ static chat_session *session_new(chat_runtime *rt, int transport, const char *pe
     }
     uv_timer_init(rt->loop, &s->timer);
     s->timer.data = s;
+    uv_timer_init(rt->loop, &s->watch);
+    s->watch.data = s;
     uv_timer_start(&s->timer, heartbeat_cb, (uint64_t)rt->cfg.ping_interval_ms, 0);
     uv_timer_init(rt->loop, &s->connect_timer);
     s->connect_timer.data = s;
-    s->handles = 2;
+    s->handles = 3;
     s->unconnected = 1;
     uv_timer_start(&s->connect_timer, connect_timeout_cb, (uint64_t)rt->cfg.connect_timeout_ms,
                    0);
+    if (h->connected(s)) {
+        connect_done(s); /* an upper layer with nothing to connect (the plain endpoint) */
+    }
     rt->stats.connections_total++;
     s->opened = uv_now(rt->loop);
     char conn[24];
@@ -377,7 +438,9 @@ static void ws_close_conn(chat_ws_conn *c, int status)
     lws_callback_on_writable(c->wsi);
 }
 
-void chat__session_close(chat_session *s, const char *reason)
+/* graceful: the client gets what is queued, then the close packet; a websocket closes
+ * with 1001 (going away) once that is written. Otherwise the queue is dropped. */
+static void session_end(chat_session *s, const char *reason, int graceful)
 {
     if (s->closed) {
         return;
@@ -394,21 +457,41 @@ void chat__session_close(chat_session *s, const char *reason)
     connect_done(s);
     chat__map_del(&s->rt->sessions, s->sid);
     s->refs++; /* keep s alive while the layers above let go */
-    s->rt->session_handler->on_close(s, reason);
-    while (s->qlen) {
-        chat__frame_unref(queue_pop(s));
+    s->h->on_close(s, reason);
+    if (!graceful) {
+        while (s->qlen) {
+            chat__frame_unref(queue_pop(s));
+        }
     }
     if (s->poll) {
-        release_poll(s, "1");
+        if (graceful) {
+            chat__eio_poll_writeable(s->poll); /* the queue, then the close packet */
+        } else {
+            release_poll(s, "1");
+        }
     }
-    if (s->ws) {
+    if (s->ws && graceful) {
+        chat_frame *f = chat__frame_new("1", 1, 0);
+        if (f && !queue_push(s, f)) {
+            s->ws->close_drained = LWS_CLOSE_STATUS_GOINGAWAY;
+            lws_callback_on_writable(s->ws->wsi);
+        } else {
+            ws_close_conn(s->ws, LWS_CLOSE_STATUS_GOINGAWAY);
+        }
+        chat__frame_unref(f);
+    } else if (s->ws) {
         ws_close_conn(s->ws, LWS_CLOSE_STATUS_NORMAL);
     }
     if (s->probe) {
-        ws_close_conn(s->probe, LWS_CLOSE_STATUS_NORMAL);
+        ws_close_conn(s->probe, graceful ? LWS_CLOSE_STATUS_GOINGAWAY : LWS_CLOSE_STATUS_NORMAL);
     }
     session_unref(s); /* the map's */
     session_unref(s);
+}
+
+void chat__session_close(chat_session *s, const char *reason)
+{
+    session_end(s, reason, 0);
 }
 
 const char *chat__session_peer(chat_session *s) { return s->peer; }
@@ -423,10 +506,39 @@ void chat__sessions_close_all(chat_runtime *rt)
     }
 }
 
+void chat__sessions_shutdown(chat_runtime *rt)
+{
+    chat_session *s;
+    size_t i = 0;
+    while ((s = chat__map_next(&rt->sessions, &i))) {
+        if (s->draining) {
+            continue; /* waiting for its next poll */
+        }
+        if (s->transport == TRANSPORT_POLLING && (s->qlen || !s->poll)) {
+            /* Packets first, the close in the next poll's answer, as the reference does:
+             * socket.io-client drops an ack that shares a payload with the close. A client
+             * between two polls gets the close in its next one (else its next poll would
+             * find no session and fail), if that comes within POLL_WATCH_MS. */
+            s->draining = 1;
+            if (s->poll) {
+                kick(s);
+            } else {
+                uv_timer_start(&s->watch, poll_watch_cb, POLL_WATCH_MS, 0);
+            }
+            continue;
+        }
+        session_end(s, "server shutting down", 1);
+        i = 0; /* the map changed */
+    }
+}
+
 /* ---- incoming packets, from either transport ---- */
 
 static int on_packet(chat_session *s, const eio_packet *p)
 {
+    if (s->closed) {
+        return -1;
+    }
     switch (p->type) {
     case EIO_PONG:
         s->awaiting_pong = 0;
@@ -442,7 +554,10 @@ static int on_packet(chat_session *s, const eio_packet *p)
         return 0;
     }
     case EIO_MESSAGE:
-        if (s->rt->session_handler->on_message(s, p->data, p->len, p->binary)) {
+        if (s->draining) {
+            return 0; /* the server is stopping: no new work */
+        }
+        if (s->h->on_message(s, p->data, p->len, p->binary)) {
             s->rt->stats.bad_packets++;
             chat__session_close(s, "parse error");
             return -1;
@@ -477,10 +592,22 @@ static void client_address(chat_http_req *req, char *out, size_t len)
     chat__peer_address(req->rt, req->wsi, out, len);
 }
 
+static void session_opened(chat_session *s)
+{
+    if (s->h->on_open && !s->closed) {
+        s->h->on_open(s);
+    }
+}
+
 void chat__eio_http(chat_http_req *req)
 {
     chat_runtime *rt = req->rt;
+    const chat_session_handler *h = chat__session_mount_find(rt, req->path);
     char eio[8], transport[16], sid[CHAT_SID_MAX];
+    if (!h) {
+        chat__http_respond_error(req, CHAT_ENOTFOUND, "no such path");
+        return;
+    }
     if (!chat__http_query(req, "EIO", eio, sizeof eio) || strcmp(eio, "4") != 0) {
         eio_error(req, EIO_ERR_VERSION);
         return;
@@ -506,7 +633,7 @@ void chat__eio_http(chat_http_req *req)
         char peer[64];
         client_address(req, peer, sizeof peer);
         int err;
-        chat_session *s = session_new(rt, TRANSPORT_POLLING, peer, &err);
+        chat_session *s = session_new(rt, h, TRANSPORT_POLLING, peer, &err);
         if (!s) {
             chat__http_respond_error(req, err,
                                      err == CHAT_EUNAVAIL
@@ -515,15 +642,15 @@ void chat__eio_http(chat_http_req *req)
             return;
         }
         /* the open packet is queued: answer with it now */
-        s->poll = req;
-        req->poll_session = s;
-        chat__http_req_ref(req);
-        s->refs++;
+        s->refs++; /* ours while the layer above hears of it */
+        poll_hold(s, req);
         chat__eio_poll_writeable(req);
+        session_opened(s);
+        session_unref(s);
         return;
     }
     chat_session *s = chat__map_get(&rt->sessions, sid);
-    if (!s) {
+    if (!s || s->h != h) {
         eio_error(req, EIO_ERR_SID);
         return;
     }
@@ -538,12 +665,10 @@ void chat__eio_http(chat_http_req *req)
             chat__session_close(s, "overlapping polls");
             return;
         }
-        s->poll = req;
-        req->poll_session = s;
-        chat__http_req_ref(req);
-        s->refs++;
-        if (req->wsi) {
-            lws_set_timeout(req->wsi, NO_PENDING_TIMEOUT, 0);
+        poll_hold(s, req);
+        if (s->draining && !s->qlen) {
+            session_end(s, "server shutting down", 1); /* answers this poll with the close */
+            return;
         }
         if (s->upgrading && !s->qlen) {
             chat__session_send(s, s->rt->noop_frame);
@@ -576,11 +701,41 @@ void chat__http_closed(chat_http_req *req)
     chat_session *s = req->poll_session;
     if (s && s->poll == req) {
         /* Engine.IO ends a session whose poll was cut short */
-        s->poll = NULL;
-        req->poll_session = NULL;
+        poll_unhold(s, req);
         chat__http_req_unref(req);
         chat__session_close(s, "transport close");
         session_unref(s);
+    }
+}
+
+/* 1 when the client of a held poll closed its end (lws does not read it to tell us). */
+static int poll_client_gone(chat_http_req *req)
+{
+    char c;
+    ssize_t n = recv(lws_get_socket_fd(req->wsi), &c, 1, MSG_PEEK | MSG_DONTWAIT);
+    /* > 0: still there (what it sent waits for the poll's answer) */
+    return n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR);
+}
+
+/* Ends the session of a held poll whose client went away, and has lws close the
+ * connection. */
+static void poll_gone(chat_http_req *req)
+{
+    lws_set_timeout(req->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
+    chat__http_closed(req);
+}
+
+static void poll_watch_cb(uv_timer_t *t)
+{
+    chat_session *s = t->data;
+    chat_http_req *req = s->poll;
+    if (!req && s->draining && !s->closed) {
+        /* stopping, and no poll came for the close: not worth holding the stop for */
+        session_end(s, "server shutting down", 1);
+    } else if (!req || !req->wsi) {
+        uv_timer_stop(t);
+    } else if (poll_client_gone(req)) {
+        poll_gone(req);
     }
 }
 
@@ -589,6 +744,8 @@ void chat__http_closed(chat_http_req *req)
 void chat__ws_established(chat_ws_conn *c)
 {
     chat_runtime *rt = c->rt;
+    c->counted = 1;
+    rt->ws_conns++;
     if (c->bad_request || rt->stopping) {
         ws_close_conn(c, LWS_CLOSE_STATUS_POLICY_VIOLATION);
         return;
@@ -596,7 +753,7 @@ void chat__ws_established(chat_ws_conn *c)
     const char *peer = c->peer; /* read with the upgrade's headers */
     if (!c->sid[0]) {
         int err;
-        chat_session *s = session_new(rt, TRANSPORT_WEBSOCKET, peer, &err);
+        chat_session *s = session_new(rt, c->handler, TRANSPORT_WEBSOCKET, peer, &err);
         if (!s) {
             /* 1013 Try Again Later: a session bound refused it */
             ws_close_conn(c, err == CHAT_EUNAVAIL ? 1013 : LWS_CLOSE_STATUS_UNEXPECTED_CONDITION);
@@ -604,12 +761,15 @@ void chat__ws_established(chat_ws_conn *c)
         }
         s->ws = c;
         c->session = s;
-        s->refs++;
+        s->refs += 2; /* the connection's, and ours while the layer above hears of it */
         kick(s);
+        session_opened(s);
+        session_unref(s);
         return;
     }
     chat_session *s = chat__map_get(&rt->sessions, c->sid);
-    if (!s || s->transport != TRANSPORT_POLLING || s->probe) {
+    if (!s || s->h != c->handler || s->transport != TRANSPORT_POLLING || s->probe ||
+        s->draining) {
         ws_close_conn(c, LWS_CLOSE_STATUS_POLICY_VIOLATION);
         return;
     }
@@ -648,8 +808,8 @@ static void on_probe_packet(chat_ws_conn *c, const eio_packet *p)
 void chat__ws_receive(chat_ws_conn *c, const void *in, size_t len, int first, int final,
                       int binary)
 {
-    if (c->closing || !c->session) {
-        return;
+    if (c->closing || c->close_drained || !c->session) {
+        return; /* closing: what the client sends now is not read */
     }
     if (first) {
         chat__buf_reset(&c->rx);
@@ -713,6 +873,15 @@ int chat__ws_writeable(chat_ws_conn *c)
         return 0;
     }
     chat_session *s = c->session;
+    if (c->close_drained && (!s || s->ws != c || !s->qlen)) {
+        /* the graceful stop: everything queued, the close packet last, is written; the
+         * close frame goes as for any close chatd starts (above) */
+        c->closing = 1;
+        c->close_status = c->close_drained;
+        lws_close_reason(c->wsi, (enum lws_close_status)c->close_status, NULL, 0);
+        lws_set_timer_usecs(c->wsi, 1);
+        return 0;
+    }
     if (!s || s->ws != c || !s->qlen) {
         return 0;
     }
@@ -723,8 +892,8 @@ int chat__ws_writeable(chat_ws_conn *c)
     if (n < 0) {
         return -1;
     }
-    if (s->qlen) {
-        lws_callback_on_writable(c->wsi);
+    if (s->qlen || c->close_drained) {
+        lws_callback_on_writable(c->wsi); /* the next packet, or the close frame */
     }
     return 0;
 }
@@ -732,6 +901,10 @@ int chat__ws_writeable(chat_ws_conn *c)
 void chat__ws_closed(chat_ws_conn *c)
 {
     chat__buf_free(&c->rx);
+    if (c->counted) {
+        c->counted = 0;
+        c->rt->ws_conns--;
+    }
     chat_session *s = c->session;
     if (!s) {
         return;
@@ -746,7 +919,14 @@ void chat__ws_closed(chat_ws_conn *c)
     session_unref(s);
 }
 
-/* ---- the seam to the socket layer: its handler and the /socket.io/ route ---- */
+/* ---- the seam to the layers above: the endpoints, each with its handler ---- */
+
+typedef struct session_mount {
+    char path[128];    /* "/socket.io/" */
+    char bare[128];    /* "/socket.io" */
+    const chat_session_handler *h;
+    chat_http_route routes[2];
+} session_mount;
 
 static void eio_route(chat_http_req *req, const char *user_id)
 {
@@ -754,13 +934,58 @@ static void eio_route(chat_http_req *req, const char *user_id)
     chat__eio_http(req);
 }
 
-static const chat_http_route eio_routes[] = {
-    {CHAT_HTTP_ANY, "/socket.io/", 0, eio_route},
-    {CHAT_HTTP_ANY, "/socket.io", 0, eio_route},
-};
+int chat__session_mount(chat_runtime *rt, const char *path, const chat_session_handler *h)
+{
+    size_t n = strlen(path);
+    session_mount *m = calloc(1, sizeof *m);
+    if (!m || n < 2 || n + 1 >= sizeof m->path || path[0] != '/') {
+        free(m);
+        return m ? CHAT_EINVAL : CHAT_ENOMEM;
+    }
+    /* both spellings, with and without the trailing slash, as clients differ */
+    memcpy(m->path, path, n);
+    if (m->path[n - 1] != '/') {
+        m->path[n++] = '/';
+    }
+    m->path[n] = '\0';
+    memcpy(m->bare, m->path, n - 1);
+    m->bare[n - 1] = '\0';
+    m->h = h;
+    m->routes[0] = (chat_http_route){CHAT_HTTP_ANY, m->path, 0, eio_route};
+    m->routes[1] = (chat_http_route){CHAT_HTTP_ANY, m->bare, 0, eio_route};
+    if (chat__vec_push(&rt->session_mounts, m)) {
+        free(m);
+        return CHAT_ENOMEM;
+    }
+    return chat__http_routes_add(rt, m->routes, 2);
+}
 
 int chat__session_start(chat_runtime *rt, const chat_session_handler *h)
 {
-    rt->session_handler = h;
-    return chat__http_routes_add(rt, eio_routes, sizeof eio_routes / sizeof eio_routes[0]);
+    return chat__session_mount(rt, "/socket.io/", h);
+}
+
+const chat_session_handler *chat__session_mount_find(chat_runtime *rt, const char *path)
+{
+    for (uint32_t i = 0; i < rt->session_mounts.len; i++) {
+        const session_mount *m = rt->session_mounts.items[i];
+        if (strcmp(m->path, path) == 0 || strcmp(m->bare, path) == 0) {
+            return m->h;
+        }
+    }
+    return NULL;
+}
+
+void chat__session_mounts_free(chat_runtime *rt)
+{
+    for (uint32_t i = 0; i < rt->session_mounts.len; i++) {
+        free(rt->session_mounts.items[i]);
+    }
+    chat__vec_free(&rt->session_mounts);
+}
+
+chat_session *chat__session_get(chat_runtime *rt, const char *sid, const chat_session_handler *h)
+{
+    chat_session *s = chat__map_get(&rt->sessions, sid);
+    return s && s->h == h && !s->closed ? s : NULL;
 }

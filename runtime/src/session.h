@@ -15,7 +15,9 @@
 
 #define CHAT_SID_MAX 48 /* "<node id>.<20 random>" */
 
-void chat__eio_http(chat_http_req *req); /* /socket.io/ over HTTP */
+typedef struct chat_session_handler chat_session_handler;
+
+void chat__eio_http(chat_http_req *req); /* an Engine.IO endpoint over HTTP */
 /* Per websocket connection, kept in the lws per-session data. */
 typedef struct chat_ws_conn {
     chat_runtime *rt;
@@ -31,6 +33,9 @@ typedef struct chat_ws_conn {
     char sid[CHAT_SID_MAX];
     int bad_request; /* set at filter time: refuse once established */
     char peer[64];   /* the client's address, read with the upgrade request's headers */
+    const chat_session_handler *handler; /* the endpoint's upper layer (ws_filter) */
+    int counted;        /* in rt->ws_conns */
+    int close_drained;  /* graceful stop: close with this code once the queue is written */
 } chat_ws_conn;
 void chat__ws_established(chat_ws_conn *c);
 void chat__ws_receive(chat_ws_conn *c, const void *in, size_t len, int first, int final,
@@ -41,8 +46,11 @@ void chat__http_closed(chat_http_req *req); /* a held poll's client went away */
 /* A held poll may write: fill its response from the session's queue. */
 void chat__eio_poll_writeable(chat_http_req *req);
 
-/* The socket layer's handler, registered at start (chat__session_start). */
-typedef struct chat_session_handler {
+/* The layer above an Engine.IO endpoint (sock.c for /socket.io/, eio_script.c for the
+ * scripts' plain endpoint), registered at start with its path (chat__session_mount). */
+struct chat_session_handler {
+    /* A session was opened (its handshake answered). NULL: nothing to do. */
+    void (*on_open)(chat_session *s);
     /* An Engine.IO message (text or binary). -1: the packet is invalid and the session is
      * closed (the protocol's answer to a parse error). */
     int (*on_message)(chat_session *s, const uint8_t *data, size_t len, int binary);
@@ -51,9 +59,19 @@ typedef struct chat_session_handler {
     /* Whether a Socket.IO namespace is connected on it (its CONNECT was answered), for the
      * bounds on sessions that never connect one. */
     int (*connected)(chat_session *s);
-} chat_session_handler;
-/* Registers h and the /socket.io/ routes. */
+};
+/* Serves Engine.IO at path ("/socket.io/"; also without the trailing slash) for h: its
+ * routes, websocket upgrades and sessions. Copies path. 0 or CHAT_ENOMEM. */
+int chat__session_mount(chat_runtime *rt, const char *path, const chat_session_handler *h);
+/* The Socket.IO layer's mount: h at /socket.io/. */
 int chat__session_start(chat_runtime *rt, const chat_session_handler *h);
+/* The handler mounted at path, or NULL (net.c: which websocket upgrades are ours). */
+const chat_session_handler *chat__session_mount_find(chat_runtime *rt, const char *path);
+/* The mounts' memory, when the runtime is freed. */
+void chat__session_mounts_free(chat_runtime *rt);
+/* The open session sid of the endpoint h, or NULL. */
+chat_session *chat__session_get(chat_runtime *rt, const char *sid, const chat_session_handler *h);
+const char *chat__session_sid(chat_session *s);
 /* The socket layer's state for this session (NULL until it sets one). */
 void *chat__session_upper(chat_session *s);
 void chat__session_set_upper(chat_session *s, void *upper);
@@ -68,5 +86,11 @@ void chat__session_set_user(chat_session *s, const char *user_id);
 /* 20 random base64url characters and a NUL: session and socket ids. */
 void chat__random_id(char out[21]);
 void chat__sessions_close_all(chat_runtime *rt);
+/* The graceful stop's last word to every client: what is queued for it, then the Engine.IO
+ * close packet; a websocket then gets a close frame 1001 (going away), a held poll its
+ * answer. A polling client with packets queued gets them first and the close in its next
+ * poll, as does one between two polls; a poll that does not come within a second is not
+ * waited for. */
+void chat__sessions_shutdown(chat_runtime *rt);
 
 #endif

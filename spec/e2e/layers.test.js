@@ -115,6 +115,7 @@ const LAYERS = [
     ['lua host', ['lua host']], // script*.c and lua_*.c, one component (see component())
     ['transport', 'bounds http_frame http net session static'],
     ['sockets', 'sock'],
+    ['plain engine.io', 'eio_script'], // beside sock on session.c; hands its sessions to the scripts
     ['cluster', 'cluster reload'],
     ['domain core', 'call members fanout sanctions'],
     ['domain concerns', 'rooms messages presence connect message_ops reads notifications uploads users'],
@@ -122,8 +123,8 @@ const LAYERS = [
     ['runtime', 'runtime'],
     ['program', 'main'],
 ];
-// Beside the ranks: the Lua host is called by the domain (hooks), cluster.c, reload.c and
-// the operator endpoints, and reaches the domain only through rt->actions; transport and
+// Beside the ranks: the Lua host is called by the domain (hooks), eio_script.c (the eio/*
+// hooks), cluster.c, reload.c and the operator endpoints, and reaches the domain only through rt->actions; transport and
 // sockets, which rank above it, never name it.
 const NEVER = { transport: ['lua host'], sockets: ['lua host'] };
 
