@@ -319,6 +319,51 @@ int chat__kv_del(chat_kv *kv, const char *key, chat_kv_cb cb, void *arg)
     return kv->be->del(kv->impl, key, cb, arg);
 }
 
+/* What a write would add to the in-process kv: a new entry whole, a replaced value's growth.
+ * incr of a key that exists adds at most a few digits: counted as nothing. */
+static size_t local_growth(local_kv *kv, const char *key, const char *value)
+{
+    kv_entry *e = lookup(kv, key);
+    size_t vlen = value ? strlen(value) + 1 : 24; /* incr: at most a 64-bit integer */
+    if (!e) {
+        return sizeof *e + strlen(key) + 1 + vlen;
+    }
+    size_t old = e->value ? strlen(e->value) + 1 : 0;
+    return value && vlen > old ? vlen - old : 0;
+}
+
+/* The bound lives with the byte count: every write the scripts make, incr creating keys
+ * included, is refused with CHAT_ETOOBIG (through cb, like any answer) past max_bytes. */
+static int over_limit(chat_kv *kv, size_t max_bytes, const char *key, const char *value,
+                      chat_kv_cb cb, void *arg)
+{
+    if (kv->be != &chat__kv_local) {
+        return 0; /* Redis: its maxmemory bounds it */
+    }
+    local_kv *l = kv->impl;
+    if (l->bytes + local_growth(l, key, value) <= max_bytes) {
+        return 0;
+    }
+    if (cb) {
+        cb(CHAT_ETOOBIG, NULL, 0, arg);
+    }
+    return CHAT_ETOOBIG;
+}
+
+int chat__kv_set_within(chat_kv *kv, size_t max_bytes, const char *key, const char *value,
+                        int64_t ttl_ms, chat_kv_cb cb, void *arg)
+{
+    int rc = over_limit(kv, max_bytes, key, value, cb, arg);
+    return rc ? rc : chat__kv_set(kv, key, value, ttl_ms, cb, arg);
+}
+
+int chat__kv_incr_within(chat_kv *kv, size_t max_bytes, const char *key, int64_t by,
+                         int64_t ttl_ms, chat_kv_cb cb, void *arg)
+{
+    int rc = over_limit(kv, max_bytes, key, NULL, cb, arg);
+    return rc ? rc : chat__kv_incr(kv, key, by, ttl_ms, cb, arg);
+}
+
 size_t chat__kv_count(const chat_kv *kv) { return kv->be->count ? kv->be->count(kv->impl) : 0; }
 size_t chat__kv_bytes(const chat_kv *kv) { return kv->be->bytes ? kv->be->bytes(kv->impl) : 0; }
 

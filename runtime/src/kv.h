@@ -56,6 +56,14 @@ int chat__kv_incr(chat_kv *kv, const char *key, int64_t by, int64_t ttl_ms, chat
 /* ttl_ms <= 0 removes the expiry. */
 int chat__kv_expire(chat_kv *kv, const char *key, int64_t ttl_ms, chat_kv_cb cb, void *arg);
 int chat__kv_del(chat_kv *kv, const char *key, chat_kv_cb cb, void *arg);
+/* The same, refused with CHAT_ETOOBIG (cb runs with it, and it is returned) when the
+ * in-process kv would hold more than max_bytes after the write; Redis: no check here. The
+ * scripts' writes go through these (CHAT_LUA_KV_MB); the runtime's own small keys (presence
+ * counts, rate-limit counters) do not, so a script that fills the kv cannot switch them off. */
+int chat__kv_set_within(chat_kv *kv, size_t max_bytes, const char *key, const char *value,
+                        int64_t ttl_ms, chat_kv_cb cb, void *arg);
+int chat__kv_incr_within(chat_kv *kv, size_t max_bytes, const char *key, int64_t by,
+                         int64_t ttl_ms, chat_kv_cb cb, void *arg);
 /* Keys held in process (in-process backend); 0 for Redis. */
 size_t chat__kv_count(const chat_kv *kv);
 /* Bytes of keys and values the in-process kv holds; 0 for Redis (its maxmemory bounds it). */

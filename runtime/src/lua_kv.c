@@ -3,13 +3,22 @@
  * nil, a message and the error code. TTLs are in milliseconds. What scripts may fill in the
  * in-process kv is bounded (CHAT_LUA_KV_MB): it lives outside the Lua heap and its cap. */
 #include <lauxlib.h>
-#include <string.h>
 
 #include "kv.h"
 #include "rt.h"
 #include "script.h"
 
-static int push_error(lua_State *T, int status) { return chat__lua_fail(T, status, NULL); }
+static int push_error(lua_State *T, int status)
+{
+    if (status == CHAT_ETOOBIG) {
+        chat__script_count_refusal(T, "kv");
+        return chat__lua_fail(T, status,
+                              "the kv is full (CHAT_LUA_KV_MB); delete keys or give them a TTL");
+    }
+    return chat__lua_fail(T, status, NULL);
+}
+
+static size_t kv_max(lua_State *L) { return (size_t)chat__script_rt(L)->cfg.lua_kv_mb * 1024 * 1024; }
 
 static void get_done(int status, const char *value, int64_t number, void *arg)
 {
@@ -67,15 +76,8 @@ static int kv_set(lua_State *L)
     const char *key = luaL_checkstring(L, 1);
     const char *value = luaL_checkstring(L, 2);
     lua_Integer ttl = luaL_optinteger(L, 3, 0);
-    chat_runtime *rt = chat__script_rt(L);
-    size_t max = (size_t)rt->cfg.lua_kv_mb * 1024 * 1024;
-    if (chat__kv_bytes(rt->kv) + strlen(key) + strlen(value) > max) {
-        chat__script_count_refusal(L, "kv");
-        return chat__lua_fail(L, CHAT_ETOOBIG,
-                              "the kv is full (CHAT_LUA_KV_MB); delete keys or give them a TTL");
-    }
     chat_pending *p = chat__script_pending_new(L);
-    chat__kv_set(rt->kv, key, value, ttl, bool_done, p);
+    chat__kv_set_within(chat__script_rt(L)->kv, kv_max(L), key, value, ttl, bool_done, p);
     return chat__script_await(L, p);
 }
 
@@ -85,7 +87,7 @@ static int kv_incr(lua_State *L)
     lua_Integer by = luaL_optinteger(L, 2, 1);
     lua_Integer ttl = luaL_optinteger(L, 3, 0);
     chat_pending *p = chat__script_pending_new(L);
-    chat__kv_incr(chat__script_rt(L)->kv, key, by, ttl, number_done, p);
+    chat__kv_incr_within(chat__script_rt(L)->kv, kv_max(L), key, by, ttl, number_done, p);
     return chat__script_await(L, p);
 }
 

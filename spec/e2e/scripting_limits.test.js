@@ -108,6 +108,19 @@ chat.hook("event/kv_fill", function()
     end
     return { stored = 100 }
 end)
+chat.hook("event/kv_incr_fill", function()
+    local long = ("k"):rep(2000)
+    local made = 0
+    local r = {}
+    for i = 1, 5000 do
+        local n, msg, code = chat.kv.incr("incr:" .. long .. i)
+        if not n then r = { made = made, message = msg, code = code } break end
+        made = i
+    end
+    for i = 1, made do chat.kv.del("incr:" .. long .. i) end
+    r.made = made
+    return r
+end)
 chat.hook("event/kv_small", function()
     return { ok = chat.kv.set("small", "fits") == true }
 end)
@@ -230,6 +243,13 @@ describe('a hostile policy', () => {
         assert.equal(r.code, 'payload_too_large');
         assert.match(r.message, /CHAT_LUA_KV_MB/);
         assert.ok(await metric(srv.server, 'chatd_script_kv_refused_total') > 0);
+    });
+
+    test('kv memory is bounded for incr of new keys too (CHAT_LUA_KV_MB)', async () => {
+        const r = await othersKeepChatting(srv, async (c) => emitAck(c, 'kv_incr_fill', {}, 20000));
+        assert.ok(r.made < 5000, `made ${r.made} keys of 2 KB each in a 1 MB kv`);
+        assert.equal(r.code, 'payload_too_large');
+        assert.match(r.message, /CHAT_LUA_KV_MB/);
     });
 
     test('one policy cannot change the libraries, the chat module or the string metatable of another', async () => {
