@@ -394,6 +394,15 @@ static int on_message(chat_session *s, const uint8_t *data, size_t len, int bina
         if (st->att_have >= st->pending.nattachments) {
             return -1; /* an attachment nobody announced */
         }
+        /* one packet's binaries together are one payload: maxPayload bounds their sum, not
+         * each (16 of them would hold 16 x maxPayload per session) */
+        size_t held = len;
+        for (size_t i = 0; i < st->att_have; i++) {
+            held += st->att[i].len;
+        }
+        if (held > (size_t)chat__session_rt(s)->cfg.max_payload) {
+            return -1;
+        }
         if (chat__buf_append(&st->att[st->att_have], data, len)) {
             return -1;
         }

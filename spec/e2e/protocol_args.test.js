@@ -165,6 +165,8 @@ const broken = {
     'an attachment nobody announced': [null, ['x']],
     'a text packet while attachments are owed': ['452-1["echo",{"_placeholder":true,"num":0}]', ['x', '42["echo"]']],
     'more attachments than the server takes': [`4517-1["echo",{"_placeholder":true,"num":0}]`, []],
+    'attachments that together pass maxPayload': ['452-1["echo",{"_placeholder":true,"num":0},{"_placeholder":true,"num":1}]',
+        ['x'.repeat(600000), 'y'.repeat(600000)]],
     'a BINARY_ACK for an ack the server never asked': ['461-1[{"_placeholder":true,"num":0}]', ['x', 'y']],
 };
 for (const [what, [head, then, complete]] of Object.entries(broken)) {
