@@ -109,6 +109,7 @@ typedef struct chat_config {
     int shutdown_timeout_ms; /* bound on a graceful stop (chat_runtime_stop); default 10000 */
     int upload_max_bytes;   /* largest file POST /uploads takes; default 1000000 */
     char *upload_types;     /* media types uploads may have, comma-separated */
+    int max_sessions_per_ip;     /* Engine.IO sessions per client address, connected or not; 1024 */
 } chat_config;
 
 /* Fills every field with its default (strings are copies). */

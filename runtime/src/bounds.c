@@ -88,6 +88,7 @@ void chat__limits_free(chat_runtime *rt)
     free_counts(&l->conns_by_wsi);
     free_counts(&l->conns_by_ip);
     free_counts(&l->unconnected_by_ip);
+    free_counts(&l->sessions_by_ip);
     free(l->filtered);
     if (l->probe_fd >= 0) {
         close(l->probe_fd);
@@ -396,17 +397,40 @@ int chat__limits_session_open(chat_runtime *rt, const char *peer)
         l->sessions_refused++;
         return CHAT_EUNAVAIL;
     }
-    chat_ip_count *ip = ip_get(&l->unconnected_by_ip, peer, 1);
-    if (!ip) {
-        return CHAT_ENOMEM;
+    /* a connected session owns no TCP connection over polling: only this bounds how many
+     * one address holds (handshake, CONNECT, repeat) */
+    chat_ip_count *all = ip_get(&l->sessions_by_ip, peer, 0);
+    if (all && all->n >= rt->cfg.max_sessions_per_ip) {
+        l->sessions_refused_all_ip++;
+        return CHAT_EUNAVAIL;
     }
-    if (ip->n >= rt->cfg.max_unconnected_sessions_per_ip) {
+    chat_ip_count *ip = ip_get(&l->unconnected_by_ip, peer, 0);
+    if (ip && ip->n >= rt->cfg.max_unconnected_sessions_per_ip) {
         l->sessions_refused_ip++;
         return CHAT_EUNAVAIL;
     }
+    if (!all && !(all = ip_get(&l->sessions_by_ip, peer, 1))) {
+        return CHAT_ENOMEM;
+    }
+    if (!ip && !(ip = ip_get(&l->unconnected_by_ip, peer, 1))) {
+        if (!all->n) {
+            all->n = 1;
+            ip_release(&l->sessions_by_ip, all); /* drops the empty entry */
+        }
+        return CHAT_ENOMEM;
+    }
     ip->n++;
+    all->n++;
     l->unconnected++;
     return 0;
+}
+
+void chat__limits_session_closed(chat_runtime *rt, const char *peer)
+{
+    chat_limits *l = rt->limits;
+    if (l) {
+        ip_release(&l->sessions_by_ip, chat__map_get(&l->sessions_by_ip, peer));
+    }
 }
 
 void chat__limits_session_done(chat_runtime *rt, const char *peer)
@@ -441,6 +465,7 @@ int chat__limits_metrics(chat_runtime *rt, chat_buf *b)
         "# TYPE chatd_sessions_refused_total counter\n"
         "chatd_sessions_refused_total{limit=\"max_unconnected_sessions\"} %llu\n"
         "chatd_sessions_refused_total{limit=\"max_unconnected_sessions_per_ip\"} %llu\n"
+        "chatd_sessions_refused_total{limit=\"max_sessions_per_ip\"} %llu\n"
         "# HELP chatd_connect_timeouts_total Sessions closed for connecting no namespace in "
         "time (connect_timeout_ms).\n"
         "# TYPE chatd_connect_timeouts_total counter\nchatd_connect_timeouts_total %llu\n"
@@ -452,6 +477,7 @@ int chat__limits_metrics(chat_runtime *rt, chat_buf *b)
         l->conns, l->max_conns, (unsigned long long)l->conns_refused,
         (unsigned long long)l->conns_refused_ip, l->unconnected,
         (unsigned long long)l->sessions_refused, (unsigned long long)l->sessions_refused_ip,
+        (unsigned long long)l->sessions_refused_all_ip,
         (unsigned long long)l->connect_timeouts, (unsigned long long)l->slow_clients,
         (unsigned long long)l->accept_errors);
 }

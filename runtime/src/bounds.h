@@ -28,6 +28,7 @@ typedef struct chat_limits {
     struct chat_conn *filtered; /* accepted by the filter, waiting for its wsi */
     int unconnected;          /* Engine.IO sessions with no namespace connected yet */
     chat_map unconnected_by_ip; /* client address -> chat_ip_count */
+    chat_map sessions_by_ip;  /* client address -> chat_ip_count: every Engine.IO session */
     /* accept errors: lws retries accept() at once, forever; we stop it polling the listen
      * socket for accept_backoff_ms and log once per second with a count */
     struct lws *listen_wsi;
@@ -46,6 +47,7 @@ typedef struct chat_limits {
     uint64_t sessions_refused;      /* max_unconnected_sessions */
     uint64_t sessions_refused_ip;   /* max_unconnected_sessions_per_ip */
     uint64_t connect_timeouts;      /* connect_timeout_ms */
+    uint64_t sessions_refused_all_ip; /* max_sessions_per_ip */
     uint64_t slow_clients;          /* session_queue_max_bytes */
 } chat_limits;
 
@@ -66,9 +68,13 @@ void chat__limits_wsi_destroy(chat_runtime *rt, struct lws *wsi);
 void chat__limits_accept_error(chat_runtime *rt, int err);
 
 /* A new Engine.IO session from a client address: 0, or CHAT_EUNAVAIL when the bounds on
- * sessions without a namespace refuse it. Counts it until chat__limits_session_done. */
+ * sessions without a namespace, or on all sessions of that address (max_sessions_per_ip),
+ * refuse it. Counts it as unconnected until chat__limits_session_done (a namespace connected,
+ * or the session ended first), and as one of its address's sessions until
+ * chat__limits_session_closed. */
 int chat__limits_session_open(chat_runtime *rt, const char *peer);
 void chat__limits_session_done(chat_runtime *rt, const char *peer);
+void chat__limits_session_closed(chat_runtime *rt, const char *peer);
 
 /* Appends the counters in the Prometheus text format. */
 int chat__limits_metrics(chat_runtime *rt, chat_buf *b);

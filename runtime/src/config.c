@@ -144,6 +144,9 @@ static const option_def options[] = {
     {"upload_types", "CHAT_UPLOAD_TYPES", STR(upload_types),
      "image/png,image/jpeg,image/gif,image/webp,application/pdf,text/plain", 0, 0,
      "media types an upload may have, comma-separated"},
+    {"max_sessions_per_ip", "CHAT_MAX_SESSIONS_PER_IP", INT(max_sessions_per_ip), "1024", 1,
+     INT_MAX, "Engine.IO sessions per client address, connected ones included (a polling "
+     "session holds no connection); more handshakes are refused (503)"},
 };
 
 #define NOPTIONS (sizeof options / sizeof options[0])

@@ -378,6 +378,7 @@ static chat_session *session_new(chat_runtime *rt, const chat_session_handler *h
     chat_session *s = calloc(1, sizeof *s);
     if (!s) {
         chat__limits_session_done(rt, peer);
+        chat__limits_session_closed(rt, peer);
         return NULL;
     }
     s->rt = rt;
@@ -390,6 +391,7 @@ static chat_session *session_new(chat_runtime *rt, const chat_session_handler *h
     snprintf(s->peer, sizeof s->peer, "%s", peer);
     if (chat__map_put(&rt->sessions, s->sid, s)) {
         chat__limits_session_done(rt, peer);
+        chat__limits_session_closed(rt, peer);
         free(s);
         return NULL;
     }
@@ -455,6 +457,7 @@ static void session_end(chat_session *s, const char *reason, int graceful)
                         "duration_ms", (json_int_t)(uv_now(s->rt->loop) - s->opened), "user",
                         s->user_id));
     connect_done(s);
+    chat__limits_session_closed(s->rt, s->peer);
     chat__map_del(&s->rt->sessions, s->sid);
     s->refs++; /* keep s alive while the layers above let go */
     s->h->on_close(s, reason);
@@ -637,7 +640,7 @@ void chat__eio_http(chat_http_req *req)
         if (!s) {
             chat__http_respond_error(req, err,
                                      err == CHAT_EUNAVAIL
-                                         ? "too many sessions waiting to connect; retry shortly"
+                                         ? "too many sessions (from this address, or waiting to connect); retry shortly"
                                          : NULL);
             return;
         }

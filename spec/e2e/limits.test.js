@@ -315,6 +315,39 @@ describe('sessions that never connect a namespace', () => {
     });
 });
 
+// ---- every Engine.IO session per address, connected or not (review H2) ----------------------
+
+describe('sessions per address, connected ones included', () => {
+    const srv = h.useServer({ env: { CHAT_TRUST_PROXY: '1', CHAT_MAX_SESSIONS_PER_IP: '3' } });
+    const open = (ip) => srv.http('GET', '/socket.io/?EIO=4&transport=polling', undefined, null,
+        { 'x-forwarded-for': ip });
+    const connect = async (res, token) => {
+        assert.equal(res.status, 200, res.text);
+        const sid = JSON.parse(res.text.slice(1)).sid;
+        assert.equal((await srv.eioPost(sid, `40${JSON.stringify({ token })}`)).status, 200);
+        const got = await srv.eioGet(sid);
+        assert.ok(got.packets.some((p) => p.startsWith('40{')), `CONNECT answered: ${got.text}`);
+        return sid;
+    };
+
+    test('a client cannot hold more polling sessions than max_sessions_per_ip by connecting them', async () => {
+        const { token } = await srv.register();
+        const sids = [];
+        for (let i = 0; i < 3; i++) {
+            sids.push(await connect(await open('10.0.1.1'), token));
+        }
+        const refused = await open('10.0.1.1');
+        h.assertRestError(refused, 503, 'unavailable', 'too many sessions');
+        assert.equal((await open('10.0.1.2')).status, 200, 'another address still gets in');
+        const m = await metrics(srv.server);
+        assert.equal(m['chatd_sessions_refused_total{limit="max_sessions_per_ip"}'], 1);
+
+        // closing one (the Engine.IO close packet) frees its slot
+        assert.equal((await srv.eioPost(sids[0], '1')).status, 200);
+        await h.eventually(async () => (await open('10.0.1.1')).status === 200, 'a slot again');
+    });
+});
+
 // ---- TCP connections per address (issue 10 item 7) -------------------------------------------
 
 describe('connections per address', () => {
