@@ -110,6 +110,7 @@ typedef struct chat_config {
     int upload_max_bytes;   /* largest file POST /uploads takes; default 1000000 */
     char *upload_types;     /* media types uploads may have, comma-separated */
     int max_sessions_per_ip;     /* Engine.IO sessions per client address, connected or not; 1024 */
+    int store_queue_max;         /* store calls queued or running; past it: unavailable; 10000 */
 } chat_config;
 
 /* Fills every field with its default (strings are copies). */

@@ -147,6 +147,9 @@ static const option_def options[] = {
     {"max_sessions_per_ip", "CHAT_MAX_SESSIONS_PER_IP", INT(max_sessions_per_ip), "1024", 1,
      INT_MAX, "Engine.IO sessions per client address, connected ones included (a polling "
      "session holds no connection); more handshakes are refused (503)"},
+    {"store_queue_max", "CHAT_STORE_QUEUE_MAX", INT(store_queue_max), "10000", 1, 10000000,
+     "store calls queued or running; past it a call (message:send, a REST call) is answered "
+     "`unavailable` at once rather than queued"},
 };
 
 #define NOPTIONS (sizeof options / sizeof options[0])

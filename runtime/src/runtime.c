@@ -300,6 +300,7 @@ static int runtime_new(chat_runtime **out, uv_loop_t *loop, const chat_config *c
     chat_store_opts sopts = {
         .sqlite_synchronous = chat__store_parse_synchronous(rt->cfg.sqlite_synchronous),
         .batch_max = rt->cfg.store_batch_max,
+        .queue_max = rt->cfg.store_queue_max,
     };
     if (!sopts.sqlite_synchronous) {
         chat__log(CHAT_LOG_ERROR, "bad_sqlite_synchronous",

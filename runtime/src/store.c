@@ -20,6 +20,7 @@ struct chat_store {
     const chat_store_backend *be;
     void *impl;    /* NULL once the backend is closed */
     int pending;   /* calls whose callback has not run yet (loop thread only) */
+    unsigned long long refused; /* calls refused at opts.queue_max */
     int closed;    /* closed while callbacks were still owed: the last one frees this */
     chat_store_opts opts;
     uv_mutex_t lock;
@@ -58,7 +59,8 @@ typedef struct store_batch {
     json_t **results;
 } store_batch;
 
-static const chat_store_opts store_defaults = {.sqlite_synchronous = 1, .batch_max = 1024};
+static const chat_store_opts store_defaults = {
+    .sqlite_synchronous = 1, .batch_max = 1024, .queue_max = 10000};
 
 static void store_free(chat_store *s)
 {
@@ -100,6 +102,9 @@ int chat__store_open_with(chat_store **out, uv_loop_t *loop, const chat_store_ba
     s->opts = opts ? *opts : store_defaults;
     if (s->opts.sqlite_synchronous < 1 || s->opts.sqlite_synchronous > 3) {
         s->opts.sqlite_synchronous = store_defaults.sqlite_synchronous;
+    }
+    if (s->opts.queue_max <= 0) {
+        s->opts.queue_max = store_defaults.queue_max;
     }
     err = be->open(&s->impl, target, &s->opts);
     if (err) {
@@ -161,6 +166,7 @@ void chat__store_close(chat_store *s)
 }
 
 int chat__store_pending(const chat_store *s) { return s ? s->pending : 0; }
+unsigned long long chat__store_refused(const chat_store *s) { return s ? s->refused : 0; }
 
 void chat__store_observe(chat_store *s, chat_store_observe_fn fn, void *arg)
 {
@@ -428,6 +434,12 @@ int chat__store_call(chat_store *s, int op, json_t *arg, chat_store_cb cb, void 
     }
     err = CHAT_EUNAVAIL;
     if (s->closed || !s->impl) {
+        goto fail;
+    }
+    /* a slow store (failover, fsync stall) must not let clients grow the queue without
+     * bound: past store_queue_max the caller answers `unavailable` at once */
+    if (s->pending >= s->opts.queue_max) {
+        s->refused++;
         goto fail;
     }
     err = CHAT_ENOMEM;

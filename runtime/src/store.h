@@ -196,6 +196,8 @@ json_t *chat__store_message(const chat_store_req *req);
 typedef struct chat_store_opts {
     int sqlite_synchronous; /* 1 NORMAL (default), 2 FULL, 3 EXTRA: PRAGMA synchronous */
     int batch_max;          /* message inserts per batch; <= 1: one call per insert */
+    int queue_max;          /* calls queued or running; past it a call is refused at once
+                             * with CHAT_EUNAVAIL (store_queue_max); <= 0: the default */
 } chat_store_opts;
 
 typedef struct chat_store_backend {
@@ -219,6 +221,8 @@ int chat__store_open(chat_store **out, uv_loop_t *loop, const chat_store_backend
 /* Waits for pending calls to finish (runs no loop: call after they reported), then closes. */
 void chat__store_close(chat_store *s);
 int chat__store_pending(const chat_store *s);
+/* Calls refused at store_queue_max since the store opened. */
+unsigned long long chat__store_refused(const chat_store *s);
 
 /* status 0 or CHAT_E*; result is owned by the callback (json_decref it or keep it). */
 typedef void (*chat_store_cb)(int status, json_t *result, void *arg);

@@ -144,6 +144,52 @@ static void measure_inserts(void)
     printf("\n");
 }
 
+/* store_queue_max: past it a call (an insert or any other) is refused at once with
+ * CHAT_EUNAVAIL, its callback never runs, and it is counted; every call accepted before is
+ * still answered once, and once they are, calls are accepted again. The loop does not run
+ * between the calls, so the queue cannot drain in between. */
+static void test_queue_max(void)
+{
+    chat_store *s = NULL;
+    json_t *r = NULL;
+    chat_store_opts o = {.sqlite_synchronous = 1, .batch_max = 1024, .queue_max = 3};
+    CHECK(chat__store_open_with(&s, &loop, &chat__store_sqlite, datadir, &o) == 0);
+    if (!s) {
+        return;
+    }
+    char room[25];
+    chat__objectid(room);
+    CHECK(run(s, CHAT_STORE_ROOM_CREATE,
+              json_pack("{s:s,s:s,s:[],s:I}", "id", room, "type", "group", "participants",
+                        "createdAt", (json_int_t)1),
+              &r) == 0);
+    json_decref(r);
+    memset(&cs, 0, sizeof cs);
+    char id[25];
+    for (int i = 0; i < 3; i++) {
+        chat__objectid(id);
+        CHECK(chat__store_call(s, CHAT_STORE_MESSAGE_INSERT,
+                               message(id, room, ALICE, "queued", NULL, 300000 + i), on_insert,
+                               NULL) == 0);
+    }
+    chat__objectid(id);
+    CHECK(chat__store_call(s, CHAT_STORE_MESSAGE_INSERT,
+                           message(id, room, ALICE, "one too many", NULL, 300010), on_insert,
+                           NULL) == CHAT_EUNAVAIL);
+    CHECK(chat__store_call(s, CHAT_STORE_ROOM_GET, json_pack("{s:s}", "id", room), on_insert,
+                           NULL) == CHAT_EUNAVAIL);
+    CHECK(chat__store_refused(s) == 2);
+    CHECK(uv_run(&loop, UV_RUN_DEFAULT) == 0);
+    CHECK(cs.calls == 3 && cs.fresh == 3);
+    chat__objectid(id);
+    CHECK(chat__store_call(s, CHAT_STORE_MESSAGE_INSERT,
+                           message(id, room, ALICE, "room again", NULL, 300020), on_insert,
+                           NULL) == 0);
+    CHECK(uv_run(&loop, UV_RUN_DEFAULT) == 0);
+    CHECK(cs.calls == 4 && cs.fresh == 4);
+    chat__store_close(s);
+}
+
 int main(void)
 {
     chat_store *s = NULL;
@@ -183,6 +229,7 @@ int main(void)
     chat__store_close(s);
 
     test_close_pending();
+    test_queue_max();
     test_reopen();
     test_migration();
     measure_inserts();
