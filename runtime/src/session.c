@@ -177,12 +177,19 @@ static void connect_done(chat_session *s)
 static void connect_timeout_cb(uv_timer_t *t)
 {
     chat_session *s = t->data;
-    if (s->unconnected && !any_namespace(s)) {
-        if (s->rt->limits) {
-            s->rt->limits->connect_timeouts++;
-        }
-        chat__session_close(s, "connect timeout");
+    if (!s->unconnected) {
+        return;
     }
+    if (any_namespace(s)) {
+        /* connected, but the CONNECT answer never went through chat__session_send (its
+         * frame failed to allocate): stop counting it as waiting to connect */
+        connect_done(s);
+        return;
+    }
+    if (s->rt->limits) {
+        s->rt->limits->connect_timeouts++;
+    }
+    chat__session_close(s, "connect timeout");
 }
 
 /* ---- sending ---- */
