@@ -165,16 +165,6 @@ static int chat_namespace(lua_State *L)
     return 0;
 }
 
-static json_t *arg_json(lua_State *L, int idx)
-{
-    const char *err = NULL;
-    json_t *v = chat__lua_to_json(L, idx, &err);
-    if (!v) {
-        luaL_argerror(L, idx, err ? err : "cannot be sent as JSON");
-    }
-    return v;
-}
-
 /* The domain's actions, registered at start: scripts act on the chat through them. */
 static const chat_actions *actions(lua_State *L) { return chat__script_rt(L)->actions; }
 
@@ -302,8 +292,14 @@ static int chat_create_room(lua_State *L)
     if (why) {
         return luaL_error(L, "%s", why);
     }
-    json_t *payload = arg_json(L, 2);
+    /* the pending first: it raises on out of memory, which would leak a payload made before */
     chat_pending *p = chat__script_pending_new(L);
+    const char *err = NULL;
+    json_t *payload = chat__lua_to_json(L, 2, &err);
+    if (!payload) {
+        chat__script_pending_cancel(p);
+        return luaL_argerror(L, 2, err ? err : "cannot be sent as JSON");
+    }
     actions(L)->create_room(chat__script_rt(L), admin, payload, action_done, p);
     json_decref(payload);
     return chat__script_await(L, p);
