@@ -140,7 +140,8 @@ static void conn_release(chat_limits *l, chat_conn *c)
 static void refuse(int fd, const char *message)
 {
     char buf[4096], body[256], resp[512];
-    while (recv(fd, buf, sizeof buf, MSG_DONTWAIT) > 0) {
+    /* at most 16 KB: a sender that keeps the socket readable must not hold the loop here */
+    for (int i = 0; i < 4 && recv(fd, buf, sizeof buf, MSG_DONTWAIT) > 0; i++) {
     }
     int bl = snprintf(body, sizeof body,
                       "{\"ok\":false,\"error\":{\"code\":\"unavailable\",\"message\":\"%s\"}}",
