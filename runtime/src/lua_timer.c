@@ -15,13 +15,14 @@ typedef struct lua_timer {
     lua_State *L;      /* the state's main thread */
     int fn_ref;
     int repeat;
+    char key[CHAT_TIMER_KEY]; /* its key in the state's timers, held by its cancel handle */
 } lua_timer;
 
 static void timer_free(uv_handle_t *h) { free(h); }
 
 static void timer_cancel(lua_timer *t)
 {
-    chat__script_untrack_timer(t->L, &t->handle);
+    chat__script_untrack_timer(t->L, t->key);
     luaL_unref(t->L, LUA_REGISTRYINDEX, t->fn_ref);
     uv_close((uv_handle_t *)&t->handle, timer_free);
 }
@@ -60,7 +61,7 @@ static int start(lua_State *L, int repeat)
     t->fn_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     uv_timer_init(chat__script_loop(L), &t->handle);
     uv_unref((uv_handle_t *)&t->handle); /* a script's schedule does not keep chatd running */
-    int rc = chat__script_track_timer(L, &t->handle);
+    int rc = chat__script_track_timer(L, &t->handle, t->key);
     if (rc) {
         luaL_unref(L, LUA_REGISTRYINDEX, t->fn_ref);
         uv_close((uv_handle_t *)&t->handle, timer_free);
@@ -74,9 +75,10 @@ static int start(lua_State *L, int repeat)
     /* the loop's clock is as old as this loop iteration: a script may have run for a while */
     uv_update_time(chat__script_loop(L));
     uv_timer_start(&t->handle, timer_fire, (uint64_t)ms, repeat ? (uint64_t)ms : 0);
-    /* the handle: {cancel = function} with the timer as a light userdata upvalue */
+    /* the handle: {cancel = function} with the timer's key as its upvalue (never a pointer:
+     * the timer may be gone when cancel is called) */
     lua_newtable(L);
-    lua_pushlightuserdata(L, t);
+    lua_pushstring(L, t->key);
     lua_pushcclosure(L, chat__lua_timer_cancel, 1);
     lua_setfield(L, -2, "cancel");
     return 1;
@@ -84,9 +86,10 @@ static int start(lua_State *L, int repeat)
 
 int chat__lua_timer_cancel(lua_State *L)
 {
-    lua_timer *t = lua_touserdata(L, lua_upvalueindex(1));
+    const char *key = lua_tostring(L, lua_upvalueindex(1));
     /* only a timer still alive in this state is closed: it may have fired or been retired */
-    if (t && chat__script_timer_alive(L, &t->handle)) {
+    lua_timer *t = key ? (lua_timer *)chat__script_timer_find(L, key) : NULL;
+    if (t) {
         timer_cancel(t);
     }
     return 0;

@@ -109,9 +109,13 @@ void chat__script_spawn(lua_State *L, int nargs, const char *what);
 
 /* Timers (lua_timer.c) register with their state so a reload can stop them. */
 uv_loop_t *chat__script_loop(lua_State *L);
-int chat__script_track_timer(lua_State *L, uv_timer_t *t);
-void chat__script_untrack_timer(lua_State *L, uv_timer_t *t);
-int chat__script_timer_alive(lua_State *L, uv_timer_t *t);
+/* Timers by a key the state gives out (never reused): track fills key (which must live as
+ * long as the timer: the map borrows it); find returns the live timer or NULL (it ended, or
+ * the state retired). All O(1). */
+#define CHAT_TIMER_KEY 20
+int chat__script_track_timer(lua_State *L, uv_timer_t *t, char key[CHAT_TIMER_KEY]);
+void chat__script_untrack_timer(lua_State *L, const char *key);
+uv_timer_t *chat__script_timer_find(lua_State *L, const char *key);
 int chat__lua_timer_cancel(lua_State *L);
 /* Maps a protocol error code ("rate_limited") to CHAT_E*, 0 if unknown (from CHAT_ERRNO_MAP). */
 int chat__script_reject_code(const char *code);

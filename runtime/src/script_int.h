@@ -29,7 +29,9 @@ struct script_state {
     long load_budget;
     int sync;            /* chatd --run: bindings drive the loop instead of yielding */
     int retired;         /* replaced by a reload: timer runs still waiting are abandoned */
-    chat_vec timers;     /* uv timers created by this state, closed when it retires */
+    chat_map timers;     /* uv timers created by this state by their key (lua_timer.c), closed
+                          * when it retires: found and removed in O(1) */
+    uint64_t timer_ids;  /* the last timer key given out */
     long pattern_steps;  /* limit of one string.find/match/gmatch/gsub call */
     char hash[65];       /* the files' content hash when they were loaded (cluster.h) */
 };

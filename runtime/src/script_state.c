@@ -106,11 +106,11 @@ static void timer_closed(uv_handle_t *h)
 
 static void state_retire_timers(script_state *st)
 {
-    for (uint32_t i = 0; i < st->timers.len; i++) {
-        uv_timer_t *t = st->timers.items[i];
-        uv_close((uv_handle_t *)t, timer_closed);
+    uv_timer_t *t;
+    for (size_t i = 0; (t = chat__map_next(&st->timers, &i));) {
+        uv_close((uv_handle_t *)t, timer_closed); /* frees it (and its key) later */
     }
-    st->timers.len = 0;
+    chat__map_free(&st->timers);
 }
 
 static void script_maybe_free(chat_script *sc)
@@ -127,7 +127,7 @@ void chat__script_state_unref(script_state *st)
     }
     chat_script *sc = st->host;
     state_retire_timers(st);
-    chat__vec_free(&st->timers);
+    chat__map_free(&st->timers);
     lua_close(st->L);
     free(st);
     sc->states--;
@@ -437,7 +437,7 @@ void chat__script_stats(chat_script *sc, int *version, unsigned long *reloads,
 
 int chat__script_metrics(chat_script *sc, chat_buf *b)
 {
-    unsigned long timers = sc && sc->cur ? sc->cur->timers.len : 0;
+    unsigned long timers = sc && sc->cur ? (unsigned long)sc->cur->timers.len : 0;
     return chat__buf_appendf(
         b,
         "# HELP chatd_script_timers Timers the loaded scripts have pending.\n"
@@ -588,32 +588,34 @@ int chat__script_run_file(chat_runtime *rt, const char *path, int argc, char **a
     }
     uv_run(rt->loop, UV_RUN_NOWAIT);
     lua_close(L);
-    chat__vec_free(&st->timers);
+    chat__map_free(&st->timers);
     free(st);
     return rc;
 }
 
 /* ---- for lua_timer.c ---- */
 
-int chat__script_track_timer(lua_State *L, uv_timer_t *t)
+int chat__script_track_timer(lua_State *L, uv_timer_t *t, char key[CHAT_TIMER_KEY])
 {
     script_state *st = chat__script_state_of(L);
     int max = st->host->rt->cfg.lua_timers_max;
-    if (max > 0 && st->timers.len >= (uint32_t)max) {
+    if (max > 0 && st->timers.len >= (size_t)max) {
         st->host->timers_refused++;
         return CHAT_ETOOBIG;
     }
-    return chat__vec_push(&st->timers, t);
+    /* never reused: a handle whose timer ended cannot reach a later one */
+    snprintf(key, CHAT_TIMER_KEY, "%llx", (unsigned long long)++st->timer_ids);
+    return chat__map_put(&st->timers, key, t);
 }
 
-void chat__script_untrack_timer(lua_State *L, uv_timer_t *t)
+void chat__script_untrack_timer(lua_State *L, const char *key)
 {
-    chat__vec_remove(&chat__script_state_of(L)->timers, t);
+    chat__map_del(&chat__script_state_of(L)->timers, key);
 }
 
-int chat__script_timer_alive(lua_State *L, uv_timer_t *t)
+uv_timer_t *chat__script_timer_find(lua_State *L, const char *key)
 {
-    return chat__vec_has(&chat__script_state_of(L)->timers, t);
+    return chat__map_get(&chat__script_state_of(L)->timers, key);
 }
 
 uv_loop_t *chat__script_loop(lua_State *L) { return chat__script_rt(L)->loop; }

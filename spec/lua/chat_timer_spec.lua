@@ -68,6 +68,35 @@ describe("chat.timer", function()
         assert.is_true(wait_until(function() return after end))
     end)
 
+    it("a handle whose timer ran never reaches a timer started later", function()
+        for _ = 1, 50 do
+            local old = chat.timer.after(0, function() end)
+            chat.timer.sleep(5) -- old ran: its memory may now hold the next timer
+            local ran = false
+            chat.timer.after(10, function() ran = true end)
+            old.cancel()
+            assert.is_true(wait_until(function() return ran end))
+        end
+    end)
+
+    it("many timers: each cancel reaches its own, in any order (a figure: start and cancel time)", function()
+        local n, fired = 10000, 0
+        local handles = {}
+        local t0 = chat.now()
+        for i = 1, n do
+            handles[i] = chat.timer.after(200 + i % 7, function() fired = fired + 1 end)
+        end
+        local started = chat.now()
+        for i = n, 1, -1 do -- newest first: the last of a list is the slowest to find there
+            if i % 2 == 0 then handles[i].cancel() end
+        end
+        print(string.format("chat.timer: %d timers started in %d ms, %d cancelled newest first in %d ms",
+            n, started - t0, n // 2, chat.now() - started))
+        assert.is_true(wait_until(function() return fired == n // 2 end, 5000))
+        chat.timer.sleep(20)
+        assert.equal(n // 2, fired)
+    end)
+
     it("raises on misuse: negative or huge delays, every below 10 ms, no function", function()
         assert.has_error(function() chat.timer.after(-1, function() end) end)
         assert.has_error(function() chat.timer.after(8 * 86400 * 1000, function() end) end)
