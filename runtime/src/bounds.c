@@ -36,6 +36,7 @@ int chat__limits_init(chat_runtime *rt)
         return CHAT_ENOMEM;
     }
     l->rt = rt;
+    l->loop_thread = uv_thread_self();
     l->max_conns = rt->cfg.max_connections;
     if (l->max_conns <= 0) {
         struct rlimit rl;
@@ -364,6 +365,12 @@ static void accept_log(chat_limits *l, uint64_t now)
                         (json_int_t)l->accept_errors));
     l->accept_errors_unlogged = 0;
     l->accept_last_log_ms = now;
+}
+
+int chat__limits_on_this_thread(chat_runtime *rt)
+{
+    uv_thread_t self = uv_thread_self();
+    return rt->limits && uv_thread_equal(&rt->limits->loop_thread, &self);
 }
 
 void chat__limits_accept_error(chat_runtime *rt, int err)

@@ -21,6 +21,7 @@ typedef struct chat_ip_count {
 
 typedef struct chat_limits {
     chat_runtime *rt;
+    uv_thread_t loop_thread;  /* the thread that runs rt's loop (it started the runtime) */
     int max_conns;            /* effective: the setting, or the open-file limit less a reserve */
     int conns;                /* accepted TCP connections still open */
     chat_map conns_by_ip;     /* TCP peer -> chat_ip_count (unless the proxy is trusted) */
@@ -64,7 +65,9 @@ void chat__limits_probe(chat_runtime *rt, const char *host, int port);
 int chat__limits_filter(chat_runtime *rt, struct lws *listen_wsi, int fd);
 void chat__limits_wsi_create(chat_runtime *rt, struct lws *wsi);
 void chat__limits_wsi_destroy(chat_runtime *rt, struct lws *wsi);
-/* lws logged an accept() failure. */
+/* 1 when the calling thread runs rt's loop: only then may lws's log act on rt. */
+int chat__limits_on_this_thread(chat_runtime *rt);
+/* lws logged an accept() failure. Call on rt's loop thread. */
 void chat__limits_accept_error(chat_runtime *rt, int err);
 
 /* A new Engine.IO session from a client address: 0, or CHAT_EUNAVAIL when the bounds on

@@ -478,33 +478,75 @@ static const struct lws_protocols protocols[] = {
     {NULL, NULL, 0, 0, 0, NULL, 0},
 };
 
-/* The runtimes listening in this process. lws's log is process-wide, and so is the
- * open-file limit an accept error usually means: every listener backs off. */
-#define NET_MAX_RUNTIMES 16
-static chat_runtime *net_runtimes[NET_MAX_RUNTIMES];
+/* The runtimes listening in this process, under a lock: an embedding host may run
+ * runtimes on several threads, each on its own loop, while lws's log is process-wide. */
+static uv_once_t net_once = UV_ONCE_INIT;
+static uv_mutex_t net_lock;
+static chat_runtime **net_runtimes;
+static size_t net_nruntimes, net_cap;
 
-static void net_register(chat_runtime *rt, int on)
+static void net_lock_init(void)
 {
-    for (int i = 0; i < NET_MAX_RUNTIMES; i++) {
-        if (on ? !net_runtimes[i] : net_runtimes[i] == rt) {
-            net_runtimes[i] = on ? rt : NULL;
-            return;
+    if (uv_mutex_init(&net_lock)) {
+        abort();
+    }
+}
+
+static int net_register(chat_runtime *rt, int on)
+{
+    int rc = 0;
+    uv_once(&net_once, net_lock_init);
+    uv_mutex_lock(&net_lock);
+    if (on) {
+        if (net_nruntimes == net_cap) {
+            size_t cap = net_cap ? net_cap * 2 : 4;
+            chat_runtime **r = realloc(net_runtimes, cap * sizeof *r);
+            if (!r) {
+                rc = CHAT_ENOMEM;
+                goto out;
+            }
+            net_runtimes = r;
+            net_cap = cap;
+        }
+        net_runtimes[net_nruntimes++] = rt;
+    } else {
+        for (size_t i = 0; i < net_nruntimes; i++) {
+            if (net_runtimes[i] == rt) {
+                net_runtimes[i] = net_runtimes[--net_nruntimes];
+                break;
+            }
+        }
+        if (!net_nruntimes) {
+            free(net_runtimes);
+            net_runtimes = NULL;
+            net_cap = 0;
         }
     }
+out:
+    uv_mutex_unlock(&net_lock);
+    return rc;
 }
 
 static void lws_log_emit(int level, const char *line)
 {
     /* lws 4.1.6 reports a failed accept() only by this line (see bounds.c): back off instead
-     * of logging it millions of times */
+     * of logging it millions of times. lws logs it on the thread whose loop accepted, so
+     * only the runtimes on this thread act: another thread's loop, lws context and counters
+     * are its own (its listeners back off when their own accept() fails). */
+    static _Thread_local int acting; /* lws may log again while a runtime backs off */
     const char *acc = strstr(line, "accept: errno ");
-    if (acc) {
+    if (acc && !acting) {
         int err = atoi(acc + 14);
-        for (int i = 0; i < NET_MAX_RUNTIMES; i++) {
-            if (net_runtimes[i]) {
+        acting = 1;
+        uv_once(&net_once, net_lock_init);
+        uv_mutex_lock(&net_lock);
+        for (size_t i = 0; i < net_nruntimes; i++) {
+            if (chat__limits_on_this_thread(net_runtimes[i])) {
                 chat__limits_accept_error(net_runtimes[i], err);
             }
         }
+        uv_mutex_unlock(&net_lock);
+        acting = 0;
         return;
     }
     char msg[512];
@@ -575,7 +617,9 @@ int chat__net_start(chat_runtime *rt)
     if (!rt->limits && (rc = chat__limits_init(rt))) {
         return rc;
     }
-    net_register(rt, 1);
+    if ((rc = net_register(rt, 1))) {
+        return rc;
+    }
     info.foreign_loops = foreign_loops;
     info.user = rt;
     info.max_http_header_data = NET_HEADER_ROOM;
