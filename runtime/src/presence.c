@@ -161,14 +161,42 @@ static const char leave_script[] =
     "redis.call('SET', 'user:' .. u .. ':last_seen', ARGV[3])\n"
     "return redis.call('SREM', 'online_users', u)\n";
 
-/* ARGV: instance, "-", now, ttl ms. Renews this node's record, then reaps every instance
- * whose record expired. Returns {1 if our record still existed, dead instances, users now
- * offline}. */
+/* ARGV: instance, "-", now, ttl ms, then every user this node has sockets for. Renews this
+ * node's record, reconciles its user set with that list (a join or leave lost while Redis was
+ * down or the node cut off from it is applied now, as the join and leave scripts would),
+ * then reaps every instance whose record expired. Returns {1 if our record still existed,
+ * dead instances, users now offline (reaped), users now offline (reconciled), users now
+ * online (reconciled)}. */
 static const char beat_script[] =
     "local inst, now = ARGV[1], ARGV[3]\n"
     "local existed = redis.call('EXISTS', 'presence:node:' .. inst)\n"
     "redis.call('SET', 'presence:node:' .. inst, now, 'PX', ARGV[4])\n"
     "redis.call('SADD', 'presence:nodes', inst)\n"
+    "local mine, left, came = {}, {}, {}\n"
+    "for i = 5, #ARGV do mine[ARGV[i]] = true end\n"
+    "local own = 'presence:node:' .. inst .. ':users'\n"
+    "for _, u in ipairs(redis.call('SMEMBERS', own)) do\n"
+    "  if mine[u] then\n"
+    "    mine[u] = false\n"
+    "  else\n"
+    "    redis.call('SREM', own, u)\n"
+    "    redis.call('HDEL', 'presence:' .. u, inst)\n"
+    "    local n = redis.call('HLEN', 'presence:' .. u)\n"
+    "    redis.call('SET', 'user:' .. u .. ':online', n)\n"
+    "    if n == 0 then\n"
+    "      redis.call('SET', 'user:' .. u .. ':last_seen', now)\n"
+    "      if redis.call('SREM', 'online_users', u) == 1 then left[#left + 1] = u end\n"
+    "    end\n"
+    "  end\n"
+    "end\n"
+    "for u, missing in pairs(mine) do\n"
+    "  if missing then\n"
+    "    redis.call('SADD', own, u)\n"
+    "    redis.call('HSET', 'presence:' .. u, inst, now)\n"
+    "    redis.call('SET', 'user:' .. u .. ':online', redis.call('HLEN', 'presence:' .. u))\n"
+    "    if redis.call('SADD', 'online_users', u) == 1 then came[#came + 1] = u end\n"
+    "  end\n"
+    "end\n"
     "local gone, dead = {}, 0\n"
     "for _, n in ipairs(redis.call('SMEMBERS', 'presence:nodes')) do\n"
     "  if redis.call('EXISTS', 'presence:node:' .. n) == 0 then\n"
@@ -188,7 +216,7 @@ static const char beat_script[] =
     "    redis.call('SREM', 'presence:nodes', n)\n"
     "  end\n"
     "end\n"
-    "return {existed, dead, gone}\n";
+    "return {existed, dead, gone, left, came}\n";
 
 static int ttl_ms(const chat_runtime *rt)
 {
@@ -257,20 +285,24 @@ static void reaped_rooms(int status, json_t *rooms, void *arg)
     free(r);
 }
 
-static void rejoin_all(chat_runtime *rt)
+/* Users Redis now has offline and who are not on this node: their rooms come from the store,
+ * then they are announced (unless back here meanwhile). */
+static void announce_offline(chat_runtime *rt, json_t *ids, int reaped)
 {
-    size_t it = 0;
-    chat_user_state *u;
-    while ((u = chat__map_next(&rt->users, &it))) {
-        presence_ctx *p = calloc(1, sizeof *p);
-        if (!p) {
-            return;
+    for (size_t i = 0; i < json_array_size(ids); i++) {
+        const char *id = json_string_value(json_array_get(ids, i));
+        reaped_ctx *r = id && strlen(id) == 24 ? calloc(1, sizeof *r) : NULL;
+        if (!r) {
+            continue;
         }
-        p->rt = rt;
-        p->online = 1;
-        memcpy(p->user_id, u->id, 25);
-        if (presence_script(rt, p)) {
-            free(p);
+        if (reaped) {
+            rt->stats.presence_users_reaped++;
+        }
+        r->rt = rt;
+        memcpy(r->user_id, id, 25);
+        if (chat__store_call(rt->store, CHAT_STORE_ROOMS_FOR_USER,
+                             json_pack("{s:s}", "userId", id), reaped_rooms, r)) {
+            free(r);
         }
     }
 }
@@ -299,9 +331,8 @@ static void beat_done(int status, json_t *reply, void *arg)
     if (!existed && pr->beats > 0) {
         chat__log(CHAT_LOG_WARN, "presence_record_lost",
                   "this node's presence record had expired (stalled or cut off from Redis "
-                  "longer than presence_ttl_ms): registering its users again",
+                  "longer than presence_ttl_ms): its users were registered again",
                   json_pack("{s:i}", "users", (int)rt->users.len));
-        rejoin_all(rt);
     }
     pr->beats++;
     if (dead > 0) {
@@ -310,17 +341,15 @@ static void beat_done(int status, json_t *reply, void *arg)
                   "nodes stopped renewing their presence; their users went offline",
                   json_pack("{s:I,s:i}", "nodes", dead, "users", (int)json_array_size(gone)));
     }
-    for (size_t i = 0; i < json_array_size(gone); i++) {
-        const char *id = json_string_value(json_array_get(gone, i));
-        reaped_ctx *r = id && strlen(id) == 24 ? calloc(1, sizeof *r) : NULL;
-        if (!r) {
-            continue;
+    announce_offline(rt, gone, 1);
+    /* what the reconcile repaired: a leave or a join that never reached Redis */
+    announce_offline(rt, json_array_get(reply, 3), 0);
+    json_t *came = json_array_get(reply, 4);
+    for (size_t i = 0; i < json_array_size(came); i++) {
+        const char *id = json_string_value(json_array_get(came, i));
+        if (id && chat__map_get(&rt->users, id)) {
+            announce(rt, id, 1, NULL);
         }
-        rt->stats.presence_users_reaped++;
-        r->rt = rt;
-        memcpy(r->user_id, id, 25);
-        chat__store_call(rt->store, CHAT_STORE_ROOMS_FOR_USER, json_pack("{s:s}", "userId", id),
-                         reaped_rooms, r);
     }
     json_decref(reply);
 }
@@ -332,9 +361,31 @@ static void beat(uv_timer_t *t)
     if (pr->beat_pending || chat__kv_ready(rt->kv)) {
         return; /* the last one has not come back, or Redis is down: try on the next tick */
     }
-    if (run_script(rt, beat_script, pr->inst, "-", beat_done, rt) == 0) {
+    /* the node's real users go with every beat: Redis's record of them is repaired from it */
+    size_t n = 7 + rt->users.len;
+    const char **argv = malloc(n * sizeof *argv);
+    if (!argv) {
+        return;
+    }
+    char now[24], ttl[24];
+    snprintf(now, sizeof now, "%lld", (long long)chat__now_ms());
+    snprintf(ttl, sizeof ttl, "%d", ttl_ms(rt));
+    argv[0] = "EVAL";
+    argv[1] = beat_script;
+    argv[2] = "0";
+    argv[3] = pr->inst;
+    argv[4] = "-";
+    argv[5] = now;
+    argv[6] = ttl;
+    size_t it = 0, k = 7;
+    chat_user_state *u;
+    while (k < n && (u = chat__map_next(&rt->users, &it))) {
+        argv[k++] = u->id;
+    }
+    if (chat__kv_redis_command(rt->kv, (int)k, argv, NULL, beat_done, rt) == 0) {
         pr->beat_pending = 1;
     }
+    free(argv);
 }
 
 int chat__presence_start(chat_runtime *rt)
