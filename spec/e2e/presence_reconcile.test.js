@@ -64,11 +64,12 @@ describe('presence reconciles with Redis on every heartbeat', {
         await h.connect(node, bob.token);
         await h.eventually(() => redis('SMEMBERS', 'online_users').includes(bob.user.id), 'bob online');
         const i = instOf(bob.user.id);
-        // what a lost join leaves: Redis does not know bob is here
-        redis('SREM', `presence:node:${i}:users`, bob.user.id);
-        redis('DEL', `presence:${bob.user.id}`);
-        redis('SREM', 'online_users', bob.user.id);
-        redis('SET', `user:${bob.user.id}:online`, '0');
+        // what a lost join leaves: Redis does not know bob is here (one script, so no
+        // heartbeat runs between the steps and heals half of it)
+        redis('EVAL', "redis.call('SREM', KEYS[1], ARGV[1]); redis.call('DEL', KEYS[2]); " +
+            "redis.call('SREM', 'online_users', ARGV[1]); redis.call('SET', KEYS[3], '0')", '3',
+            `presence:node:${i}:users`, `presence:${bob.user.id}`, `user:${bob.user.id}:online`,
+            bob.user.id);
         await h.eventually(() => redis('SMEMBERS', 'online_users').includes(bob.user.id),
             'bob back in online_users');
         assert.deepEqual(redis('HKEYS', `presence:${bob.user.id}`), [i]);
@@ -90,10 +91,10 @@ describe('presence reconciles with Redis on every heartbeat', {
         await h.eventually(() => !redis('SMEMBERS', 'online_users').includes(carol.user.id), 'carol offline');
         // what a lost leave leaves: Redis still has carol on this node
         const now = String(Date.now());
-        redis('SADD', `presence:node:${i}:users`, carol.user.id);
-        redis('HSET', `presence:${carol.user.id}`, i, now);
-        redis('SADD', 'online_users', carol.user.id);
-        redis('SET', `user:${carol.user.id}:online`, '1');
+        redis('EVAL', "redis.call('SADD', KEYS[1], ARGV[1]); redis.call('HSET', KEYS[2], ARGV[2], ARGV[3]); " +
+            "redis.call('SADD', 'online_users', ARGV[1]); redis.call('SET', KEYS[3], '1')", '3',
+            `presence:node:${i}:users`, `presence:${carol.user.id}`, `user:${carol.user.id}:online`,
+            carol.user.id, i, now);
         const before = a.inbox.list('presence:update', (p) => p.userId === carol.user.id && p.status === 'offline').length;
         await h.eventually(() => !redis('SMEMBERS', 'online_users').includes(carol.user.id),
             'carol out of online_users again');
