@@ -111,6 +111,16 @@ typedef struct chat_config {
     char *upload_types;     /* media types uploads may have, comma-separated */
     int max_sessions_per_ip;     /* Engine.IO sessions per client address, connected or not; 1024 */
     int store_queue_max;         /* store calls queued or running; past it: unavailable; 10000 */
+    int jobs_attempts;      /* runs a job gets before the dead-letter list; default 5 */
+    int jobs_backoff_ms;    /* wait before the 2nd run, doubled for each next; default 1000 */
+    int jobs_backoff_max_ms; /* longest wait between two runs; default 600000 */
+    int jobs_timeout_ms;    /* a run may take this long; a job held longer by a node that went
+                             * quiet is taken over by another; default 60000 */
+    int jobs_max;           /* jobs queued at most (0: no bound); default 100000 */
+    int jobs_payload_max;   /* bytes of one job's JSON payload at most; default 65536 */
+    int jobs_concurrency;   /* handlers running at once on one node; default 16 */
+    int jobs_poll_ms;       /* how often a node looks for due jobs; default 250 */
+    int jobs_dead_max;      /* dead jobs kept (the newest); default 1000 */
 } chat_config;
 
 /* Fills every field with its default (strings are copies). */

@@ -11,6 +11,7 @@
 
 #include "cluster.h"
 #include "http.h"
+#include "jobs.h"
 #include "log.h"
 #include "reload.h"
 #include "rt.h"
@@ -232,6 +233,27 @@ static void stats(chat_http_req *req, const char *by, const char *id, json_t *bo
     json_decref(versions);
     json_object_set_new(answer, "ok", json_true());
     chat__http_respond_json(req, 200, answer);
+}
+
+/* ---- GET /admin/jobs/dead ---- */
+
+static void jobs_listed(int status, json_t *jobs, void *arg)
+{
+    chat_http_req *req = arg;
+    if (status) {
+        chat__http_respond_error(req, status, "the job queue did not answer; retry shortly");
+    } else {
+        chat__http_respond_json(req, 200, json_pack("{s:b,s:o}", "ok", 1, "jobs", jobs));
+    }
+    chat__http_req_unref(req);
+}
+
+static void jobs_dead(chat_http_req *req, const char *by, const char *id, json_t *body)
+{
+    (void)by, (void)id;
+    json_decref(body);
+    chat__http_req_ref(req);
+    chat__jobs_dead(req->rt->jobs, 1000, jobs_listed, req);
 }
 
 /* ---- GET /admin/users/{id}, /admin/rooms/{id} ---- */
@@ -784,6 +806,7 @@ static void reload_route(chat_http_req *req, const char *by, const char *id, jso
 
 static const admin_route routes[] = {
     {CHAT_HTTP_GET, "/admin/stats", NULL, stats},
+    {CHAT_HTTP_GET, "/admin/jobs/dead", NULL, jobs_dead},
     {CHAT_HTTP_POST, "/admin/reload", NULL, reload_route},
     {CHAT_HTTP_POST, "/admin/system", NULL, system_all},
     {CHAT_HTTP_GET, "/admin/rooms", NULL, rooms_list},

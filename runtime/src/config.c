@@ -150,6 +150,27 @@ static const option_def options[] = {
     {"store_queue_max", "CHAT_STORE_QUEUE_MAX", INT(store_queue_max), "10000", 1, 10000000,
      "store calls queued or running; past it a call (message:send, a REST call) is answered "
      "`unavailable` at once rather than queued"},
+    {"jobs_attempts", "CHAT_JOBS_ATTEMPTS", INT(jobs_attempts), "5", 1, 100,
+     "runs a job gets (chat.jobs.push's max_attempts overrides) before it goes to the "
+     "dead-letter list"},
+    {"jobs_backoff_ms", "CHAT_JOBS_BACKOFF_MS", INT(jobs_backoff_ms), "1000", 1, 86400000,
+     "wait before a failed job's second run; doubled before each next one"},
+    {"jobs_backoff_max_ms", "CHAT_JOBS_BACKOFF_MAX_MS", INT(jobs_backoff_max_ms), "600000", 1,
+     INT_MAX, "longest wait between two runs of a failing job"},
+    {"jobs_timeout_ms", "CHAT_JOBS_TIMEOUT_MS", INT(jobs_timeout_ms), "60000", 100, 86400000,
+     "how long a job's handler may run (wait for I/O); a job held longer by a node that "
+     "died is taken over by another"},
+    {"jobs_max", "CHAT_JOBS_MAX", INT(jobs_max), "100000", 0, INT_MAX,
+     "jobs queued (due or delayed) at most; past it chat.jobs.push answers payload_too_large "
+     "(chatd_jobs_refused_total{reason=\"full\"}); 0: no bound"},
+    {"jobs_payload_max", "CHAT_JOBS_PAYLOAD_MAX", INT(jobs_payload_max), "65536", 2, 16777216,
+     "bytes of one job's payload as JSON at most (chatd_jobs_refused_total{reason=\"too_big\"})"},
+    {"jobs_concurrency", "CHAT_JOBS_CONCURRENCY", INT(jobs_concurrency), "16", 1, 10000,
+     "job handlers running at once on one node"},
+    {"jobs_poll_ms", "CHAT_JOBS_POLL_MS", INT(jobs_poll_ms), "250", 10, 60000,
+     "how often a node looks for due jobs"},
+    {"jobs_dead_max", "CHAT_JOBS_DEAD_MAX", INT(jobs_dead_max), "1000", 1, 10000000,
+     "dead jobs kept on the dead-letter list (the newest)"},
 };
 
 #define NOPTIONS (sizeof options / sizeof options[0])

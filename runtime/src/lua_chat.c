@@ -18,6 +18,8 @@ int luaopen_chat_log(lua_State *L);
 int luaopen_chat_redis(lua_State *L);
 int luaopen_chat_json(lua_State *L);
 int luaopen_chat_eio(lua_State *L);
+int luaopen_chat_jobs(lua_State *L);
+int luaopen_chat_http(lua_State *L);
 
 static const char *const known_hooks[] = {
     "connect/auth", "connect", "room/join",     "room/joined", "room/leave",
@@ -33,7 +35,8 @@ static int chat_hook(lua_State *L)
     const char *name = luaL_checkstring(L, 1);
     luaL_checktype(L, 2, LUA_TFUNCTION);
     lua_Number prio = luaL_optnumber(L, 3, 0);
-    int known = strncmp(name, "event/", 6) == 0 && name[6];
+    int known = (strncmp(name, "event/", 6) == 0 && name[6]) ||
+                (strncmp(name, "job/", 4) == 0 && name[4]); /* chat.jobs.handle's */
     for (const char *const *h = known_hooks; !known && *h; h++) {
         known = strcmp(*h, name) == 0;
     }
@@ -436,6 +439,7 @@ static const luaL_Reg submodules[] = {
     {"timer", luaopen_chat_timer},   {"log", luaopen_chat_log},
     {"redis", luaopen_chat_redis},
     {"json", luaopen_chat_json},     {"eio", luaopen_chat_eio},
+    {"jobs", luaopen_chat_jobs},     {"http", luaopen_chat_http},
     {NULL, NULL},
 };
 
@@ -451,6 +455,11 @@ int luaopen_chat(lua_State *L)
     /* the parts written in Lua extend the table */
     lua_getglobal(L, "require");
     lua_pushliteral(L, "chat.actions");
+    lua_call(L, 1, 1);
+    lua_pushvalue(L, -2);
+    lua_call(L, 1, 0);
+    lua_getglobal(L, "require");
+    lua_pushliteral(L, "chat.jobs");
     lua_call(L, 1, 1);
     lua_pushvalue(L, -2);
     lua_call(L, 1, 0);

@@ -10,6 +10,7 @@
 #include "auth.h"
 #include "bounds.h"
 #include "http.h"
+#include "jobs.h"
 #include "log.h"
 #include "rt.h"
 #include "script.h"
@@ -113,6 +114,7 @@ static void metrics(chat_http_req *req, const char *user_id)
     rc = rc ? rc : chat__store_metrics(&b, rt->store);
     rc = rc ? rc : chat__auth_metrics(&b, rt->loop);
     rc = rc ? rc : chat__limits_metrics(rt, &b);
+    rc = rc ? rc : chat__jobs_metrics(rt->jobs, &b);
     if (rc) {
         chat__http_respond_error(req, CHAT_ENOMEM, NULL);
     } else {

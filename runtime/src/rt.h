@@ -84,6 +84,7 @@ struct chat_runtime {
     int calls_pending;           /* domain calls not answered yet (call.c) */
     int http_reqs;               /* HTTP requests not answered and written yet (net.c, http.c) */
     int ws_conns;                /* websocket connections established and not closed (session.c) */
+    struct chat_jobs *jobs; /* the job queue (jobs.h) */
 };
 
 /* ---- what scripts may do on the plain Engine.IO endpoint (eio_script.c registers it at

@@ -14,6 +14,7 @@
 #include "cluster.h"
 #include "domain.h"
 #include "frame.h"
+#include "jobs.h"
 #include "auth.h"
 #include "log.h"
 #include "rt.h"
@@ -242,6 +243,39 @@ static int resolve_dirs(chat_runtime *rt)
     return 0;
 }
 
+/* The job queue's runner: a job's handler is the scripts' hook "job/<name>"
+ * (chat.jobs.handle), run with the job as its event. */
+typedef struct job_call {
+    chat_jobs_done done;
+    void *arg;
+} job_call;
+
+static void job_ran(int status, const char *message, json_t *ev, void *arg)
+{
+    job_call *c = arg;
+    json_decref(ev);
+    c->done(status, status ? message : NULL, c->arg);
+    free(c);
+}
+
+static void run_job(chat_runtime *rt, const char *name, json_t *job, chat_jobs_done done,
+                    void *arg)
+{
+    char hook[80];
+    snprintf(hook, sizeof hook, "job/%s", name);
+    job_call *c = malloc(sizeof *c);
+    if (!c || !chat__script_has(rt->script, hook)) {
+        int status = c ? CHAT_ENOTFOUND : CHAT_ENOMEM;
+        free(c);
+        json_decref(job);
+        done(status, NULL, arg);
+        return;
+    }
+    c->done = done;
+    c->arg = arg;
+    chat__script_run(rt->script, hook, job, job_ran, c);
+}
+
 /* serve: load the scripts and listen (chatd); 0: only the store, kv and bus (chatd --run). */
 static int runtime_new(chat_runtime **out, uv_loop_t *loop, const chat_config *cfg, int serve)
 {
@@ -327,7 +361,9 @@ static int runtime_new(chat_runtime **out, uv_loop_t *loop, const chat_config *c
                     : chat__kv_new(&rt->kv, rt->loop)) ||
         (rc = chat__bus_open(&rt->bus, rt->loop, redis ? &chat__bus_redis : &chat__bus_local,
                              redis, chat__fanout_receive, rt)) ||
-        (rc = chat__bus_subscribe(rt->bus, "presence:updates"))) {
+        (rc = chat__bus_subscribe(rt->bus, "presence:updates")) ||
+        (rc = chat__jobs_open(&rt->jobs, rt, redis ? &chat__jobs_redis : &chat__jobs_sqlite,
+                              redis ? redis : rt->cfg.data_dir))) {
         goto fail;
     }
     if ((rc = chat__domain_start(rt))) { /* scripts act through it, with --run too */
@@ -343,6 +379,9 @@ static int runtime_new(chat_runtime **out, uv_loop_t *loop, const chat_config *c
     char err[1024];
     if ((rc = chat__script_new(&rt->script, rt, err, sizeof err))) {
         goto fail; /* logged with the file and line */
+    }
+    if ((rc = chat__jobs_start(rt->jobs, run_job))) {
+        goto fail;
     }
     /* each layer registers with the one below: domain -> sockets -> sessions -> routes */
     if ((rc = chat__ops_start(rt)) || (rc = chat__static_start(rt)) || (rc = chat__net_start(rt))) {
@@ -570,6 +609,8 @@ static void runtime_free(chat_runtime *rt, chat_close_cb cb, void *arg)
     chat__net_stop(rt);
     chat__cluster_stop(rt);
     chat__admin_stop(rt);
+    chat__jobs_free(rt->jobs); /* before the scripts: runs they end report to nothing */
+    rt->jobs = NULL;
     chat__script_free(rt->script);
     rt->script = NULL;
     if (rt->owns_loop) {
@@ -643,6 +684,8 @@ static void closer_tick(uv_timer_t *t)
             return; /* the graceful stop is still under way (bounded) */
         }
         if (rt->script) { /* after the stop: the hooks saw the last disconnects */
+            chat__jobs_free(rt->jobs); /* before the scripts: runs they end report to nothing */
+            rt->jobs = NULL;
             chat__script_free(rt->script);
             rt->script = NULL;
             return;
@@ -673,6 +716,8 @@ void chat_runtime_close(chat_runtime *rt, chat_close_cb cb, void *arg)
     chat_runtime_stop(rt);
     if (!c) {
         drain_wait(rt);
+        chat__jobs_free(rt->jobs);
+        rt->jobs = NULL;
         chat__script_free(rt->script);
         rt->script = NULL; /* cannot wait for the closes: at least free what is safe to free */
         chat__log(CHAT_LOG_ERROR, "close_failed", "out of memory while closing the runtime",

@@ -114,7 +114,11 @@ static void run_failed(script_run *run)
                                 st->version));
         }
     }
-    run_finish(run, CHAT_EINTERNAL, "a server script failed; the operator has been told",
+    /* a job keeps its error (retries, the dead-letter list); a client gets a sentence */
+    run_finish(run, CHAT_EINTERNAL,
+               strncmp(run->hook, "job/", 4) == 0
+                   ? msg
+                   : "a server script failed; the operator has been told",
                NULL);
 }
 
@@ -280,7 +284,10 @@ static script_run *run_new(script_state *st, const char *hook, chat_script_cb cb
     run->budget = cfg->lua_budget;
     run->co_ref = LUA_NOREF;
     run->ev_ref = LUA_NOREF;
-    if (cb && cfg->lua_hook_wait_ms > 0) {
+    if (cb && strncmp(hook, "job/", 4) == 0) {
+        /* a job's handler (jobs.h): no client waits, its lease bounds it */
+        run->deadline = uv_now(st->host->rt->loop) + (uint64_t)cfg->jobs_timeout_ms;
+    } else if (cb && cfg->lua_hook_wait_ms > 0) {
         /* a client waits for the answer: the hook may not keep it waiting for long */
         run->deadline = uv_now(st->host->rt->loop) + (uint64_t)cfg->lua_hook_wait_ms;
     }

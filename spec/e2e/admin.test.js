@@ -158,6 +158,11 @@ test('GET /admin/stats: this node and the cluster it sees', async () => {
     socket.close();
 });
 
+test('GET /admin/jobs/dead: the job queue\'s dead-letter list (filled in jobs.test.js)', async () => {
+    const res = await call('GET', '/admin/jobs/dead');
+    assert.ok(Array.isArray(res.body.jobs));
+});
+
 test('GET /admin/users/{id} and /admin/rooms/{id}: the user, their rooms, who is online', async () => {
     const a = await member();
     const b = await srv.register(); // never connects
