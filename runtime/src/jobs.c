@@ -272,8 +272,10 @@ static void poll_now(chat_jobs *jobs)
         return;
     }
     jobs->claiming = 1;
-    jobs->be->claim(jobs->impl, room, (int64_t)chat__now_ms(), cfg->jobs_timeout_ms, claimed,
-                    alive_hold(jobs));
+    /* a run is abandoned at CHAT_JOBS_TIMEOUT_MS; the lease is a little longer, so a job
+     * is taken again only once its run has surely ended (or its node has) */
+    jobs->be->claim(jobs->impl, room, (int64_t)chat__now_ms(), cfg->jobs_timeout_ms + 1000L,
+                    claimed, alive_hold(jobs));
 }
 
 static void poll_cb(uv_timer_t *t) { poll_now(t->data); }
