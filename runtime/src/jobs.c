@@ -283,7 +283,7 @@ static void poll_cb(uv_timer_t *t) { poll_now(t->data); }
 /* ---- the queue ---- */
 
 int chat__jobs_open(chat_jobs **out, chat_runtime *rt, const chat_jobs_backend *be,
-                    const char *target)
+                    const char *target, int synchronous)
 {
     chat_jobs *jobs = calloc(1, sizeof *jobs);
     int *alive = calloc(1, 2 * sizeof(int) + sizeof(chat_jobs *));
@@ -297,7 +297,7 @@ int chat__jobs_open(chat_jobs **out, chat_runtime *rt, const chat_jobs_backend *
     alive[0] = 1;
     *(chat_jobs **)(alive + 2) = jobs;
     jobs->alive = alive;
-    int rc = be->open(&jobs->impl, rt->loop, target, rt->node_id);
+    int rc = be->open(&jobs->impl, rt->loop, target, rt->node_id, synchronous);
     if (rc) {
         free(alive);
         free(jobs);

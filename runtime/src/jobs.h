@@ -29,8 +29,11 @@ typedef void (*chat_jobs_cb)(int status, json_t *result, void *arg);
 
 typedef struct chat_jobs_backend {
     const char *name;
-    /* target: the data dir (SQLite) or a redis:// URL; consumer: this node's name */
-    int (*open)(void **impl, uv_loop_t *loop, const char *target, const char *consumer);
+    /* target: the data dir (SQLite) or a redis:// URL; consumer: this node's name;
+     * synchronous: SQLite's PRAGMA synchronous as CHAT_SQLITE_SYNCHRONOUS gives it (1 NORMAL,
+     * 2 FULL, 3 EXTRA) */
+    int (*open)(void **impl, uv_loop_t *loop, const char *target, const char *consumer,
+                int synchronous);
     void (*close)(void *impl); /* callbacks still owed run with CHAT_EUNAVAIL or later */
     /* job: JSON text; due: epoch ms; max: jobs the queue may hold (CHAT_ETOOBIG past it) */
     void (*push)(void *impl, const char *job, int64_t due, long max, chat_jobs_cb cb, void *arg);
@@ -57,7 +60,7 @@ typedef void (*chat_jobs_runner)(chat_runtime *rt, const char *name, json_t *job
                                  chat_jobs_done done, void *arg);
 
 int chat__jobs_open(chat_jobs **out, chat_runtime *rt, const chat_jobs_backend *be,
-                    const char *target);
+                    const char *target, int synchronous);
 /* Starts taking jobs (chatd; not chatd --run, which only pushes). */
 int chat__jobs_start(chat_jobs *jobs, chat_jobs_runner runner);
 /* Stops taking jobs; runs already started report to nothing. NULL-safe. */

@@ -87,8 +87,10 @@ static void jr_state(chat_redis *r, int up, void *arg)
     chat__redis_command(r, 6, argv, NULL, jr_group_made, jr);
 }
 
-static int jr_open(void **impl, uv_loop_t *loop, const char *url, const char *consumer)
+static int jr_open(void **impl, uv_loop_t *loop, const char *url, const char *consumer,
+                   int synchronous)
 {
+    (void)synchronous;
     jobs_redis *jr = calloc(1, sizeof *jr);
     if (!jr) {
         return CHAT_ENOMEM;

@@ -1,7 +1,8 @@
 /* jobs_sqlite.c: the job queue in a SQLite file of the data dir (jobs.db, WAL), for a node
  * without Redis. One table: a job is a row with the time it is due, a lease while a handler
  * holds it, and a dead mark once it failed its last attempt. Every statement runs on the
- * libuv thread pool, one at a time (a mutex on the one connection), never on the loop.
+ * libuv thread pool, one at a time (a mutex on the one connection), never on the loop;
+ * PRAGMA synchronous follows CHAT_SQLITE_SYNCHRONOUS, as the store's file does.
  * One node owns the file, so leases of a process that died are cleared when it starts
  * again: those jobs run again at once. */
 #include <pthread.h>
@@ -38,7 +39,6 @@ typedef struct js_op {
 
 static const char js_schema[] =
     "PRAGMA journal_mode=WAL;"
-    "PRAGMA synchronous=FULL;"
     "CREATE TABLE IF NOT EXISTS jobs ("
     " seq INTEGER PRIMARY KEY AUTOINCREMENT,"
     " job TEXT NOT NULL,"
@@ -251,9 +251,14 @@ static js_op *js_op_new(int kind, const char *ref, const char *job, chat_jobs_cb
     return o;
 }
 
-static int js_open(void **impl, uv_loop_t *loop, const char *dir, const char *consumer)
+static int js_open(void **impl, uv_loop_t *loop, const char *dir, const char *consumer,
+                   int synchronous)
 {
     (void)consumer;
+    static const char *const sync_pragma[] = {
+        "PRAGMA synchronous=NORMAL", "PRAGMA synchronous=NORMAL", "PRAGMA synchronous=FULL",
+        "PRAGMA synchronous=EXTRA"};
+    int sync = synchronous >= 1 && synchronous <= 3 ? synchronous : 1;
     char path[4096];
     snprintf(path, sizeof path, "%s/jobs.db", dir);
     js_impl *ji = calloc(1, sizeof *ji);
@@ -269,6 +274,10 @@ static int js_open(void **impl, uv_loop_t *loop, const char *dir, const char *co
     if (rc == SQLITE_OK) {
         sqlite3_busy_timeout(js->db, 5000);
         rc = sqlite3_exec(js->db, js_schema, NULL, NULL, NULL);
+    }
+    if (rc == SQLITE_OK) {
+        /* as the store: NORMAL (WAL) keeps what was pushed across a crash of chatd */
+        rc = sqlite3_exec(js->db, sync_pragma[sync], NULL, NULL, NULL);
     }
     if (rc != SQLITE_OK) {
         chat__log(CHAT_LOG_ERROR, "jobs_open_failed", "cannot open the job queue's SQLite file",

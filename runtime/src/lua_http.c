@@ -72,7 +72,8 @@ static void check_done(http_req *r)
         lua_State *T = chat__script_pending_thread(p);
         int n;
         if (code != CURLE_OK) {
-            n = chat__lua_fail(T, CHAT_EUNAVAIL, r->errbuf[0] ? r->errbuf : curl_easy_strerror(code));
+            n = chat__lua_fail(T, CHAT_EUNAVAIL,
+                               r->errbuf[0] ? r->errbuf : curl_easy_strerror(code));
         } else {
             long status = 0;
             curl_easy_getinfo(r->easy, CURLINFO_RESPONSE_CODE, &status);

@@ -363,7 +363,7 @@ static int runtime_new(chat_runtime **out, uv_loop_t *loop, const chat_config *c
                              redis, chat__fanout_receive, rt)) ||
         (rc = chat__bus_subscribe(rt->bus, "presence:updates")) ||
         (rc = chat__jobs_open(&rt->jobs, rt, redis ? &chat__jobs_redis : &chat__jobs_sqlite,
-                              redis ? redis : rt->cfg.data_dir))) {
+                              redis ? redis : rt->cfg.data_dir, sopts.sqlite_synchronous))) {
         goto fail;
     }
     if ((rc = chat__domain_start(rt))) { /* scripts act through it, with --run too */
