@@ -4,6 +4,7 @@
 #include <netdb.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -594,6 +595,28 @@ static int check_bindable(chat_runtime *rt, int any)
     return 0;
 }
 
+/* lws 4.1.6 gives every established websocket a "validity" timer (an lws ws PING after 300 s,
+ * hang-up 10 s later without a ws PONG: context.c's default_retry, wsi-timeout.c:291-360).
+ * All of them sit in one sorted list per thread, and as every new one is the latest,
+ * inserting it walks every connection held: O(n) per accept (63% of the loop thread while
+ * 8,000 connections opened on top of 2,000; PERF-PLAN.md section 2). A policy whose
+ * secs_since_valid_hangup is 0 schedules none (wsi-timeout.c:340). Liveness is Engine.IO's
+ * heartbeat, a per-session libuv timer (a heap), which also drops dead peers. */
+const lws_retry_bo_t chat__net_no_validity = {.secs_since_valid_ping = 0,
+                                              .secs_since_valid_hangup = 0};
+
+/* lws sizes its fd table (and, in Debian's build, scans it on every close: close.c:712,
+ * unix-fds.c:81-116) by the open-file limit, which containers often set to 1M. Cap it: at
+ * least what the process may hold, never more than NET_FD_CAP unless the limit is lower. */
+#define NET_FD_CAP 65536
+int chat__net_fd_limit(long nofile)
+{
+    if (nofile <= 0 || nofile > NET_FD_CAP) {
+        return NET_FD_CAP;
+    }
+    return (int)nofile;
+}
+
 int chat__net_start(chat_runtime *rt)
 {
     struct lws_context_creation_info info;
@@ -626,6 +649,11 @@ int chat__net_start(chat_runtime *rt)
     info.max_http_header_pool = 4096; /* held long polls keep their header table */
     info.keepalive_timeout = 60;
     info.timeout_secs = 20;
+    info.retry_and_idle_policy = &chat__net_no_validity;
+    struct rlimit nofile;
+    info.fd_limit_per_thread = (unsigned int)chat__net_fd_limit(
+        getrlimit(RLIMIT_NOFILE, &nofile) == 0 && nofile.rlim_cur != RLIM_INFINITY
+            ? (long)nofile.rlim_cur : 0);
     rt->lws = lws_create_context(&info);
     if (!rt->lws || !lws_get_vhost_by_name(rt->lws, "default")) {
         rt->lws = NULL; /* half made: lws cannot free it safely (see check_bindable) */

@@ -133,6 +133,8 @@ int chat__ops_start(chat_runtime *rt);
 int chat__net_start(chat_runtime *rt);
 void chat__net_stop(chat_runtime *rt);
 void chat__net_free(chat_runtime *rt); /* after the loop ran the closes */
+extern const lws_retry_bo_t chat__net_no_validity; /* the vhost's policy: no lws validity timer */
+int chat__net_fd_limit(long nofile);                /* lws's fd table size for an open-file limit */
 
 /* config.c: "host:port" */
 int chat__parse_listen(const char *s, char *host, size_t hostlen, int *port);
