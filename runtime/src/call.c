@@ -165,28 +165,28 @@ static void hook_answered(int status, const char *message, json_t *ev, void *arg
  * at once: no Lua round trip. */
 void chat__call_hook(chat_call *c, const char *hook, json_t *ev, chat_hook_step next)
 {
+    chat__call_hook_reading(c, hook, ev, NULL, next);
+}
+
+/* The same when next reads only ev[field] (a static string): only that comes back. */
+void chat__call_hook_reading(chat_call *c, const char *hook, json_t *ev, const char *field,
+                             chat_hook_step next)
+{
     if (!ev || !chat__script_has(c->rt->script, hook)) {
         next(c, ev);
         json_decref(ev);
         return;
     }
     c->after_hook = next;
-    chat__script_run(c->rt->script, hook, ev, hook_answered, c);
+    chat__script_run_reading(c->rt->script, hook, ev, field, hook_answered, c);
 }
 
-static void notified(int status, const char *message, json_t *ev, void *arg)
-{
-    (void)status;
-    (void)message;
-    (void)arg;
-    json_decref(ev);
-}
-
-/* Tells the scripts about something that happened: nobody waits for the answer. */
+/* Tells the scripts about something that happened: nobody waits for the answer, so nothing
+ * is converted back from Lua. */
 void chat__notify_hook(chat_runtime *rt, const char *hook, json_t *ev)
 {
     if (ev && chat__script_has(rt->script, hook)) {
-        chat__script_run(rt->script, hook, ev, notified, NULL);
+        chat__script_run(rt->script, hook, ev, NULL, NULL);
     } else {
         json_decref(ev);
     }

@@ -69,6 +69,8 @@ int chat__call_store(chat_call *c, int op, json_t *arg, chat_store_cb cb);
 /* Runs the handlers of hook on ev (taken), then next(c, ev after the handlers); a rejection
  * fails the call. Without handlers next runs at once. */
 void chat__call_hook(chat_call *c, const char *hook, json_t *ev, chat_hook_step next);
+void chat__call_hook_reading(chat_call *c, const char *hook, json_t *ev, const char *field,
+                             chat_hook_step next);
 /* Tells the scripts about something that happened; nobody waits. Takes ev. */
 void chat__notify_hook(chat_runtime *rt, const char *hook, json_t *ev);
 json_t *chat__socket_json(chat_sock *k); /* null for NULL */
@@ -111,6 +113,9 @@ void chat__with_room(chat_call *c, chat_call_step next);
  * "u:<user id>", receives the event. Borrows payload. */
 void chat__fanout_room(chat_runtime *rt, const char *room_id, const char *except, const char *event,
                        json_t *payload);
+/* The same with the payload already encoded as JSON (len bytes); event needs no escaping. */
+void chat__fanout_room_json(chat_runtime *rt, const char *room_id, const char *except,
+                            const char *event, const char *json, size_t len);
 /* The same for a list of rooms ("id,id,..."), published on channel (presence). */
 void chat__fanout_rooms(chat_runtime *rt, const char *channel, const char *rooms_csv,
                         const char *except, const char *event, json_t *payload);

@@ -13,6 +13,28 @@
 
 static void recent_key(char *out, size_t n, const char *room_id, const char *what);
 
+static int dump_to_buf(const char *buf, size_t size, void *data)
+{
+    return chat__buf_append(data, buf, size) ? -1 : 0;
+}
+
+/* The sender's ack, [{"ok":true,"message":<json>}], around the message's JSON as it was
+ * dumped for the broadcast: the same bytes, no second encode. */
+static void ack_with_message(chat_call *c, const chat_buf *mjson)
+{
+    chat_buf *b = &c->rt->scratch;
+    chat__buf_reset(b);
+    static const char open[] = "[{\"ok\":true,\"message\":";
+    if (chat__buf_appendc(b, '4') || chat__sio_encode(b, SIO_ACK, c->k->nsp, c->ack_id, NULL, 0) ||
+        chat__buf_append(b, open, sizeof open - 1) || chat__buf_append(b, mjson->data, mjson->len) ||
+        chat__buf_append(b, "}]", 2)) {
+        return;
+    }
+    chat_frame *f = chat__frame_new(b->data, b->len, 0);
+    chat__sock_send_frame(c->k, f);
+    chat__frame_unref(f);
+}
+
 static void message_stored(int status, json_t *result, void *arg)
 {
     chat_call *c = arg;
@@ -29,14 +51,23 @@ static void message_stored(int status, json_t *result, void *arg)
     chat_runtime *rt = c->rt;
     uint64_t received_ns = c->k ? c->received_ns : 0;
     chat__stats_message(rt, 0, received_ns);
-    if (!json_is_true(json_object_get(result, "duplicate"))) {
+    /* the message's JSON, dumped once: the broadcast and the sender's ack carry these bytes */
+    chat_buf mjson = CHAT_BUF_INIT;
+    int dumped = json_dump_callback(message, dump_to_buf, &mjson, JSON_COMPACT) == 0;
+    int duplicate = json_is_true(json_object_get(result, "duplicate"));
+    if (!duplicate) {
         char except[32];
         snprintf(except, sizeof except, "s:%s", c->k ? c->k->id : "-");
         c->rt->stats.messages_stored++;
         char key[64];
         recent_key(key, sizeof key, c->room_id, "version");
         chat__kv_incr(c->rt->kv, key, 1, 0, NULL, NULL); /* the cached copy is now old */
-        chat__fanout_room(c->rt, c->room_id, except, "message:new", message);
+        if (dumped) {
+            chat__fanout_room_json(c->rt, c->room_id, except, "message:new",
+                                   (const char *)mjson.data, mjson.len);
+        } else {
+            chat__fanout_room(c->rt, c->room_id, except, "message:new", message);
+        }
     }
     if (c->k) {
         json_t *ack = json_pack(
@@ -45,15 +76,21 @@ static void message_stored(int status, json_t *result, void *arg)
         chat__sock_emit(c->k, "message:ack", ack);
         json_decref(ack);
     }
-    if (!json_is_true(json_object_get(result, "duplicate"))) {
+    if (!duplicate) {
         chat__mentions_after_message(c->rt, message); /* notifications.c */
         chat__notify_hook(c->rt, "message/after",
                           json_pack("{s:o,s:o,s:{s:s},s:O}", "socket", chat__socket_json(c->k),
                                     "user", chat__call_user_json(c), "room", "id", c->room_id,
                                     "message", message));
     }
-    chat__call_done(c, json_pack("{s:O}", "message", message));
+    if (dumped && c->k && c->ack_id >= 0) {
+        ack_with_message(c, &mjson);
+        c->ack_id = -1; /* answered */
+    }
+    chat__call_done(c, c->req || c->done || !dumped ? json_pack("{s:O}", "message", message)
+                                                    : NULL);
     chat__stats_message(rt, 1, received_ns); /* the ack is queued to the sender */
+    chat__buf_free(&mjson);
     json_decref(result);
 }
 
@@ -154,7 +191,7 @@ static void message_policy(chat_call *c)
 {
     json_t *ev = json_pack("{s:o,s:o,s:O,s:O}", "socket", chat__socket_json(c->k), "user",
                            chat__call_user_json(c), "room", c->room, "message", c->input);
-    chat__call_hook(c, "message/before", ev, message_allowed);
+    chat__call_hook_reading(c, "message/before", ev, "message", message_allowed);
 }
 
 static void message_send_checked(chat_call *c)
@@ -196,7 +233,7 @@ static void typing_member(chat_call *c, int typing)
 {
     json_t *ev = json_pack("{s:o,s:o,s:{s:s},s:b}", "socket", chat__socket_json(c->k), "user",
                            chat__call_user_json(c), "room", "id", c->room_id, "typing", typing);
-    chat__call_hook(c, "typing", ev, typing_allowed);
+    chat__call_hook_reading(c, "typing", ev, "typing", typing_allowed);
 }
 
 static void typing_start_member(chat_call *c)

@@ -71,6 +71,10 @@ typedef void (*chat_script_cb)(int status, const char *message, json_t *ev, void
  * exactly once, possibly before this returns. */
 void chat__script_run(chat_script *sc, const char *hook, json_t *ev, chat_script_cb cb,
                       void *arg);
+/* The same, when the host reads back only ev[read_back] (a static string): cb's ev holds
+ * that field alone. cb NULL: a notification, nothing is read back (no conversion at all). */
+void chat__script_run_reading(chat_script *sc, const char *hook, json_t *ev,
+                              const char *read_back, chat_script_cb cb, void *arg);
 
 /* ---- for the bindings (lua_*.c) ---- */
 

@@ -49,6 +49,7 @@ struct script_run {
     uint64_t deadline;  /* loop time after which a hook may not wait any longer; 0: none */
     chat_script_cb cb;
     void *arg;
+    const char *read_back; /* the one field of the event the host reads after, or NULL: all */
     char hook[96]; /* "event/" and an event name of up to 64 bytes */
 };
 

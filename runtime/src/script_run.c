@@ -170,6 +170,11 @@ static void run_returned(script_run *run, int nres)
             nres = 0;
         }
     }
+    if (!run->cb) { /* a notification or a timer: nobody reads the event or result back */
+        lua_settop(co, 0);
+        run_finish(run, 0, NULL, NULL);
+        return;
+    }
     const char *jerr = NULL;
     json_t *result = NULL;
     json_t *results = NULL; /* several values: every one of them (an ack's arguments) */
@@ -201,7 +206,22 @@ static void run_returned(script_run *run, int nres)
     }
     lua_settop(co, 0);
     lua_rawgeti(L, LUA_REGISTRYINDEX, run->ev_ref);
-    json_t *ev = chat__lua_to_json(L, -1, &jerr);
+    json_t *ev;
+    if (run->read_back && lua_istable(L, -1)) {
+        /* only the field the host reads: converting the whole event (the room with its
+         * participants, the user, the socket) back to JSON cost more than the policies */
+        lua_getfield(L, -1, run->read_back);
+        json_t *v = lua_isnil(L, -1) ? NULL : chat__lua_to_json(L, -1, &jerr);
+        ev = v || lua_isnil(L, -1) ? json_object() : NULL;
+        if (ev && v) {
+            json_object_set_new(ev, run->read_back, v);
+        } else {
+            json_decref(v);
+        }
+        lua_pop(L, 1);
+    } else {
+        ev = chat__lua_to_json(L, -1, &jerr);
+    }
     lua_pop(L, 1);
     if (!ev) {
         json_decref(result);
@@ -353,16 +373,23 @@ static void run_not_started(script_run *run, lua_State *L)
 void chat__script_run(chat_script *sc, const char *hook, json_t *ev, chat_script_cb cb,
                       void *arg)
 {
+    chat__script_run_reading(sc, hook, ev, NULL, cb, arg);
+}
+
+void chat__script_run_reading(chat_script *sc, const char *hook, json_t *ev,
+                              const char *read_back, chat_script_cb cb, void *arg)
+{
     script_state *st = sc ? sc->cur : NULL;
-    if (!st) {
-        cb(0, NULL, ev, arg);
-        return;
-    }
-    script_run *run = run_new(st, hook, cb, arg);
+    script_run *run = st ? run_new(st, hook, cb, arg) : NULL;
     if (!run) {
-        cb(CHAT_ENOMEM, NULL, ev, arg);
+        if (cb) {
+            cb(st ? CHAT_ENOMEM : 0, NULL, ev, arg);
+        } else {
+            json_decref(ev);
+        }
         return;
     }
+    run->read_back = read_back;
     lua_State *L = st->L;
     lua_pushcfunction(L, run_start_p);
     lua_pushlightuserdata(L, run);
