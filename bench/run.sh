@@ -6,6 +6,13 @@
 #   bench/run.sh fanout100 idle  # some of them
 #   BENCH_QUICK=1 bench/run.sh   # small and short: checks the machinery, not the figures
 #                                # (its output goes to build-bench/bench-quick/)
+#   BENCH_BEFORE=<git rev> bench/run.sh  # also runs chatd as built from that commit
+#                                # ("chatd-before"), for the before/after column of the targets
+#
+# On a machine with two or more cores the server runs pinned to one core and chat-bench to
+# another (taskset; the same cores for every server: BENCH_SERVER_CPU, BENCH_CLIENT_CPU,
+# BENCH_PIN=0 to turn it off), so a server is never starved by the load generator and each
+# side's CPU is its own; server CPU time per delivery is the figure the load does not move.
 #
 # It installs what is missing (Debian packages, the reference's npm packages with `npm ci`),
 # builds chatd and chat-bench in build-bench/, starts each server itself on a free loopback
@@ -33,6 +40,12 @@ WORK=$(mktemp -d /tmp/chat-bench.XXXXXX)
 SECRET="bench-secret-0123456789abcdef0123456789abcdef"
 ALL=(idle fanout100 fanout1000 chatmix persist)
 SCENARIOS=("$@")
+BEFORE=${BENCH_BEFORE:-}
+SERVER_PIN=() CLIENT_PIN=()
+if [ "${BENCH_PIN:-1}" != 0 ] && [ "$(nproc)" -ge 2 ] && command -v taskset >/dev/null; then
+    SERVER_PIN=(taskset -c "${BENCH_SERVER_CPU:-1}")
+    CLIENT_PIN=(taskset -c "${BENCH_CLIENT_CPU:-0}")
+fi
 [ ${#SCENARIOS[@]} -eq 0 ] && SCENARIOS=("${ALL[@]}")
 SERVER_PID=""
 
@@ -68,9 +81,18 @@ install_deps() {
 }
 
 build() {
-    say "building chatd and chat-bench in ${BUILD#$ROOT/}"
+    say "building chatd, chat-bench and policy-bench in ${BUILD#$ROOT/}"
     cmake -S . -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
-    ninja -C "$BUILD" chatd chat-bench >/dev/null
+    ninja -C "$BUILD" chatd chat-bench policy-bench >/dev/null
+    if [ -n "$BEFORE" ]; then
+        # the same build of an earlier commit, from a throwaway worktree
+        local src=$WORK/before-src
+        say "building chatd at $BEFORE in ${BUILD#$ROOT/}-before"
+        git worktree add --detach -f "$src" "$BEFORE" >/dev/null 2>&1
+        cmake -S "$src" -B "$BUILD-before" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+        ninja -C "$BUILD-before" chatd >/dev/null
+        git worktree remove --force "$src" >/dev/null 2>&1 || true
+    fi
 }
 
 # npm ci only when the lock changed; better-sqlite3 is compiled here against the installed
@@ -126,6 +148,8 @@ start_server() {
     PORT=$(free_port)
     local data="$WORK/data-$1-$RANDOM" log="$WORK/$1.log"
     mkdir -p "$data"
+    local bin=$BUILD/chatd
+    [ "$1" = chatd-before ] && bin=$BUILD-before/chatd
     if [ "${1%%-*}" = chatd ]; then
         # variants of the persist scenario: chatd-full (synchronous=FULL), chatd-mongo and
         # chatd-mongo-single (MongoDB at $BENCH_MONGO_URI, batched or one insert per call)
@@ -140,10 +164,11 @@ start_server() {
             CHAT_PING_TIMEOUT_MS=20000 CHAT_RATELIMIT_USER=1000000000 \
             CHAT_RATELIMIT_IP=1000000000 CHAT_MAX_CONNECTIONS_PER_IP=1000000 \
             CHAT_MAX_UNCONNECTED_SESSIONS_PER_IP=1000000 CHAT_MAX_UNCONNECTED_SESSIONS=1000000 \
-            "${extra[@]}" "$BUILD/chatd" >"$log" 2>&1 &
+            CHAT_REGISTER_PER_IP=1000000000 \
+            "${extra[@]}" "${SERVER_PIN[@]}" "$bin" >"$log" 2>&1 &
     else
         REF_LISTEN=127.0.0.1:$PORT REF_DATA_DIR=$data REF_PING_INTERVAL_MS=$2 \
-            REF_PING_TIMEOUT_MS=20000 node "$REF/server.js" >"$log" 2>&1 &
+            REF_PING_TIMEOUT_MS=20000 "${SERVER_PIN[@]}" node "$REF/server.js" >"$log" 2>&1 &
     fi
     SERVER_PID=$!
     wait_healthy "$PORT" "$SERVER_PID" "$log"
@@ -202,20 +227,24 @@ run_one() {
     say "$scenario on $server (load average $(loadavg))"
     wait_quiet
     start_server "$server" "$ping"
-    local before after
+    local before after up_before up_after
     before=$(loadavg)
-    "$BUILD/bench/chat-bench" --target "127.0.0.1:$PORT" --server-pid "$SERVER_PID" \
+    up_before=$(uptime)
+    "${CLIENT_PIN[@]}" "$BUILD/bench/chat-bench" --target "127.0.0.1:$PORT" --server-pid "$SERVER_PID" \
         --label "$server" "$@" >"$WORK/out.txt" 2> >(tee "$RES/$scenario-$server.log" >&2) || true
     after=$(loadavg)
+    up_after=$(uptime)
     stop_server
     head -n1 "$WORK/out.txt" >&2
     tail -n1 "$WORK/out.txt" | python3 -c '
 import json, sys
 r = json.load(sys.stdin)
 r.update(scenario=sys.argv[2], server=sys.argv[3], loadavg_before=sys.argv[4],
-         loadavg_after=sys.argv[5], args=sys.argv[6:])
+         loadavg_after=sys.argv[5], uptime_before=sys.argv[6], uptime_after=sys.argv[7],
+         pinned=sys.argv[8], args=sys.argv[9:])
 json.dump(r, open(sys.argv[1], "w"))
-' "$out" "$scenario" "$server" "$before" "$after" "$@" ||
+' "$out" "$scenario" "$server" "$before" "$after" "$up_before" "$up_after" \
+        "${SERVER_PIN[*]:-no} / ${CLIENT_PIN[*]:-no}" "$@" ||
         echo "chat-bench printed no JSON for $scenario on $server" >&2
 }
 
@@ -249,7 +278,7 @@ scenario() {
     chatmix)
         # rooms of 10, every user sends 1 message/s; users are added until p99 passes 50 ms
         if [ "$q" = 1 ]; then o=(--conns 200,400 --step-secs 3); else
-            o=(--conns 250,500,1000,2000,3000,4000,6000,8000,10000,12000,15000,19000
+            o=(--conns 250,500,1000,2000,3000,4000,5000,6000,8000,10000,12000,15000,19000
                 --step-secs 6); fi
         o+=(--room-size 10 --user-rate 1 --stop-p99-ms 50)
         ;;
@@ -274,11 +303,26 @@ scenario() {
     esac
     o+=(--max-secs 240)
     run_one "$s" chatd "$ping" -- "${o[@]}"
+    if [ -n "$BEFORE" ] && [ "$s" != persist ]; then
+        run_one "$s" chatd-before "$ping" -- "${o[@]}"
+    fi
     run_one "$s" ref "$ping" -- "${o[@]}"
 }
 
+# The Lua policies' cost per message (bench/policy_bench.c), pinned like the servers.
+policy_cost() {
+    say "Lua policy cost per message (policy-bench)"
+    local n=20000
+    [ "$QUICK" = 1 ] && n=2000
+    "${SERVER_PIN[@]}" "$BUILD/bench/policy-bench" "$n" "$ROOT/scripts" "$ROOT/lua" \
+        >"$WORK/policy.txt" 2>&1 || { cat "$WORK/policy.txt" >&2; return 0; }
+    head -n -1 "$WORK/policy.txt" >&2
+    tail -n1 "$WORK/policy.txt" >"$RES/policy-cost.json"
+}
+
 machine() {
-    python3 - "$RES/machine.json" "$QUICK" <<'EOF'
+    python3 - "$RES/machine.json" "$QUICK" "$BEFORE" \
+        "server: ${SERVER_PIN[*]:-not pinned}, chat-bench: ${CLIENT_PIN[*]:-not pinned}" <<'EOF'
 import json, os, platform, re, subprocess, sys
 cpu = open("/proc/cpuinfo").read()
 model = re.search(r"model name\s*:\s*(.*)", cpu)
@@ -301,6 +345,9 @@ json.dump({
     "loadavg_start": open("/proc/loadavg").read().split()[:3],
     "date": out("date -u +%Y-%m-%dT%H:%MZ"),
     "chatd_commit": out("git rev-parse --short HEAD") + (" (+ uncommitted changes)" if out("git status --porcelain runtime") else ""),
+    "before_commit": out("git rev-parse --short " + sys.argv[3]) if sys.argv[3] else "",
+    "pinned": sys.argv[4],
+    "uptime_start": out("uptime"),
     "quick": sys.argv[2] == "1",
 }, open(sys.argv[1], "w"), indent=1)
 EOF
@@ -318,6 +365,7 @@ node "$REF/fragments_test.js" "$BUILD/bench/chat-bench" 2>/dev/null | tail -n1 >
 for s in "${SCENARIOS[@]}"; do
     scenario "$s"
 done
+policy_cost
 say "tables and plots"
 python3 bench/report.py "$RES" "$OUT" $DOC >/dev/null
 echo "results: ${OUT#$ROOT/}/results.md, plots: ${OUT#$ROOT/}/*.png" >&2
