@@ -1,6 +1,7 @@
 /* net.c: libwebsockets on the runtime's libuv loop. One lws protocol serves HTTP (REST,
  * Engine.IO polling, static files) and WebSocket (Engine.IO's websocket transport). */
 #include <errno.h>
+#include <limits.h>
 #include <netdb.h>
 #include <stdlib.h>
 #include <string.h>
@@ -464,6 +465,13 @@ static int net_callback(struct lws *wsi, enum lws_callback_reasons reason, void 
     case LWS_CALLBACK_TIMER:
         /* a websocket chatd closes (session.c chat__ws_writeable): the reason is set */
         return pss && pss->ws.closing ? -1 : 0;
+    case LWS_CALLBACK_WS_PEER_INITIATED_CLOSE:
+        /* lws echoes the close frame next (ops-ws.c:500-512): chatd, which writes outside
+         * this callback (session.c), must not put a data frame after it (RFC 6455 5.5.1) */
+        if (pss) {
+            pss->ws.peer_closed = 1;
+        }
+        return 0;
     case LWS_CALLBACK_SERVER_WRITEABLE:
         return chat__ws_writeable(&pss->ws);
     case LWS_CALLBACK_CLOSED:
@@ -474,8 +482,11 @@ static int net_callback(struct lws *wsi, enum lws_callback_reasons reason, void 
     }
 }
 
+/* tx_packet_size: how much lws_issue_raw hands send() at once (output.c:106-116; else the
+ * 4 KB service buffer, and the rest of a bigger write would wait for POLLOUT): a batch of
+ * frames (session.c WS_BATCH_MAX) leaves in one send(). */
 static const struct lws_protocols protocols[] = {
-    {"chatd", net_callback, sizeof(net_pss), 0, 0, NULL, 0},
+    {"chatd", net_callback, sizeof(net_pss), 0, 0, NULL, 65536 + 1024},
     {NULL, NULL, 0, 0, 0, NULL, 0},
 };
 
@@ -606,15 +617,18 @@ const lws_retry_bo_t chat__net_no_validity = {.secs_since_valid_ping = 0,
                                               .secs_since_valid_hangup = 0};
 
 /* lws sizes its fd table (and, in Debian's build, scans it on every close: close.c:712,
- * unix-fds.c:81-116) by the open-file limit, which containers often set to 1M. Cap it: at
- * least what the process may hold, never more than NET_FD_CAP unless the limit is lower. */
+ * unix-fds.c:81-116) by the open-file limit, which containers often set to 1M. Size it by
+ * the connection bound instead (bounds.c: max_connections, plus room for chatd's other
+ * descriptors), never above the open-file limit; without a bound, at most NET_FD_CAP. */
 #define NET_FD_CAP 65536
-int chat__net_fd_limit(long nofile)
+#define NET_FD_OTHERS 256
+int chat__net_fd_limit(long nofile, long max_conns)
 {
-    if (nofile <= 0 || nofile > NET_FD_CAP) {
-        return NET_FD_CAP;
+    long want = max_conns > 0 ? max_conns + NET_FD_OTHERS : NET_FD_CAP;
+    if (nofile > 0 && nofile < want) {
+        want = nofile;
     }
-    return (int)nofile;
+    return want > INT_MAX ? INT_MAX : (int)want;
 }
 
 int chat__net_start(chat_runtime *rt)
@@ -653,7 +667,8 @@ int chat__net_start(chat_runtime *rt)
     struct rlimit nofile;
     info.fd_limit_per_thread = (unsigned int)chat__net_fd_limit(
         getrlimit(RLIMIT_NOFILE, &nofile) == 0 && nofile.rlim_cur != RLIM_INFINITY
-            ? (long)nofile.rlim_cur : 0);
+            ? (long)nofile.rlim_cur : 0,
+        rt->limits->max_conns);
     rt->lws = lws_create_context(&info);
     if (!rt->lws || !lws_get_vhost_by_name(rt->lws, "default")) {
         rt->lws = NULL; /* half made: lws cannot free it safely (see check_bindable) */
@@ -694,6 +709,7 @@ int chat__net_start(chat_runtime *rt)
  * and a second one, once the loop has run them to completion, frees the context. */
 void chat__net_stop(chat_runtime *rt)
 {
+    chat__session_flush_stop(rt);
     chat__limits_stop(rt);
     net_register(rt, 0);
     if (rt->lws) {

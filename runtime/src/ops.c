@@ -15,6 +15,7 @@
 #include "rt.h"
 #include "script.h"
 #include "stats.h"
+#include "session.h"
 
 static void healthz(chat_http_req *req, const char *user_id)
 {
@@ -110,6 +111,18 @@ static void metrics(chat_http_req *req, const char *user_id)
         (unsigned long long)rt->stats.register_limited,
         (unsigned long long)rt->stats.presence_nodes_reaped,
         (unsigned long long)rt->stats.presence_users_reaped);
+    uint64_t writes, batched, partial;
+    chat__session_flush_stats(rt, &writes, &batched, &partial);
+    rc = rc ? rc : chat__buf_appendf(
+        &b,
+        "# HELP chatd_ws_writes_total Websocket writes (one send() each unless the socket was full).\n"
+        "# TYPE chatd_ws_writes_total counter\nchatd_ws_writes_total %llu\n"
+        "# HELP chatd_ws_batched_writes_total Websocket writes that carried several frames.\n"
+        "# TYPE chatd_ws_batched_writes_total counter\nchatd_ws_batched_writes_total %llu\n"
+        "# HELP chatd_ws_partial_writes_total Websocket writes the socket took only part of "
+        "(lws kept the rest until it was writable).\n"
+        "# TYPE chatd_ws_partial_writes_total counter\nchatd_ws_partial_writes_total %llu\n",
+        (unsigned long long)writes, (unsigned long long)batched, (unsigned long long)partial);
     rc = rc ? rc : chat__script_metrics(rt->script, &b); /* the Lua host's bounds */
     rc = rc ? rc : chat__store_metrics(&b, rt->store);
     rc = rc ? rc : chat__auth_metrics(&b, rt->loop);

@@ -85,6 +85,7 @@ struct chat_runtime {
     int http_reqs;               /* HTTP requests not answered and written yet (net.c, http.c) */
     int ws_conns;                /* websocket connections established and not closed (session.c) */
     struct chat_jobs *jobs; /* the job queue (jobs.h) */
+    struct chat_session_flush *session_flush; /* session.c: websockets with frames to write */
 };
 
 /* ---- what scripts may do on the plain Engine.IO endpoint (eio_script.c registers it at
@@ -134,7 +135,7 @@ int chat__net_start(chat_runtime *rt);
 void chat__net_stop(chat_runtime *rt);
 void chat__net_free(chat_runtime *rt); /* after the loop ran the closes */
 extern const lws_retry_bo_t chat__net_no_validity; /* the vhost's policy: no lws validity timer */
-int chat__net_fd_limit(long nofile);                /* lws's fd table size for an open-file limit */
+int chat__net_fd_limit(long nofile, long max_conns); /* lws's fd table: bound + others, <= nofile */
 
 /* config.c: "host:port" */
 int chat__parse_listen(const char *s, char *host, size_t hostlen, int *port);

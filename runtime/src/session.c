@@ -35,6 +35,7 @@ struct chat_session {
     int unconnected; /* no namespace connected yet: counted by bounds.c, connect timer runs */
     int handles;     /* uv handles still to close before the session is freed */
     int draining;  /* graceful stop: polls take the queue, then one gets the close */
+    int dirty;         /* on the runtime's flush list (websocket frames to write) */
     chat_http_req *poll;  /* GET held open until there is something to send */
     chat_ws_conn *ws;     /* the websocket transport, once in use */
     chat_ws_conn *probe;  /* a websocket upgrading this polling session */
@@ -192,14 +193,179 @@ static void connect_timeout_cb(uv_timer_t *t)
     chat__session_close(s, "connect timeout");
 }
 
-/* ---- sending ---- */
+/* ---- sending ----
+ *
+ * Websocket sessions are written the way Redis answers its clients
+ * (handleClientsWithPendingWrites): a session given a frame goes on the runtime's flush
+ * list, and before the loop next waits (uv_check after the I/O callbacks, uv_prepare after
+ * the timers) each listed session writes everything it has queued with one lws_write of
+ * pre-framed bytes (LWS_WRITE_RAW: lws sends them as they are, ops-ws.c:1625-1629 and
+ * 1909-1910 in lws 4.1.6), so the ack, message:ack and the broadcasts a socket got in one
+ * pass leave in one send(). Nothing arms POLLOUT unless the kernel takes less than was
+ * written: lws keeps the rest itself (output.c:204-231), arms POLLOUT, drains it first on
+ * writability, then calls SERVER_WRITEABLE, where the session goes on. While lws holds such
+ * a rest (lws_partial_buffered), chatd writes nothing more, so lws holds at most one batch
+ * per socket and the session's own queue (bounded) is what a slow reader fills.
+ * The old way cost four epoll_ctl per delivered frame (the libuv backend re-arms POLLOUT with
+ * uv_poll_start) and one send() each: PERF-PLAN.md section 1. */
+
+#define WS_BATCH_MAX 65536 /* bytes per lws_write; net.c's tx_packet_size lets one send() take it */
+
+struct chat_session_flush {
+    uv_check_t check;
+    uv_prepare_t prepare;
+    int closing;            /* 2 handles to close before the struct is freed */
+    chat_session **list;    /* each holds a session reference */
+    size_t len, cap;
+    chat_buf batch;         /* several frames copied together for one write */
+    uint64_t writes, batched, partial; /* /metrics */
+};
+
+static void ws_flush(chat_session *s);
+static void ws_close_conn(chat_ws_conn *c, int status);
+
+static void flush_list(struct chat_session_flush *fl)
+{
+    /* a flush may queue more (never to a listed session: they are written first) */
+    for (size_t i = 0; i < fl->len; i++) {
+        chat_session *s = fl->list[i];
+        s->dirty = 0;
+        ws_flush(s);
+        session_unref(s);
+    }
+    fl->len = 0;
+}
+
+static void flush_check_cb(uv_check_t *h) { flush_list(h->data); }
+static void flush_prepare_cb(uv_prepare_t *h) { flush_list(h->data); }
+
+static struct chat_session_flush *flush_of(chat_runtime *rt)
+{
+    if (rt->session_flush || rt->stopping || !rt->lws) {
+        return rt->session_flush;
+    }
+    struct chat_session_flush *fl = calloc(1, sizeof *fl);
+    if (!fl) {
+        return NULL;
+    }
+    uv_check_init(rt->loop, &fl->check);
+    uv_prepare_init(rt->loop, &fl->prepare);
+    fl->check.data = fl->prepare.data = fl;
+    uv_check_start(&fl->check, flush_check_cb);
+    uv_prepare_start(&fl->prepare, flush_prepare_cb);
+    /* they never keep the loop running by themselves */
+    uv_unref((uv_handle_t *)&fl->check);
+    uv_unref((uv_handle_t *)&fl->prepare);
+    rt->session_flush = fl;
+    return fl;
+}
+
+static void flush_handle_closed(uv_handle_t *h)
+{
+    struct chat_session_flush *fl = h->data;
+    if (--fl->closing == 0) {
+        chat__buf_free(&fl->batch);
+        free(fl->list);
+        free(fl);
+    }
+}
+
+void chat__session_flush_stop(chat_runtime *rt)
+{
+    struct chat_session_flush *fl = rt->session_flush;
+    if (!fl) {
+        return;
+    }
+    flush_list(fl); /* what was queued this pass still goes out, as it did before */
+    rt->session_flush = NULL;
+    fl->closing = 2;
+    uv_close((uv_handle_t *)&fl->check, flush_handle_closed);
+    uv_close((uv_handle_t *)&fl->prepare, flush_handle_closed);
+}
+
+void chat__session_flush_stats(chat_runtime *rt, uint64_t *writes, uint64_t *batched,
+                               uint64_t *partial)
+{
+    struct chat_session_flush *fl = rt->session_flush;
+    *writes = fl ? fl->writes : 0;
+    *batched = fl ? fl->batched : 0;
+    *partial = fl ? fl->partial : 0;
+}
+
+/* Writes the session's queue to its websocket: whole frames, at most WS_BATCH_MAX bytes per
+ * write, until the queue is empty or lws holds part of a write. */
+static void ws_flush(chat_session *s)
+{
+    chat_ws_conn *c = s->ws;
+    struct chat_session_flush *fl = s->rt->session_flush;
+    if (s->closed || s->transport != TRANSPORT_WEBSOCKET || !c || c->closing ||
+        c->peer_closed || c->probe_reply || !fl) {
+        return;
+    }
+    while (s->qlen && !lws_partial_buffered(c->wsi)) {
+        int n;
+        if (s->qlen == 1 || s->q[s->qhead]->hl + s->q[s->qhead]->len >= WS_BATCH_MAX) {
+            chat_frame *f = queue_pop(s);
+            n = lws_write(c->wsi, chat__frame_wire(f), f->hl + f->len, LWS_WRITE_RAW);
+            chat__frame_unref(f);
+        } else {
+            chat_buf *b = &fl->batch;
+            chat__buf_reset(b);
+            while (s->qlen) {
+                chat_frame *f = s->q[s->qhead];
+                if (b->len && b->len + f->hl + f->len > WS_BATCH_MAX) {
+                    break;
+                }
+                if (chat__buf_append(b, chat__frame_wire(f), f->hl + f->len)) {
+                    break; /* out of memory: write what is there, the rest next time */
+                }
+                chat__frame_unref(queue_pop(s));
+            }
+            if (!b->len) {
+                ws_close_conn(c, LWS_CLOSE_STATUS_UNEXPECTED_CONDITION);
+                return;
+            }
+            fl->batched++;
+            n = lws_write(c->wsi, b->data, b->len, LWS_WRITE_RAW);
+            if (b->cap > 4 * WS_BATCH_MAX) {
+                chat__buf_free(b);
+            }
+        }
+        fl->writes++;
+        if (n < 0) { /* the connection failed */
+            ws_close_conn(c, LWS_CLOSE_STATUS_ABNORMAL_CLOSE);
+            return;
+        }
+        if (lws_partial_buffered(c->wsi)) {
+            fl->partial++;
+        }
+    }
+}
 
 static void kick(chat_session *s)
 {
     if (s->transport == TRANSPORT_WEBSOCKET) {
-        if (s->ws) {
-            lws_callback_on_writable(s->ws->wsi);
+        struct chat_session_flush *fl;
+        if (!s->ws || s->dirty) {
+            return;
         }
+        if (!(fl = flush_of(s->rt))) {
+            lws_callback_on_writable(s->ws->wsi); /* stopping, or out of memory: the old way */
+            return;
+        }
+        if (fl->len == fl->cap) {
+            size_t cap = fl->cap ? fl->cap * 2 : 256;
+            chat_session **l = realloc(fl->list, cap * sizeof *l);
+            if (!l) {
+                lws_callback_on_writable(s->ws->wsi);
+                return;
+            }
+            fl->list = l;
+            fl->cap = cap;
+        }
+        s->dirty = 1;
+        s->refs++;
+        fl->list[fl->len++] = s;
     } else if (s->poll && s->poll->wsi) {
         /* lws serves no writeable callback to a connection under flow control */
         lws_rx_flow_control(s->poll->wsi, 1);
@@ -895,15 +1061,24 @@ int chat__ws_writeable(chat_ws_conn *c)
     if (!s || s->ws != c || !s->qlen) {
         return 0;
     }
-    chat_frame *f = queue_pop(s);
-    int n = lws_write(c->wsi, chat__frame_payload(f), f->len,
-                      f->binary ? LWS_WRITE_BINARY : LWS_WRITE_TEXT);
-    chat__frame_unref(f);
-    if (n < 0) {
-        return -1;
+    if (!s->rt->session_flush) {
+        /* stopping (or the flush list could not be made): one frame per callback */
+        chat_frame *f = queue_pop(s);
+        int n = lws_write(c->wsi, chat__frame_payload(f), f->len,
+                          f->binary ? LWS_WRITE_BINARY : LWS_WRITE_TEXT);
+        chat__frame_unref(f);
+        if (n < 0) {
+            return -1;
+        }
+        if (s->qlen || c->close_drained) {
+            lws_callback_on_writable(c->wsi); /* the next packet, or the close frame */
+        }
+        return 0;
     }
-    if (s->qlen || c->close_drained) {
-        lws_callback_on_writable(c->wsi); /* the next packet, or the close frame */
+    /* lws has sent what it held of an earlier write: go on with the queue */
+    ws_flush(s);
+    if (c->close_drained && !s->qlen && !lws_partial_buffered(c->wsi)) {
+        lws_callback_on_writable(c->wsi); /* the graceful stop's close frame */
     }
     return 0;
 }

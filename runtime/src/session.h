@@ -29,6 +29,7 @@ typedef struct chat_ws_conn {
     int probe;        /* upgrading an existing polling session */
     int probe_reply;  /* "3probe" to send */
     int closing;      /* close on next writeable */
+    int peer_closed;  /* the client sent a close frame: lws answers it, chatd writes no more */
     int close_status; /* websocket close code */
     char sid[CHAT_SID_MAX];
     int bad_request; /* set at filter time: refuse once established */
@@ -92,5 +93,11 @@ void chat__sessions_close_all(chat_runtime *rt);
  * poll, as does one between two polls; a poll that does not come within a second is not
  * waited for. */
 void chat__sessions_shutdown(chat_runtime *rt);
+/* Writes what the flush list holds and closes its loop handles (net.c, at stop). */
+void chat__session_flush_stop(chat_runtime *rt);
+/* lws_write calls, those that carried several frames, and those lws had to keep part of
+ * (the socket was full) since start: /metrics. */
+void chat__session_flush_stats(chat_runtime *rt, uint64_t *writes, uint64_t *batched,
+                               uint64_t *partial);
 
 #endif

@@ -15,11 +15,14 @@ int main(void)
     CHECK(chat__net_no_validity.secs_since_valid_hangup == 0);
     CHECK(chat__net_no_validity.secs_since_valid_ping == 0);
 
-    /* lws's fd table (scanned on every close in Debian's build) follows the open-file limit,
-     * capped: never above what the process can hold, never the 1M some containers allow */
-    CHECK(chat__net_fd_limit(1024) == 1024);
-    CHECK(chat__net_fd_limit(20000) == 20000);
-    CHECK(chat__net_fd_limit(1048576) == 65536);
-    CHECK(chat__net_fd_limit(0) == 65536); /* unknown or unlimited */
+    /* lws's fd table (scanned on every close in Debian's build) follows the connection
+     * bound plus room for chatd's other descriptors, never above the open-file limit */
+    CHECK(chat__net_fd_limit(20000, 19744) == 20000);
+    CHECK(chat__net_fd_limit(1048576, 50000) == 50256);
+    CHECK(chat__net_fd_limit(1024, 100000) == 1024);
+    CHECK(chat__net_fd_limit(0, 1000) == 1256); /* open-file limit unknown or unlimited */
+    /* no bound: never the 1M some containers allow */
+    CHECK(chat__net_fd_limit(1048576, 0) == 65536);
+    CHECK(chat__net_fd_limit(0, 0) == 65536);
     return TEST_DONE("test_net");
 }
