@@ -356,7 +356,10 @@ EOF
 install_deps
 build
 install_reference
+[ "$QUICK" = 1 ] && rm -rf "$RES" # a machinery check starts clean
 mkdir -p "$RES"
+# a "before" column only from this run's BENCH_BEFORE
+[ -n "$BEFORE" ] || rm -f "$RES"/*-chatd-before.json "$RES"/*-chatd-before.log
 # raise the descriptor limit as far as this process may (the hard limit caps it)
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 machine

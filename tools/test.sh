@@ -7,7 +7,8 @@
 #   4. Lua specs: busted inside build-asan/chatd --run, so the specs use the real bindings
 #   4b. fuzzing: each libFuzzer target in runtime/fuzz for CHAT_FUZZ_SECONDS (60) with clang
 #   5. end-to-end test dependencies (npm ci, the python-socketio venv; only when needed)
-#   6. end-to-end tests against build-asan/chatd (node --test)
+#   6. end-to-end tests against build-asan/chatd (node --test), then a benchmark smoke run
+#      (BENCH_QUICK bench/run.sh: the machinery works; no thresholds; CHAT_TEST_BENCH=0 skips)
 #   7. containers: the image, the compose cluster and deploy/k8s in podman
 #      (tools/test-containers.sh; "skipped" only where podman cannot run at all)
 # A summary is printed at the end and written to artifacts/test-summary.txt.
@@ -256,6 +257,33 @@ if [ "$BUILD_OK" -eq 1 ] && [ "$NPM_RC" -eq 0 ]; then
     run_stage "end-to-end tests (node --test)" stage_e2e
 else
     skip_stage "end-to-end tests (node --test)" "no build or no e2e dependencies"
+fi
+
+# ---- 6b. benchmark smoke: the machinery of bench/run.sh, not its figures -----------------
+
+stage_bench() {
+    note "BENCH_QUICK=1 bench/run.sh fanout100: chatd and the reference, small and short"
+    BENCH_QUICK=1 BENCH_QUIET_WAIT=0 "$ROOT/bench/run.sh" fanout100 >"$ART_DIR/bench-smoke.log" 2>&1 ||
+        { tail -30 "$ART_DIR/bench-smoke.log"; return 1; }
+    local out="$ROOT/build-bench/bench-quick"
+    # both servers ran every step, and the report has its tables (no thresholds: a smoke run)
+    python3 - "$out/results" <<'PY'
+import json, os, sys
+res = sys.argv[1]
+for server in ("chatd", "ref"):
+    r = json.load(open(os.path.join(res, f"fanout100-{server}.json")))
+    assert len(r["steps"]) == 2 and r["steps"][-1]["deliveries_per_s"] > 0, f"{server}: {r.get('error')}"
+p = json.load(open(os.path.join(res, "policy-cost.json")))
+assert p["before_us"] > 0 and p["refused"] == 0, p
+PY
+    grep -q "^## Targets" "$out/results.md"
+    grep -q "srv CPU per delivery" "$out/results.md"
+}
+
+if [ "${CHAT_TEST_BENCH:-1}" = 0 ]; then
+    skip_stage "benchmark smoke (bench/run.sh, quick)" "CHAT_TEST_BENCH=0"
+else
+    run_stage "benchmark smoke (bench/run.sh, quick)" stage_bench
 fi
 
 # ---- 7. containers (last: the longest, and it needs nothing above) ---------------------
