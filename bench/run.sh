@@ -86,9 +86,11 @@ build() {
     ninja -C "$BUILD" chatd chat-bench policy-bench >/dev/null
     if [ -n "$BEFORE" ]; then
         # the same build of an earlier commit, from a throwaway worktree
-        local src=$WORK/before-src
+        local src=$BUILD-before.src # a fixed path: the build directory's cache names it
         say "building chatd at $BEFORE in ${BUILD#$ROOT/}-before"
-        git worktree add --detach -f "$src" "$BEFORE" >/dev/null 2>&1
+        git worktree remove --force "$src" >/dev/null 2>&1 || rm -rf "$src"
+        git worktree prune
+        git worktree add --detach -f "$src" "$BEFORE" >/dev/null
         cmake -S "$src" -B "$BUILD-before" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
         ninja -C "$BUILD-before" chatd >/dev/null
         git worktree remove --force "$src" >/dev/null 2>&1 || true

@@ -6,17 +6,13 @@
 #include <string.h>
 
 #include "domain_int.h"
+#include "json_out.h"
 #include "stats.h"
 
 #define CLIENT_MSG_ID_MAX 128
 #define ATTACHMENTS_MAX 10
 
 static void recent_key(char *out, size_t n, const char *room_id, const char *what);
-
-static int dump_to_buf(const char *buf, size_t size, void *data)
-{
-    return chat__buf_append(data, buf, size) ? -1 : 0;
-}
 
 /* The sender's ack, [{"ok":true,"message":<json>}], around the message's JSON as it was
  * dumped for the broadcast: the same bytes, no second encode. */
@@ -53,7 +49,7 @@ static void message_stored(int status, json_t *result, void *arg)
     chat__stats_message(rt, 0, received_ns);
     /* the message's JSON, dumped once: the broadcast and the sender's ack carry these bytes */
     chat_buf mjson = CHAT_BUF_INIT;
-    int dumped = json_dump_callback(message, dump_to_buf, &mjson, JSON_COMPACT) == 0;
+    int dumped = chat__json_append(&mjson, message) == 0;
     int duplicate = json_is_true(json_object_get(result, "duplicate"));
     if (!duplicate) {
         char except[32];

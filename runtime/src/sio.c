@@ -4,9 +4,9 @@
 
 #include "chat.h"
 #include "eio.h"
+#include "json_out.h"
 
 #define SIO_ACK_ID_MAX ((UINT64_C(1) << 53) - 1) /* ids must survive a JS number */
-#define SIO_JSON_FLAGS (JSON_COMPACT | JSON_ENCODE_ANY)
 
 enum ack_rule { ACK_NONE, ACK_OPTIONAL, ACK_REQUIRED };
 enum data_rule { DATA_NONE, DATA_OBJECT_OPTIONAL, DATA_OBJECT, DATA_EVENT, DATA_ARRAY };
@@ -260,21 +260,6 @@ static int append_uint(chat_buf *out, uint64_t v)
     return chat__buf_append(out, tmp + n, sizeof tmp - n);
 }
 
-typedef struct sio_dump {
-    chat_buf *out;
-    int nomem;
-} sio_dump;
-
-static int sio_dump_cb(const char *buf, size_t size, void *data)
-{
-    sio_dump *d = data;
-    if (chat__buf_append(d->out, buf, size)) {
-        d->nomem = 1;
-        return -1;
-    }
-    return 0;
-}
-
 int chat__sio_encode(chat_buf *out, int type, const char *nsp, int64_t ack_id,
                      const json_t *data, size_t nattachments)
 {
@@ -299,11 +284,9 @@ int chat__sio_encode(chat_buf *out, int type, const char *nsp, int64_t ack_id,
         goto fail;
     }
     if (data) {
-        /* one pass straight into the buffer (a sizing pass first doubled the cost of every
-         * encode: jansson's string escaping dominates it) */
-        sio_dump d = {out, 0};
-        if (json_dump_callback(data, sio_dump_cb, &d, SIO_JSON_FLAGS)) {
-            rc = d.nomem ? CHAT_ENOMEM : CHAT_EINVAL;
+        /* one pass straight into the buffer, jansson's bytes without its per-code-point
+         * string dump (json_out.c); a sizing pass first used to double every encode */
+        if ((rc = chat__json_append(out, data))) {
             goto fail;
         }
     }
