@@ -91,6 +91,9 @@ build() {
         git worktree remove --force "$src" >/dev/null 2>&1 || rm -rf "$src"
         git worktree prune
         git worktree add --detach -f "$src" "$BEFORE" >/dev/null
+        # a build directory configured from another source tree: start it again
+        grep -qx "CMAKE_HOME_DIRECTORY:INTERNAL=$src" "$BUILD-before/CMakeCache.txt" 2>/dev/null ||
+            rm -rf "$BUILD-before"
         cmake -S "$src" -B "$BUILD-before" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
         ninja -C "$BUILD-before" chatd >/dev/null
         git worktree remove --force "$src" >/dev/null 2>&1 || true
