@@ -171,6 +171,7 @@ static void run_returned(script_run *run, int nres)
         }
     }
     if (!run->cb) { /* a notification or a timer: nobody reads the event or result back */
+        json_decref(accepted);
         lua_settop(co, 0);
         run_finish(run, 0, NULL, NULL);
         return;
