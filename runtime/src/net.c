@@ -610,7 +610,7 @@ static int check_bindable(chat_runtime *rt, int any)
  * hang-up 10 s later without a ws PONG: context.c's default_retry, wsi-timeout.c:291-360).
  * All of them sit in one sorted list per thread, and as every new one is the latest,
  * inserting it walks every connection held: O(n) per accept (63% of the loop thread while
- * 8,000 connections opened on top of 2,000; PERF-PLAN.md section 2). A policy whose
+ * 8,000 connections opened on top of 2,000: BENCHMARKS.md "Issue 12"). A policy whose
  * secs_since_valid_hangup is 0 schedules none (wsi-timeout.c:340). Liveness is Engine.IO's
  * heartbeat, a per-session libuv timer (a heap), which also drops dead peers. */
 const lws_retry_bo_t chat__net_no_validity = {.secs_since_valid_ping = 0,

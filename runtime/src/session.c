@@ -207,7 +207,7 @@ static void connect_timeout_cb(uv_timer_t *t)
  * a rest (lws_partial_buffered), chatd writes nothing more, so lws holds at most one batch
  * per socket and the session's own queue (bounded) is what a slow reader fills.
  * The old way cost four epoll_ctl per delivered frame (the libuv backend re-arms POLLOUT with
- * uv_poll_start) and one send() each: PERF-PLAN.md section 1. */
+ * uv_poll_start), and one send() each (measured: BENCHMARKS.md "Issue 12"). */
 
 #define WS_BATCH_MAX 65536 /* bytes per lws_write; net.c's tx_packet_size lets one send() take it */
 
