@@ -298,8 +298,9 @@ static void ws_flush(chat_session *s)
 {
     chat_ws_conn *c = s->ws;
     struct chat_session_flush *fl = s->rt->session_flush;
-    if (s->closed || s->transport != TRANSPORT_WEBSOCKET || !c || c->closing ||
-        c->peer_closed || c->probe_reply || !fl) {
+    /* a session the graceful stop ended still writes its queue: the close packet is last */
+    if ((s->closed && !(c && c->close_drained)) || s->transport != TRANSPORT_WEBSOCKET || !c ||
+        c->closing || c->peer_closed || c->probe_reply || !fl) {
         return;
     }
     while (s->qlen && !lws_partial_buffered(c->wsi)) {
