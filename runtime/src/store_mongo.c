@@ -607,8 +607,6 @@ static int op_user_update(mg_call *c, const chat_store_req *q, json_t **result)
     bson_t query = BSON_INITIALIZER;
     bson_t update = BSON_INITIALIZER;
     bson_t set;
-    bson_t reply;
-    bson_error_t error;
     int nset = 0;
     int err;
 
@@ -632,30 +630,7 @@ static int op_user_update(mg_call *c, const chat_store_req *q, json_t **result)
         bson_destroy(&query);
         return mg_find_by_id(c, "users", v[CHAT_UU_ID], user_cols, NFIELDS(user_cols), result);
     }
-    mongoc_find_and_modify_opts_t *opts = mongoc_find_and_modify_opts_new();
-    mongoc_find_and_modify_opts_set_update(opts, &update);
-    mongoc_find_and_modify_opts_set_flags(opts, MONGOC_FIND_AND_MODIFY_RETURN_NEW);
-    mongoc_collection_t *coll = mg_coll(c, "users");
-    if (!mongoc_collection_find_and_modify_with_opts(coll, &query, opts, &reply, &error)) {
-        err = mg_fail(c, &error, &reply);
-    } else {
-        bson_iter_t it;
-        err = CHAT_ENOTFOUND;
-        if (bson_iter_init_find(&it, &reply, "value") && BSON_ITER_HOLDS_DOCUMENT(&it)) {
-            uint32_t len;
-            const uint8_t *data;
-            bson_t doc;
-            bson_iter_document(&it, &len, &data);
-            err = CHAT_EINTERNAL;
-            if (bson_init_static(&doc, data, len)) {
-                *result = mg_doc_json(c, &doc, user_cols, NFIELDS(user_cols));
-                err = *result ? 0 : CHAT_EINTERNAL;
-            }
-        }
-    }
-    bson_destroy(&reply);
-    mongoc_collection_destroy(coll);
-    mongoc_find_and_modify_opts_destroy(opts);
+    err = mg_modify_one(c, "users", &query, &update, user_cols, NFIELDS(user_cols), result);
     bson_destroy(&update);
     bson_destroy(&query);
     return err;
@@ -1288,36 +1263,11 @@ static int mg_change_member(mg_call *c, const chat_store_req *q, int add, json_t
     bson_t query = BSON_INITIALIZER;
     bson_t update = BSON_INITIALIZER;
     bson_t op;
-    bson_t reply;
-    bson_error_t error;
     mg_append_str(&query, "_id", v[0]);
     BSON_APPEND_DOCUMENT_BEGIN(&update, add ? "$addToSet" : "$pull", &op);
     mg_append_str(&op, "participants", v[1]);
     bson_append_document_end(&update, &op);
-    mongoc_find_and_modify_opts_t *opts = mongoc_find_and_modify_opts_new();
-    mongoc_find_and_modify_opts_set_update(opts, &update);
-    mongoc_find_and_modify_opts_set_flags(opts, MONGOC_FIND_AND_MODIFY_RETURN_NEW);
-    mongoc_collection_t *coll = mg_coll(c, "rooms");
-    if (!mongoc_collection_find_and_modify_with_opts(coll, &query, opts, &reply, &error)) {
-        err = mg_fail(c, &error, &reply);
-    } else {
-        bson_iter_t it;
-        err = CHAT_ENOTFOUND;
-        if (bson_iter_init_find(&it, &reply, "value") && BSON_ITER_HOLDS_DOCUMENT(&it)) {
-            uint32_t len;
-            const uint8_t *data;
-            bson_t room;
-            bson_iter_document(&it, &len, &data);
-            err = CHAT_EINTERNAL;
-            if (bson_init_static(&room, data, len)) {
-                *result = mg_doc_json(c, &room, room_cols, NFIELDS(room_cols));
-                err = *result ? 0 : CHAT_EINTERNAL;
-            }
-        }
-    }
-    bson_destroy(&reply);
-    mongoc_collection_destroy(coll);
-    mongoc_find_and_modify_opts_destroy(opts);
+    err = mg_modify_one(c, "rooms", &query, &update, room_cols, NFIELDS(room_cols), result);
     bson_destroy(&update);
     bson_destroy(&query);
     return err;
