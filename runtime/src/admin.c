@@ -390,18 +390,8 @@ static void room_get(chat_http_req *req, const char *by, const char *id, json_t 
 /* limit: 1..100, default 50; -1 (answered) when malformed. */
 static int take_limit(chat_http_req *req)
 {
-    char buf[16];
-    const char *l = chat__http_query(req, "limit", buf, sizeof buf);
-    if (!l) {
-        return 50;
-    }
-    char *end;
-    long n = strtol(l, &end, 10);
-    if (end == l || *end || n < 1 || n > 100) {
-        chat__http_respond_error(req, CHAT_EINVAL, "limit must be between 1 and 100");
-        return -1;
-    }
-    return (int)n;
+    int n;
+    return chat__http_query_int(req, "limit", 50, 1, 100, &n) ? -1 : n;
 }
 
 static void rooms_listed(int status, json_t *rooms, void *arg)

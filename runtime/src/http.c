@@ -113,6 +113,27 @@ void chat__http_respond_error(chat_http_req *req, int err, const char *message)
     chat__http_respond_json(req, chat_errstatus(err), body);
 }
 
+int chat__http_query_int(chat_http_req *req, const char *name, int def, int min, int max,
+                         int *out)
+{
+    char buf[16];
+    const char *v = chat__http_query(req, name, buf, sizeof buf);
+    *out = def;
+    if (!v) {
+        return 0;
+    }
+    char *end;
+    long n = strtol(v, &end, 10);
+    if (end == v || *end || n < min || n > max) {
+        char msg[96];
+        snprintf(msg, sizeof msg, "%s must be between %d and %d", name, min, max);
+        chat__http_respond_error(req, CHAT_EINVAL, msg);
+        return -1;
+    }
+    *out = (int)n;
+    return 0;
+}
+
 int chat__http_routes_add(chat_runtime *rt, const chat_http_route *routes, size_t n)
 {
     for (size_t i = 0; i < n; i++) {

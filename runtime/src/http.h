@@ -55,6 +55,10 @@ void chat__http_respond_error(chat_http_req *req, int err, const char *message);
 /* Copies the url-decoded value of a query parameter into buf; NULL when absent. */
 const char *chat__http_query(const chat_http_req *req, const char *name, char *buf,
                              size_t len);
+/* An integer query parameter in min..max, def when absent, into *out: 0, or -1 after answering
+ * 400 "<name> must be between <min> and <max>". */
+int chat__http_query_int(chat_http_req *req, const char *name, int def, int min, int max,
+                         int *out);
 /* The auth_failed log line (never the token or password): door "rest", "admin", "login". */
 void chat__http_auth_failed(chat_http_req *req, const char *door, const char *reason,
                             const char *login);

@@ -267,27 +267,20 @@ static void listed(int status, json_t *page, void *arg)
 
 static void rest_notifications(chat_http_req *req, const char *user_id)
 {
-    char before[32], limit_s[16];
+    char before[32];
     const char *b = chat__http_query(req, "before", before, sizeof before);
-    const char *l = chat__http_query(req, "limit", limit_s, sizeof limit_s);
     if (b && !chat__is_object_id(b)) {
         chat__http_respond_error(req, CHAT_EINVAL, "before must be a notification id");
         return;
     }
-    long limit = 50;
-    if (l) {
-        char *end;
-        limit = strtol(l, &end, 10);
-        if (end == l || *end || limit < 1 || limit > 100) {
-            chat__http_respond_error(req, CHAT_EINVAL, "limit must be between 1 and 100");
-            return;
-        }
+    int limit;
+    if (chat__http_query_int(req, "limit", 50, 1, 100, &limit)) {
+        return;
     }
     chat_call *c = chat__call_from_req(req, user_id, 200);
     if (c) {
         chat__call_store(c, CHAT_STORE_NOTIFY_LIST,
-                         json_pack("{s:s,s:s?,s:i}", "userId", user_id, "before", b, "limit",
-                                   (int)limit),
+                         json_pack("{s:s,s:s?,s:i}", "userId", user_id, "before", b, "limit", limit),
                          listed);
     }
 }

@@ -486,10 +486,9 @@ static void rest_rooms_create(chat_http_req *req, const char *user_id)
 
 static void rest_messages(chat_http_req *req, const char *user_id)
 {
-    char room_id[32], before[32], limit_s[16];
+    char room_id[32], before[32];
     const char *r = chat__http_query(req, "roomId", room_id, sizeof room_id);
     const char *b = chat__http_query(req, "before", before, sizeof before);
-    const char *l = chat__http_query(req, "limit", limit_s, sizeof limit_s);
     if (!chat__is_object_id(r)) {
         chat__http_respond_error(req, CHAT_EINVAL, "roomId must be a room id (24 hex characters)");
         return;
@@ -498,14 +497,9 @@ static void rest_messages(chat_http_req *req, const char *user_id)
         chat__http_respond_error(req, CHAT_EINVAL, "before must be a message id");
         return;
     }
-    long limit = 50;
-    if (l) {
-        char *end;
-        limit = strtol(l, &end, 10);
-        if (end == l || *end || limit < 1 || limit > 100) {
-            chat__http_respond_error(req, CHAT_EINVAL, "limit must be between 1 and 100");
-            return;
-        }
+    int limit;
+    if (chat__http_query_int(req, "limit", 50, 1, 100, &limit)) {
+        return;
     }
     chat_call *c = chat__call_from_req(req, user_id, 200);
     if (!c) {
@@ -513,7 +507,7 @@ static void rest_messages(chat_http_req *req, const char *user_id)
     }
     memcpy(c->room_id, r, 25);
     c->input = json_pack("{s:s,s:o,s:i}", "roomId", r, "before",
-                         b && *b ? json_string(b) : json_null(), "limit", (int)limit);
+                         b && *b ? json_string(b) : json_null(), "limit", limit);
     chat__require_member(c, chat__messages_page);
 }
 

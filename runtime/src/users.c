@@ -247,10 +247,9 @@ static void users_found(int status, json_t *users, void *arg)
 
 static void rest_users(chat_http_req *req, const char *user_id)
 {
-    char ids_s[CHAT_STORE_IDS_MAX * 25 + 1], q[40], limit_s[16];
+    char ids_s[CHAT_STORE_IDS_MAX * 25 + 1], q[40];
     const char *ids = chat__http_query(req, "ids", ids_s, sizeof ids_s);
     const char *prefix = chat__http_query(req, "q", q, sizeof q);
-    const char *l = chat__http_query(req, "limit", limit_s, sizeof limit_s);
     if ((ids == NULL) == (prefix == NULL)) {
         chat__http_respond_error(req, CHAT_EINVAL,
                                  "send either ids=<id>,<id>,... or q=<username prefix>");
@@ -297,19 +296,14 @@ static void rest_users(chat_http_req *req, const char *user_id)
                                  "of a username)");
         return;
     }
-    long limit = 10;
-    if (l) {
-        char *end;
-        limit = strtol(l, &end, 10);
-        if (end == l || *end || limit < 1 || limit > SEARCH_LIMIT_MAX) {
-            chat__http_respond_error(req, CHAT_EINVAL, "limit must be between 1 and 20");
-            return;
-        }
+    int limit;
+    if (chat__http_query_int(req, "limit", 10, 1, SEARCH_LIMIT_MAX, &limit)) {
+        return;
     }
     chat_call *c = chat__call_from_req(req, user_id, 200);
     if (c) {
         chat__call_store(c, CHAT_STORE_USERS_SEARCH,
-                         json_pack("{s:s,s:i}", "prefix", prefix, "limit", (int)limit),
+                         json_pack("{s:s,s:i}", "prefix", prefix, "limit", limit),
                          users_found);
     }
 }
