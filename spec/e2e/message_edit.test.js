@@ -10,24 +10,7 @@ const os = require('node:os');
 const path = require('node:path');
 const h = require('./helpers');
 const { test, emitAck, assertAckOk, assertAckError, send } = h;
-const { forEachStack } = require('./stacks');
-
-/** alice (admin, node 0), bob and carol (node 1) in one group room. */
-async function threeInARoom(st) {
-    const users = [];
-    for (const n of ['ea', 'eb', 'ec']) {
-        users.push(await st.node(0).register(h.uniqueName(n)));
-    }
-    const [a, b, c] = users;
-    const sa = await st.node(0).connect(a.token);
-    const sb = await st.node(1).connect(b.token);
-    const sc = await st.node(1).connect(c.token);
-    const ack = await emitAck(sa, 'room:create', {
-        name: h.uniqueName('edits'), type: 'group', participants: [b.user.id, c.user.id],
-    });
-    assertAckOk(ack, 'room:create');
-    return { a, b, c, sa, sb, sc, room: ack.room };
-}
+const { forEachStack, threeInARoom } = require('./stacks');
 
 async function history(st, token, roomId) {
     const res = await st.node(1).http('GET', `/messages?roomId=${roomId}&limit=50`, undefined, token);
@@ -37,7 +20,7 @@ async function history(st, token, roomId) {
 
 forEachStack('message:edit and message:delete', (st) => {
     test('the sender edits: everyone sees message:updated, history shows the edit', async () => {
-        const { b, sa, sb, sc, room } = await threeInARoom(st);
+        const { b, sa, sb, sc, room } = await threeInARoom(st, 'e');
         const m = await send(sb, room.id, 'helo');
         await history(st, b.token, room.id); // the recent-messages cache now holds the old text
         const ack = await emitAck(sb, 'message:edit', { messageId: m.id, content: 'hello' });
@@ -59,7 +42,7 @@ forEachStack('message:edit and message:delete', (st) => {
     });
 
     test('the room admin deletes someone else\'s message: a tombstone for everyone', async () => {
-        const { b, sa, sb, sc, room } = await threeInARoom(st);
+        const { b, sa, sb, sc, room } = await threeInARoom(st, 'e');
         const m = await send(sb, room.id, 'something regrettable');
         await history(st, b.token, room.id);
         const ack = await emitAck(sa, 'message:delete', { messageId: m.id });
@@ -79,7 +62,7 @@ forEachStack('message:edit and message:delete', (st) => {
     });
 
     test('bad input: the error shape, and nothing changes', async () => {
-        const { a, b, sa, sb, sc, room } = await threeInARoom(st);
+        const { a, b, sa, sb, sc, room } = await threeInARoom(st, 'e');
         const m = await send(sb, room.id, 'bob wrote this');
         const mine = await send(sa, room.id, 'alice wrote this');
         // someone else's message (carol is a member, not the sender or the admin)
@@ -138,7 +121,7 @@ end)
 
 forEachStack('message:edit and message:delete with policies', (st) => {
     test('message/edit rejects or rewrites; message/delete rejects', async () => {
-        const { b, sa, sb, room } = await threeInARoom(st);
+        const { b, sa, sb, room } = await threeInARoom(st, 'e');
         const m = await send(sb, room.id, 'keep this');
         const e1 = await emitAck(sb, 'message:edit', { messageId: m.id, content: 'forbidden words' });
         assertAckError(e1, 'policy_rejected');

@@ -9,23 +9,7 @@ const os = require('node:os');
 const path = require('node:path');
 const h = require('./helpers');
 const { test, emitAck, assertAckOk, assertAckError, send } = h;
-const { forEachStack } = require('./stacks');
-
-async function threeInARoom(st) {
-    const users = [];
-    for (const n of ['ra', 'rb', 'rc']) {
-        users.push(await st.node(0).register(h.uniqueName(n)));
-    }
-    const [a, b, c] = users;
-    const sa = await st.node(0).connect(a.token);
-    const sb = await st.node(1).connect(b.token);
-    const sc = await st.node(1).connect(c.token);
-    const ack = await emitAck(sa, 'room:create', {
-        name: h.uniqueName('reacts'), type: 'group', participants: [b.user.id, c.user.id],
-    });
-    assertAckOk(ack, 'room:create');
-    return { a, b, c, sa, sb, sc, room: ack.room };
-}
+const { forEachStack, threeInARoom } = require('./stacks');
 
 async function stored(st, token, roomId, id) {
     const res = await st.node(1).http('GET', `/messages?roomId=${roomId}&limit=50`, undefined, token);
@@ -40,7 +24,7 @@ const KEYCAP = '1️⃣';
 
 forEachStack('message:react', (st) => {
     test('members add and remove reactions; everyone sees them live and in history', async () => {
-        const { a, b, c, sa, sb, sc, room } = await threeInARoom(st);
+        const { a, b, c, sa, sb, sc, room } = await threeInARoom(st, 'r');
         const m = await send(sa, room.id, 'react to this');
         await stored(st, a.token, room.id, m.id); // the cached history holds no reactions yet
         let ack = await emitAck(sb, 'message:react', { messageId: m.id, emoji: THUMBS, on: true });
@@ -76,7 +60,7 @@ forEachStack('message:react', (st) => {
     });
 
     test('bad input: the error shape, and nothing changes', async () => {
-        const { a, sa, sb, room } = await threeInARoom(st);
+        const { a, sa, sb, room } = await threeInARoom(st, 'r');
         const m = await send(sa, room.id, 'no reactions yet');
         const bad = [
             [{ messageId: m.id, emoji: 'ok', on: true }, 'invalid_payload'],
@@ -129,7 +113,7 @@ end)
 
 forEachStack('message:react with a policy', (st) => {
     test('message/react rejects a reaction; nothing is stored or sent', async () => {
-        const { a, sa, sb, room } = await threeInARoom(st);
+        const { a, sa, sb, room } = await threeInARoom(st, 'r');
         const m = await send(sa, room.id, 'be nice');
         assertAckError(await emitAck(sb, 'message:react', { messageId: m.id, emoji: '💩', on: true }), 'policy_rejected');
         assertAckOk(await emitAck(sb, 'message:react', { messageId: m.id, emoji: THUMBS, on: true }));

@@ -93,4 +93,22 @@ function forEachStack(title, fn, opts = {}) {
     }
 }
 
-module.exports = { forEachStack, useStack };
+/** alice (the room's admin, on node 0), bob and carol (on node 1) in one group room; tag
+ * starts their names. */
+async function threeInARoom(st, tag) {
+    const users = [];
+    for (const n of ['a', 'b', 'c']) {
+        users.push(await st.node(0).register(h.uniqueName(tag + n)));
+    }
+    const [a, b, c] = users;
+    const sa = await st.node(0).connect(a.token);
+    const sb = await st.node(1).connect(b.token);
+    const sc = await st.node(1).connect(c.token);
+    const ack = await h.emitAck(sa, 'room:create', {
+        name: h.uniqueName(tag + 'room'), type: 'group', participants: [b.user.id, c.user.id],
+    });
+    h.assertAckOk(ack, 'room:create');
+    return { a, b, c, sa, sb, sc, room: ack.room };
+}
+
+module.exports = { forEachStack, threeInARoom, useStack };
