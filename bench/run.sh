@@ -148,7 +148,7 @@ wait_healthy() { # port pid log
 # start_server chatd|ref PING_INTERVAL_MS: sets SERVER_PID and PORT. chatd runs its default
 # Lua policies (scripts/); only the rate limits and the per-address connection bounds are
 # raised so they refuse no benchmark traffic (chat-bench opens thousands of connections from
-# 4 addresses; max_connections keeps its default: the open-file limit less a reserve).
+# 4 addresses: max_sessions_per_ip's 1024 capped them at 4,096; max_connections keeps its default: the open-file limit less a reserve).
 start_server() {
     PORT=$(free_port)
     local data="$WORK/data-$1-$RANDOM" log="$WORK/$1.log"
@@ -169,7 +169,7 @@ start_server() {
             CHAT_PING_TIMEOUT_MS=20000 CHAT_RATELIMIT_USER=1000000000 \
             CHAT_RATELIMIT_IP=1000000000 CHAT_MAX_CONNECTIONS_PER_IP=1000000 \
             CHAT_MAX_UNCONNECTED_SESSIONS_PER_IP=1000000 CHAT_MAX_UNCONNECTED_SESSIONS=1000000 \
-            CHAT_REGISTER_PER_IP=1000000000 \
+            CHAT_REGISTER_PER_IP=1000000000 CHAT_MAX_SESSIONS_PER_IP=1000000 \
             "${extra[@]}" "${SERVER_PIN[@]}" "$bin" >"$log" 2>&1 &
     else
         REF_LISTEN=127.0.0.1:$PORT REF_DATA_DIR=$data REF_PING_INTERVAL_MS=$2 \
