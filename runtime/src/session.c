@@ -988,26 +988,40 @@ void chat__ws_receive(chat_ws_conn *c, const void *in, size_t len, int first, in
     if (c->closing || c->close_drained || !c->session) {
         return; /* closing: what the client sends now is not read */
     }
-    if (first) {
-        chat__buf_reset(&c->rx);
-        c->rx_binary = binary;
-    }
-    if (c->rx.len + len > (size_t)c->rt->cfg.max_payload) {
-        chat__buf_free(&c->rx);
+    const uint8_t *frame = in;
+    size_t frame_len = len;
+    if (!(first && final)) {
+        /* lws hands a message over in pieces of at most rx_buffer_size (net.c): gather them */
+        if (first) {
+            chat__buf_reset(&c->rx);
+            c->rx_binary = binary;
+        }
+        if (c->rx.len + len > (size_t)c->rt->cfg.max_payload) {
+            chat__buf_free(&c->rx);
+            chat__session_close(c->session, "payload too large");
+            ws_close_conn(c, LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE);
+            return;
+        }
+        if (chat__buf_append(&c->rx, in, len)) {
+            chat__session_close(c->session, "out of memory");
+            return;
+        }
+        if (!final) {
+            return;
+        }
+        frame = c->rx.data;
+        frame_len = c->rx.len;
+        binary = c->rx_binary;
+    } else if (len > (size_t)c->rt->cfg.max_payload) {
         chat__session_close(c->session, "payload too large");
         ws_close_conn(c, LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE);
         return;
     }
-    if (chat__buf_append(&c->rx, in, len)) {
-        chat__session_close(c->session, "out of memory");
-        return;
-    }
-    if (!final) {
-        return;
-    }
+    /* A message that came whole is read where lws put it: no copy, and an idle socket
+     * holds no receive buffer of its own */
     eio_packet p;
     chat_session *s = c->session;
-    if (chat__eio_decode_frame(c->rx.data, c->rx.len, c->rx_binary, &p)) {
+    if (chat__eio_decode_frame(frame, frame_len, binary, &p)) {
         c->rt->stats.bad_packets++;
         chat__session_close(s, "parse error");
         ws_close_conn(c, LWS_CLOSE_STATUS_PROTOCOL_ERR);
@@ -1020,7 +1034,7 @@ void chat__ws_receive(chat_ws_conn *c, const void *in, size_t len, int first, in
         on_packet(s, &p);
     }
     session_unref(s);
-    if (c->rx.cap > 65536) {
+    if (c->rx.cap > 4096) {
         chat__buf_free(&c->rx); /* don't keep a big buffer for an idle socket */
     } else {
         chat__buf_reset(&c->rx);
