@@ -164,6 +164,8 @@ int chat__users_start(chat_runtime *rt);
 int chat__notifications_start(chat_runtime *rt);
 void chat__mentions_after_message(chat_runtime *rt, json_t *message);
 void chat__notifications_on_connect(chat_sock *k);
+/* chatd_offline_pushes_total for /metrics. 0 or CHAT_ENOMEM. */
+int chat__notifications_metrics(chat_runtime *rt, chat_buf *b);
 /* uploads.c: routes; a message's {uploadId} attachments checked, filled in and linked to
  * c->room_id, then next (or the call fails and nothing is linked) */
 int chat__uploads_start(chat_runtime *rt);

@@ -2,18 +2,34 @@
  * that user (a member of the room, not the sender): the notification/before policy decides,
  * the store keeps it, and every socket of the user on any node gets `notification` (through
  * user:{userId}:notify). A socket that connects gets the user's unread ones; GET
- * /notifications lists them and POST /notifications/read marks them read. */
+ * /notifications lists them and POST /notifications/read marks them read.
+ *
+ * A user with no socket on any node at that moment (this node's users, then presence's
+ * user:{userId}:online, which counts the nodes holding them when Redis is shared) also gets a
+ * durable job, OFFLINE_JOB, when the scripts handle it (scripts/notify_offline.lua posts it to
+ * the operator's push service): the queue retries it, and it survives a restart. */
 #include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "domain_int.h"
+#include "jobs.h"
+#include "kv.h"
 #include "log.h"
 
 #define MENTIONS_MAX 10    /* distinct @names acted on per message */
 #define EXCERPT_MAX 200    /* bytes of the message a notification quotes */
 #define ON_CONNECT_MAX 50  /* unread notifications sent to a socket that connects */
+#define OFFLINE_JOB "notify.offline"
+
+/* What became of a mention's notification for someone offline (chatd_offline_pushes_total) */
+enum { PUSH_QUEUED, PUSH_ONLINE, PUSH_NO_HANDLER, PUSH_UNKNOWN, PUSH_OUTCOMES };
+static const char *const push_outcomes[PUSH_OUTCOMES] = {"queued", "online", "no_handler",
+                                                         "unknown"};
+_Static_assert(PUSH_OUTCOMES <= sizeof ((chat_stats *)0)->offline_push /
+                                    sizeof ((chat_stats *)0)->offline_push[0],
+               "rt->stats.offline_push counts every outcome");
 
 static int name_char(int ch)
 {
@@ -81,6 +97,7 @@ typedef struct mention_job {
     size_t next;
     json_t *done;    /* user ids notified */
     json_t *pending; /* the notification the policy is deciding on */
+    json_t *user;    /* its user's public profile */
 } mention_job;
 
 static void mention_next(mention_job *j);
@@ -92,7 +109,108 @@ static void job_free(mention_job *j)
     json_decref(j->names);
     json_decref(j->done);
     json_decref(j->pending);
+    json_decref(j->user);
     free(j);
+}
+
+/* ---- the push for someone offline ---- */
+
+typedef struct offline_ctx {
+    chat_runtime *rt;
+    json_t *payload; /* {userId, user, notification} */
+} offline_ctx;
+
+static void offline_pushed(int status, json_t *result, void *arg)
+{
+    json_t *payload = arg; /* the runtime may be gone: only the log */
+    if (status) {
+        chat__log(CHAT_LOG_WARN, "offline_push_failed",
+                  "the job that pushes a notification to an offline user could not be queued",
+                  json_pack("{s:O,s:s}", "user", json_object_get(payload, "userId"), "code",
+                            chat_errcode(status)));
+    }
+    json_decref(result);
+    json_decref(payload);
+}
+
+static void offline_push(offline_ctx *o)
+{
+    chat_runtime *rt = o->rt;
+    json_t *payload = o->payload;
+    free(o);
+    int rc = rt->jobs ? chat__jobs_push(rt->jobs, OFFLINE_JOB, payload, 0, 0, offline_pushed,
+                                        payload)
+                      : CHAT_EUNAVAIL;
+    if (rc) {
+        offline_pushed(rc, NULL, payload); /* counted by the queue's refusals, and logged */
+    } else {
+        rt->stats.offline_push[PUSH_QUEUED]++;
+    }
+}
+
+static void presence_read(int status, const char *value, int64_t number, void *arg)
+{
+    offline_ctx *o = arg;
+    (void)value;
+    if (status) {
+        /* not knowing is not offline: no push rather than one to someone reading already */
+        o->rt->stats.offline_push[PUSH_UNKNOWN]++;
+        chat__log(CHAT_LOG_WARN, "offline_push_skipped",
+                  "could not tell whether a mentioned user is online; no push is sent",
+                  json_pack("{s:O,s:s}", "user", json_object_get(o->payload, "userId"), "code",
+                            chat_errcode(status)));
+    } else if (number > 0) {
+        o->rt->stats.offline_push[PUSH_ONLINE]++;
+    } else {
+        offline_push(o);
+        return;
+    }
+    json_decref(o->payload);
+    free(o);
+}
+
+/* n was stored and published: if its user has no socket anywhere, queue the push. */
+static void push_if_offline(chat_runtime *rt, json_t *n, json_t *user)
+{
+    const char *uid = json_string_value(json_object_get(n, "userId"));
+    if (!uid) {
+        return;
+    }
+    if (!rt->jobs || !chat__script_has(rt->script, "job/" OFFLINE_JOB)) {
+        rt->stats.offline_push[PUSH_NO_HANDLER]++;
+        return;
+    }
+    if (chat__map_get(&rt->users, uid)) {
+        rt->stats.offline_push[PUSH_ONLINE]++; /* a socket here */
+        return;
+    }
+    offline_ctx *o = malloc(sizeof *o);
+    json_t *payload = json_pack("{s:s,s:O,s:O}", "userId", uid, "user", user ? user : json_null(),
+                                "notification", n);
+    if (!o || !payload) {
+        free(o);
+        json_decref(payload);
+        return;
+    }
+    o->rt = rt;
+    o->payload = payload;
+    char key[48];
+    snprintf(key, sizeof key, "user:%s:online", uid); /* presence.c keeps it, on every node */
+    chat__kv_get(rt->kv, key, presence_read, o);
+}
+
+int chat__notifications_metrics(chat_runtime *rt, chat_buf *b)
+{
+    int rc = chat__buf_appendf(
+        b, "# HELP chatd_offline_pushes_total Mentions of a user with no socket on any node: "
+           "queued as a notify.offline job, or not (online: a socket somewhere; no_handler: "
+           "no script handles the job; unknown: presence could not be read).\n"
+           "# TYPE chatd_offline_pushes_total counter\n");
+    for (int i = 0; !rc && i < PUSH_OUTCOMES; i++) {
+        rc = chat__buf_appendf(b, "chatd_offline_pushes_total{outcome=\"%s\"} %llu\n",
+                               push_outcomes[i], (unsigned long long)rt->stats.offline_push[i]);
+    }
+    return rc;
 }
 
 static void notification_stored(int status, json_t *n, void *arg)
@@ -105,6 +223,7 @@ static void notification_stored(int status, json_t *n, void *arg)
         const char *uid = json_string_value(json_object_get(n, "userId"));
         chat__notify_user(j->rt, uid,
                           json_pack("{s:s,s:s,s:O}", "op", "emit", "event", "notification", "data", n));
+        push_if_offline(j->rt, n, j->user);
     }
     json_decref(n);
     mention_next(j);
@@ -162,7 +281,9 @@ static void mentioned_user(int status, json_t *user, void *arg)
                           json_object_get(j->message, "senderId"), "excerpt",
                           excerpt(json_string_value(content)), "createdAt",
                           (json_int_t)chat__now_ms(), "read", 0);
-    json_t *ev = json_pack("{s:o,s:{s:O},s:o}", "user", chat__public_user(user, 0), "room", "id",
+    json_decref(j->user);
+    j->user = chat__public_user(user, 0);
+    json_t *ev = json_pack("{s:O,s:{s:O},s:o}", "user", j->user, "room", "id",
                            json_object_get(j->message, "roomId"), "notification", n);
     json_decref(user);
     j->pending = json_incref(n);

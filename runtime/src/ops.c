@@ -9,6 +9,7 @@
 
 #include "auth.h"
 #include "bounds.h"
+#include "domain_int.h"
 #include "http.h"
 #include "jobs.h"
 #include "log.h"
@@ -128,6 +129,7 @@ static void metrics(chat_http_req *req, const char *user_id)
     rc = rc ? rc : chat__auth_metrics(&b, rt->loop);
     rc = rc ? rc : chat__limits_metrics(rt, &b);
     rc = rc ? rc : chat__jobs_metrics(rt->jobs, &b);
+    rc = rc ? rc : chat__notifications_metrics(rt, &b);
     if (rc) {
         chat__http_respond_error(req, CHAT_ENOMEM, NULL);
     } else {

@@ -860,6 +860,41 @@ function forEachTransport(title, fn) {
     }
 }
 
+/**
+ * A local HTTP server standing in for a webhook or push service: it records every request as
+ * { path, query, body (text), json (parsed, or undefined), headers, status, at } in `seen`;
+ * answer(url, n, req) gives the status of the n-th request (1-based) to url.pathname, where
+ * req is that record without its status. close() stops it.
+ */
+async function hookServer(answer = () => 200) {
+    const httpm = require('node:http');
+    const seen = [];
+    const counts = {};
+    const srv = httpm.createServer((req, res) => {
+        let body = '';
+        req.on('data', (c) => { body += c; });
+        req.on('end', () => {
+            const url = new URL(req.url, 'http://x');
+            counts[url.pathname] = (counts[url.pathname] || 0) + 1;
+            let json;
+            try {
+                json = JSON.parse(body);
+            } catch {
+                json = undefined;
+            }
+            const rec = { path: url.pathname, query: Object.fromEntries(url.searchParams), body,
+                json, headers: req.headers, at: Date.now() };
+            rec.status = answer(url, counts[url.pathname], rec);
+            seen.push(rec);
+            res.writeHead(rec.status, { 'content-type': 'text/plain' });
+            res.end(rec.status < 300 ? 'ok' : 'no');
+        });
+    });
+    await new Promise((resolve) => srv.listen(0, '127.0.0.1', resolve));
+    return { seen, url: `http://127.0.0.1:${srv.address().port}`,
+        close: () => new Promise((resolve) => srv.close(resolve)) };
+}
+
 /** Asserts a value is an integer number of milliseconds since the epoch, near now. */
 function assertTimeMs(v, what, slackMs = 10 * 60 * 1000) {
     assert.equal(typeof v, 'number', `${what} is a number: ${v}`);
@@ -890,6 +925,7 @@ module.exports = {
     eioOpen,
     eioPost,
     forEachTransport,
+    hookServer,
     http,
     makeJwt,
     metric,

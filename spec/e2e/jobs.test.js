@@ -7,7 +7,6 @@
 const assert = require('node:assert/strict');
 const crypto = require('node:crypto');
 const fs = require('node:fs');
-const httpm = require('node:http');
 const os = require('node:os');
 const path = require('node:path');
 const { describe, before, after } = require('node:test');
@@ -37,29 +36,6 @@ function scriptsDir(files) {
     return dir;
 }
 
-// A local HTTP server that records every request; answer(req, n) gives the status of the
-// n-th request (1-based) to a path.
-async function hookServer(answer) {
-    const seen = [];
-    const counts = {};
-    const srv = httpm.createServer((req, res) => {
-        let body = '';
-        req.on('data', (c) => { body += c; });
-        req.on('end', () => {
-            const url = new URL(req.url, 'http://x');
-            counts[url.pathname] = (counts[url.pathname] || 0) + 1;
-            const status = answer(url, counts[url.pathname]);
-            seen.push({ path: url.pathname, query: Object.fromEntries(url.searchParams), body,
-                headers: req.headers, status, at: Date.now() });
-            res.writeHead(status, { 'content-type': 'text/plain' });
-            res.end(status < 300 ? 'ok' : 'no');
-        });
-    });
-    await new Promise((resolve) => srv.listen(0, '127.0.0.1', resolve));
-    return { seen, url: `http://127.0.0.1:${srv.address().port}`,
-        close: () => new Promise((resolve) => srv.close(resolve)) };
-}
-
 async function pushJob(server, name, payload, opts) {
     const { token } = await h.register(server);
     const socket = await h.connect(server, token);
@@ -77,7 +53,7 @@ function metric(text, name) {
 describe('jobs: the webhook job, retries and the dead-letter list (SQLite queue)', () => {
     let hooks, srv;
     before(async () => {
-        hooks = await hookServer((url, n) => (url.pathname === '/flaky' ? (n <= 2 ? 500 : 200)
+        hooks = await h.hookServer((url, n) => (url.pathname === '/flaky' ? (n <= 2 ? 500 : 200)
             : url.pathname === '/down' ? 503 : 200));
         srv = await h.startServer({
             scripts: scriptsDir(),
@@ -174,7 +150,7 @@ describe('jobs: bounds', () => {
 describe('jobs: the SQLite queue survives a restart', () => {
     let hooks;
     const servers = [];
-    before(async () => { hooks = await hookServer(() => 200); });
+    before(async () => { hooks = await h.hookServer(() => 200); });
     after(async () => {
         await h.closeResources();
         for (const s of servers) {
@@ -223,7 +199,7 @@ describe('jobs: on Redis Streams a job survives the death of its node', () => {
     const nodes = {};
     before(async () => {
         assert.ok(REDIS, 'this test needs Redis: eval "$(tools/services.sh start)"');
-        hooks = await hookServer(() => 200);
+        hooks = await h.hookServer(() => 200);
         const scripts = scriptsDir({ 'slow.lua': SLOW_LUA });
         const secret = crypto.randomBytes(32).toString('hex');
         for (const id of ['ja', 'jb']) {

@@ -32,8 +32,10 @@ function bind(server) {
     };
 }
 
-/** A stack's handle: node(i), and the shared secret. opts.scripts, opts.env as useServer. */
-function useStack(kind, opts = {}) {
+/** A stack's handle: node(i), and the shared secret. opts.scripts, opts.env as useServer;
+ * opts.env may also be a function (async or not) returning them, called when the stack starts
+ * (for a value known only then, such as the URL of a server the test file started). */
+function useStack(kind, stackOpts = {}) {
     const servers = [];
     const stack = {
         kind,
@@ -43,6 +45,8 @@ function useStack(kind, opts = {}) {
         },
     };
     before(async () => {
+        const env = typeof stackOpts.env === 'function' ? await stackOpts.env() : stackOpts.env;
+        const opts = { ...stackOpts, env };
         const secret = crypto.randomBytes(32).toString('hex');
         if (kind === 'sqlite') {
             servers.push(await h.startServer({ ...opts, secret }));

@@ -121,6 +121,32 @@ describe("scripts/webhook.lua", function()
     end)
 end)
 
+describe("scripts/notify_offline.lua", function()
+    local settings
+    before_each(function() settings = support.load("scripts/notify_offline.lua") end)
+
+    local function offline_job()
+        return job("notify.offline", { userId = support.id(), user = { username = "ada" },
+            notification = { id = support.id(), type = "mention", data = { excerpt = "@ada hi" } } })
+    end
+
+    it("declares the notify.offline job", function()
+        assert.equal(1, #chat.handlers("job/notify.offline"))
+    end)
+
+    it("with no CHAT_PUSH_WEBHOOK_URL the job is done and nothing is sent", function()
+        settings.url = ""
+        assert.is_nil(failure(chat.dispatch("job/notify.offline", offline_job())))
+    end)
+
+    it("fails (to be retried) when the push service does not answer", function()
+        settings.url = "http://127.0.0.1:1/push"
+        local code, message = failure(chat.dispatch("job/notify.offline", offline_job()))
+        assert.equal("unavailable", code)
+        assert.is_string(message)
+    end)
+end)
+
 describe("chat.http.request", function()
     it("answers nil, message, unavailable when the connection is refused", function()
         local res, err, code = chat.http.request({ url = "http://127.0.0.1:1/", timeout_ms = 2000 })
