@@ -13,6 +13,7 @@
  * loaded)} */
 
 #define REACTIONS_MAX 20 /* different emoji on one message */
+#define FULL_MESSAGE "this message has 20 different reactions already; add to one of them"
 
 static const char *op_name(chat_call *c)
 {
@@ -91,7 +92,9 @@ static void changed(int status, json_t *message, void *arg)
     if (status) {
         json_decref(message);
         chat__call_fail(c, status,
-                        status == CHAT_ENOTFOUND ? "that message was deleted" : NULL);
+                        status == CHAT_ENOTFOUND    ? "that message was deleted"
+                        : status == CHAT_ECONFLICT ? FULL_MESSAGE
+                                                   : NULL);
         return;
     }
     const char *op = op_name(c);
@@ -126,9 +129,9 @@ static void change_allowed(chat_call *c, json_t *ev)
     }
     if (strcmp(op_name(c), "react") == 0) {
         chat__call_store(c, CHAT_STORE_MESSAGE_REACT,
-                         json_pack("{s:O,s:s,s:O,s:O}", "id", id, "userId", c->user_id, "emoji",
-                                   json_object_get(c->input, "emoji"), "on",
-                                   json_object_get(c->input, "on")),
+                         json_pack("{s:O,s:s,s:O,s:O,s:i}", "id", id, "userId", c->user_id,
+                                   "emoji", json_object_get(c->input, "emoji"), "on",
+                                   json_object_get(c->input, "on"), "max", REACTIONS_MAX),
                          changed);
         return;
     }
@@ -160,10 +163,10 @@ static void react_member(chat_call *c)
     json_t *msg = json_object_get(c->input, "message");
     json_t *reactions = json_object_get(msg, "reactions");
     const char *emoji = json_string_value(json_object_get(c->input, "emoji"));
+    /* refused early when it is full already; the store holds the cap against races */
     if (json_is_true(json_object_get(c->input, "on")) && !json_object_get(reactions, emoji) &&
         json_object_size(reactions) >= REACTIONS_MAX) {
-        chat__call_fail(c, CHAT_ECONFLICT,
-                        "this message has 20 different reactions already; add to one of them");
+        chat__call_fail(c, CHAT_ECONFLICT, FULL_MESSAGE);
         return;
     }
     json_t *ev = json_pack("{s:o,s:o,s:O,s:O,s:O,s:O}", "socket", chat__socket_json(c->k),

@@ -621,7 +621,7 @@ static const store_field f_message_edit[] = {
     {"id", F_STR}, {"content", F_STR}, {"updatedAt", F_INT}};
 static const store_field f_message_delete[] = {{"id", F_STR}, {"updatedAt", F_INT}};
 static const store_field f_message_react[] = {
-    {"id", F_STR}, {"userId", F_STR}, {"emoji", F_STR}, {"on", F_BOOL}};
+    {"id", F_STR}, {"userId", F_STR}, {"emoji", F_STR}, {"on", F_BOOL}, {"max", F_INT | F_OPT}};
 static const store_field f_read_set[] = {
     {"roomId", F_STR}, {"userId", F_STR}, {"messageId", F_STR}, {"at", F_INT}};
 static const store_field f_notify_insert[] = {

@@ -74,7 +74,10 @@ typedef enum chat_store_op {
      * message's reactions[emoji], an array of user ids, each once, in the order they
      * reacted; an emptied emoji disappears. emoji: 1..CHAT_STORE_EMOJI_MAX bytes, no '.',
      * not starting with '$' (a MongoDB field name). result: the message after, or
-     * CHAT_ENOTFOUND when there is no such message or it was deleted. updatedAt stays. */
+     * CHAT_ENOTFOUND when there is no such message or it was deleted. updatedAt stays.
+     * max (optional, > 0): adding an emoji the message does not carry yet, when it carries
+     * max different ones already, changes nothing and answers CHAT_ECONFLICT; the check and
+     * the write are one atomic step, so concurrent reactions never pass max. */
     CHAT_STORE_MESSAGE_REACT,
     /* arg {roomId, userId, messageId, at}: the user has read the room up to messageId, which
      * must be a message of the room (else CHAT_ENOTFOUND). A marker only moves forward (by
@@ -147,7 +150,7 @@ enum { CHAT_NL_USER, CHAT_NL_BEFORE, CHAT_NL_LIMIT };
 /* UPLOAD_INSERT; UPLOAD_GET: v[0] id; UPLOAD_POST: v[0] id, v[1] roomId */
 enum { CHAT_UP_ID, CHAT_UP_UPLOADER, CHAT_UP_NAME, CHAT_UP_TYPE, CHAT_UP_SIZE, CHAT_UP_CREATED };
 /* MESSAGE_REACT */
-enum { CHAT_MR_ID, CHAT_MR_USER, CHAT_MR_EMOJI, CHAT_MR_ON };
+enum { CHAT_MR_ID, CHAT_MR_USER, CHAT_MR_EMOJI, CHAT_MR_ON, CHAT_MR_MAX };
 /* MESSAGES_PAGE (the clamped limit: req->limit) */
 enum { CHAT_P_ROOM, CHAT_P_BEFORE, CHAT_P_LIMIT };
 /* USER_BY_LOGIN: v[0] login; USER_GET, ROOM_GET: v[0] id; ROOMS_FOR_USER: v[0] userId;

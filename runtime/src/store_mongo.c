@@ -13,8 +13,9 @@
  *   rooms     {_id, name, type, participants (join order), admin, settings, createdAt};
  *              participants_1.
  *   messages  {_id, roomId, senderId, content, attachments, reactions, clientMsgId,
- *              clientKey, createdAt, updatedAt}; roomId_1_createdAt_1__id_1 for paging and
- *              unique senderId_1_clientKey_1 for idempotent sends.
+ *              clientKey, createdAt, updatedAt, reactionsRev}; roomId_1_createdAt_1__id_1 for
+ *              paging and unique senderId_1_clientKey_1 for idempotent sends. reactionsRev
+ *              counts the new emoji added under a cap (op_message_react).
  *   read_markers {_id: roomId + ":" + userId, roomId, userId, messageId, msgCreatedAt, at};
  *              roomId_1. msgCreatedAt, messageId is the marker's position.
  *   notifications {_id, userId, type, data, createdAt, read}; userId_1_createdAt_1__id_1.
@@ -782,26 +783,129 @@ static int op_message_delete(mg_call *c, const chat_store_req *q, json_t **resul
     return err;
 }
 
-/* $addToSet or $pull on reactions.<emoji>: one atomic update, answered with the message. */
-static int op_message_react(mg_call *c, const chat_store_req *q, json_t **result)
+#define REACT_TRIES 64 /* compare-and-set rounds a capped reaction waits through */
+#define REACT_LOCKS 16 /* reactions to one message go one at a time per process */
+
+static uv_mutex_t react_locks[REACT_LOCKS]; /* by a hash of the message id; mg_global_init */
+static int react_locks_ok;                  /* mg_open refuses to open without them */
+
+static uv_mutex_t *react_lock(json_t *id)
+{
+    uint32_t h = 2166136261u; /* FNV-1a */
+    for (const char *p = json_string_value(id); p && *p; p++) {
+        h = (h ^ (unsigned char)*p) * 16777619u;
+    }
+    return &react_locks[h % REACT_LOCKS];
+}
+
+static const mg_col react_cols[] = {
+    {"reactions", "reactions", C_REACTIONS},
+    {"rev", "reactionsRev", C_PLAIN},
+};
+
+/* One reaction update: $addToSet (on) or $pull of the user on reactions.<emoji>, on a live
+ * message also matching extra (NULL: none); $inc reactionsRev when bump. */
+static int mg_react_update(mg_call *c, const chat_store_req *q, const char *path,
+                           const bson_t *extra, int bump, json_t **result)
 {
     json_t *const *v = q->v;
     bson_t query = BSON_INITIALIZER;
     bson_t update = BSON_INITIALIZER;
     bson_t op;
+    mg_live_message(&query, v[CHAT_MR_ID]);
+    if (extra) {
+        bson_concat(&query, extra);
+    }
+    BSON_APPEND_DOCUMENT_BEGIN(&update, json_is_true(v[CHAT_MR_ON]) ? "$addToSet" : "$pull", &op);
+    mg_append_str(&op, path, v[CHAT_MR_USER]);
+    bson_append_document_end(&update, &op);
+    if (bump) {
+        BSON_APPEND_DOCUMENT_BEGIN(&update, "$inc", &op);
+        BSON_APPEND_INT64(&op, "reactionsRev", 1);
+        bson_append_document_end(&update, &op);
+    }
+    int err = mg_modify_one(c, "messages", &query, &update, msg_cols, NFIELDS(msg_cols), result);
+    bson_destroy(&update);
+    bson_destroy(&query);
+    return err;
+}
+
+/* Adding under max, which no single update can check (FerretDB has no $expr to count the
+ * emoji): read the reactions and their revision, then write only if the check still holds.
+ * To an emoji with users, the write requires it still has some (so it cannot come back
+ * between a removal and another emoji's arrival); a new emoji requires the revision read,
+ * and bumps it, so of two new emoji racing for the last place one wins and the other reads
+ * again and finds the message full. Removals need no check: they only make room. */
+static int mg_react_capped(mg_call *c, const chat_store_req *q, const char *path,
+                           json_t **result)
+{
+    json_t *const *v = q->v;
+    size_t max = (size_t)json_integer_value(v[CHAT_MR_MAX]);
+    for (int i = 0; i < REACT_TRIES; i++) {
+        json_t *now = NULL;
+        bson_t filter = BSON_INITIALIZER;
+        mg_live_message(&filter, v[CHAT_MR_ID]);
+        int err = mg_find_one(c, "messages", &filter, NULL, react_cols, NFIELDS(react_cols), &now);
+        bson_destroy(&filter);
+        if (err) {
+            return err;
+        }
+        json_t *reactions = json_object_get(now, "reactions"); /* emptied emoji left out */
+        json_t *rev = json_object_get(now, "rev");
+        int has = json_object_get(reactions, json_string_value(v[CHAT_MR_EMOJI])) != NULL;
+        int full = json_object_size(reactions) >= max;
+        bson_t cond = BSON_INITIALIZER, sub, none;
+        if (has) {
+            /* {path: {$exists: true, $ne: []}} */
+            BSON_APPEND_DOCUMENT_BEGIN(&cond, path, &sub);
+            BSON_APPEND_BOOL(&sub, "$exists", true);
+            BSON_APPEND_ARRAY_BEGIN(&sub, "$ne", &none);
+            bson_append_array_end(&sub, &none);
+            bson_append_document_end(&cond, &sub);
+        } else if (json_is_integer(rev)) {
+            BSON_APPEND_INT64(&cond, "reactionsRev", json_integer_value(rev));
+        } else {
+            BSON_APPEND_DOCUMENT_BEGIN(&cond, "reactionsRev", &sub);
+            BSON_APPEND_BOOL(&sub, "$exists", false);
+            bson_append_document_end(&cond, &sub);
+        }
+        json_decref(now);
+        if (!has && full) {
+            bson_destroy(&cond);
+            return CHAT_ECONFLICT;
+        }
+        err = mg_react_update(c, q, path, &cond, !has, result);
+        bson_destroy(&cond);
+        if (err != CHAT_ENOTFOUND) {
+            return err;
+        }
+        /* it changed (or was deleted) since the read: read again */
+    }
+    return CHAT_EUNAVAIL; /* too busy to settle: the client may retry */
+}
+
+/* $addToSet or $pull on reactions.<emoji>, answered with the message; one atomic update
+ * unless a capped addition has to check first (mg_react_capped). On MongoDB that is enough,
+ * across nodes. Calls for one message still go one at a time in this process: FerretDB 1.x
+ * (the tests' MongoDB) runs findAndModify as a query and then an unconditional write, so two
+ * at once lose each other's reaction and both pass the cap's check; in order they do not,
+ * and on MongoDB no compare-and-set has to be retried for this node's own calls. The lock is
+ * per message (striped), so reactions elsewhere do not wait. */
+static int op_message_react(mg_call *c, const chat_store_req *q, json_t **result)
+{
+    json_t *const *v = q->v;
     size_t n = json_string_length(v[CHAT_MR_EMOJI]);
     char *path = malloc(n + sizeof "reactions.");
     if (!path) {
         return CHAT_ENOMEM;
     }
     snprintf(path, n + sizeof "reactions.", "reactions.%s", json_string_value(v[CHAT_MR_EMOJI]));
-    mg_live_message(&query, v[CHAT_MR_ID]);
-    BSON_APPEND_DOCUMENT_BEGIN(&update, json_is_true(v[CHAT_MR_ON]) ? "$addToSet" : "$pull", &op);
-    mg_append_str(&op, path, v[CHAT_MR_USER]);
-    bson_append_document_end(&update, &op);
-    int err = mg_modify_one(c, "messages", &query, &update, msg_cols, NFIELDS(msg_cols), result);
-    bson_destroy(&update);
-    bson_destroy(&query);
+    uv_mutex_t *lock = react_lock(v[CHAT_MR_ID]);
+    uv_mutex_lock(lock);
+    int err = json_is_true(v[CHAT_MR_ON]) && json_integer_value(v[CHAT_MR_MAX]) > 0
+                  ? mg_react_capped(c, q, path, result)
+                  : mg_react_update(c, q, path, NULL, 0, result);
+    uv_mutex_unlock(lock);
     free(path);
     return err;
 }
@@ -1924,6 +2028,11 @@ static void mg_global_init(void)
      * library that may be opened again */
     mongoc_init();
     mongoc_log_set_handler(mg_log_handler, NULL);
+    int ok = 1;
+    for (int i = 0; i < REACT_LOCKS; i++) {
+        ok = ok && uv_mutex_init(&react_locks[i]) == 0;
+    }
+    react_locks_ok = ok;
 }
 
 /* Sets a timeout the URI does not set itself. */
@@ -1961,6 +2070,9 @@ static int mg_open(void **impl, const char *target, const chat_store_opts *opts)
     (void)opts;
     *impl = NULL;
     uv_once(&mg_once, mg_global_init);
+    if (!react_locks_ok) {
+        return CHAT_ENOMEM;
+    }
     mongoc_uri_t *uri = target ? mongoc_uri_new_with_error(target, &error) : NULL;
     if (!uri) {
         chat__log(CHAT_LOG_ERROR, "bad_mongo_uri",

@@ -694,7 +694,7 @@ static int op_message_delete(sq_store *st, const chat_store_req *q, json_t **res
 }
 
 /* Read, change and write the reactions in one transaction (the write lock is taken first, so
- * two reactions never lose each other). */
+ * two reactions never lose each other, and max holds: the count is read under the lock). */
 static int op_message_react(sq_store *st, const chat_store_req *q, json_t **result)
 {
     json_t *const *v = q->v;
@@ -720,6 +720,11 @@ static int op_message_react(sq_store *st, const chat_store_req *q, json_t **resu
         if (json_equal(u, v[CHAT_MR_USER])) {
             at = (int)i;
         }
+    }
+    if (json_is_true(v[CHAT_MR_ON]) && !users && json_integer_value(v[CHAT_MR_MAX]) > 0 &&
+        json_object_size(obj) >= (size_t)json_integer_value(v[CHAT_MR_MAX])) {
+        err = CHAT_ECONFLICT;
+        goto done;
     }
     err = CHAT_ENOMEM;
     if (json_is_true(v[CHAT_MR_ON]) && at < 0) {

@@ -820,6 +820,87 @@ static void test_reactions(chat_store *s)
     json_decref(r);
 }
 
+/* ---- the cap on different emoji (max), held against concurrent calls ---- */
+
+static int cap_ok, cap_full, cap_other;
+
+static void on_capped(int status, json_t *result, void *arg)
+{
+    (void)arg;
+    json_decref(result);
+    if (status == 0) {
+        cap_ok++;
+    } else if (status == CHAT_ECONFLICT) {
+        cap_full++;
+    } else {
+        cap_other++;
+    }
+}
+
+static json_t *react_max(const char *id, const char *user, const char *emoji, int on, int max)
+{
+    json_t *a = react(id, user, emoji, on);
+    json_object_set_new(a, "max", json_integer(max));
+    return a;
+}
+
+static void test_reaction_cap(chat_store *s)
+{
+    static const char M[] = "65000000000000000e000004";
+    static const char BUSY[] = "65000000000000000e000005";
+    json_t *r = NULL;
+
+    CHECK(run(s, CHAT_STORE_MESSAGE_INSERT, message(M, ROOM1, ALICE, "cap", NULL, 5003), &r) == 0);
+    json_decref(r);
+    CHECK(run(s, CHAT_STORE_MESSAGE_REACT, react_max(M, BOB, "e0", 1, 3), &r) == 0);
+    json_decref(r);
+    CHECK(run(s, CHAT_STORE_MESSAGE_REACT, react_max(M, BOB, "e1", 1, 3), &r) == 0);
+    json_decref(r);
+    CHECK(run(s, CHAT_STORE_MESSAGE_REACT, react_max(M, BOB, "e2", 1, 3), &r) == 0);
+    json_decref(r);
+    /* full: a fourth emoji is refused and changes nothing; adding to one that is there is not */
+    CHECK(run(s, CHAT_STORE_MESSAGE_REACT, react_max(M, BOB, "e3", 1, 3), &r) == CHAT_ECONFLICT);
+    json_decref(r);
+    CHECK(run(s, CHAT_STORE_MESSAGE_REACT, react_max(M, ALICE, "e0", 1, 3), &r) == 0);
+    CHECK(strcmp(reacted(r, "e0"), "2,1") == 0);
+    CHECK(json_object_size(json_object_get(r, "reactions")) == 3);
+    json_decref(r);
+    /* the last one out of e2 makes room for e3 */
+    CHECK(run(s, CHAT_STORE_MESSAGE_REACT, react_max(M, BOB, "e2", 0, 3), &r) == 0);
+    json_decref(r);
+    CHECK(run(s, CHAT_STORE_MESSAGE_REACT, react_max(M, BOB, "e3", 1, 3), &r) == 0);
+    CHECK(strcmp(reacted(r, "e3"), "2") == 0);
+    CHECK(json_object_get(json_object_get(r, "reactions"), "e2") == NULL);
+    json_decref(r);
+    /* an emptied emoji does not come back under the cap: e2 again is a new one */
+    CHECK(run(s, CHAT_STORE_MESSAGE_REACT, react_max(M, CAROL, "e2", 1, 3), &r) == CHAT_ECONFLICT);
+    json_decref(r);
+    /* without max nothing is counted (callers that keep no cap) */
+    CHECK(run(s, CHAT_STORE_MESSAGE_REACT, react(M, CAROL, "e4", 1), &r) == 0);
+    CHECK(json_object_size(json_object_get(r, "reactions")) == 4);
+    json_decref(r);
+
+    /* 24 different emoji at once, max 20: exactly 20 stored, 4 refused */
+    CHECK(run(s, CHAT_STORE_MESSAGE_INSERT, message(BUSY, ROOM1, ALICE, "busy", NULL, 5004), &r) ==
+          0);
+    json_decref(r);
+    cap_ok = cap_full = cap_other = 0;
+    for (int i = 0; i < 24; i++) {
+        char e[8];
+        snprintf(e, sizeof e, "b%02d", i);
+        CHECK(chat__store_call(s, CHAT_STORE_MESSAGE_REACT,
+                               react_max(BUSY, i % 2 ? BOB : CAROL, e, 1, 20), on_capped,
+                               NULL) == 0);
+    }
+    CHECK(uv_run(&loop, UV_RUN_DEFAULT) == 0);
+    CHECK(cap_ok == 20);
+    CHECK(cap_full == 4);
+    CHECK(cap_other == 0);
+    CHECK(run(s, CHAT_STORE_MESSAGE_GET, json_pack("{s:s}", "id", BUSY), &r) == 0);
+    CHECK(json_object_size(json_object_get(r, "reactions")) == 20);
+    json_decref(r);
+}
+
 /* ---- read markers and unread counts ---- */
 
 static json_t *read_arg(const char *room_id, const char *user, const char *msg, json_int_t at)

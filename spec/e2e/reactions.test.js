@@ -99,6 +99,40 @@ forEachStack('message:react', (st) => {
         assert.deepEqual(await stored(st, a.token, room.id, gone.id).then((x) => x.reactions), {});
         assert.equal(sd.inbox.list('message:reaction').length, 0, 'a non-member hears nothing');
     });
+
+    test('many different emoji at once: never more than 20, the rest refused with conflict', async () => {
+        const { a, b, c, sa, room } = await threeInARoom(st, 'r');
+        const m = await send(sa, room.id, 'everyone at once');
+        // All through node 0: the store holds the cap with a conditional findAndModify, atomic
+        // on MongoDB across nodes, but FerretDB 1.24 (the MongoDB of these tests) runs
+        // findAndModify as a query and then a plain write, so two nodes' writes to one
+        // document at once can lose each other whatever chatd does; within one node chatd
+        // keeps a message's reactions in order (store_mongo.c).
+        const sb = await st.node(0).connect(b.token);
+        const sc = await st.node(0).connect(c.token);
+        const emoji = ['😀', '😁', '😂', '😃', '😄', '😅', '😆', '😇', '😈', '😉',
+            '😊', '😋', '😌', '😍', '😎', '😏', '😐', '😑', '😒', '😓',
+            '🙈', '🙉', '🙊', '🐶', '🐱', '🐭', '🐹', '🐰', '🦊', '🐻'];
+        const sockets = [sa, sb, sc];
+        const acks = await Promise.all(emoji.map((e, i) =>
+            emitAck(sockets[i % 3], 'message:react', { messageId: m.id, emoji: e, on: true })));
+        const ok = acks.filter((x) => x.ok === true);
+        const refused = acks.filter((x) => x.ok !== true);
+        for (const x of refused) {
+            assertAckError(x, 'conflict');
+            assert.match(x.error.message, /20 different reactions/);
+        }
+        assert.equal(ok.length, 20, JSON.stringify(acks.map((x) => x.ok)));
+        assert.equal(refused.length, emoji.length - 20);
+        for (const x of ok) {
+            assert.ok(Object.keys(x.message.reactions).length <= 20);
+        }
+        const s = await stored(st, a.token, room.id, m.id);
+        assert.equal(Object.keys(s.reactions).length, 20);
+        // exactly the acknowledged ones are stored
+        const acked = emoji.filter((e, i) => acks[i].ok === true).sort();
+        assert.deepEqual(Object.keys(s.reactions).sort(), acked);
+    });
 });
 
 const scripts = fs.mkdtempSync(path.join(os.tmpdir(), 'chatd-react-scripts-'));
