@@ -170,6 +170,8 @@ int chat__notifications_metrics(chat_runtime *rt, chat_buf *b);
  * c->room_id, then next (or the call fails and nothing is linked) */
 int chat__uploads_start(chat_runtime *rt);
 void chat__attachments_resolve(chat_call *c, chat_call_step next);
+/* chatd_uploads_refused_total for /metrics. 0 or CHAT_ENOMEM. */
+int chat__uploads_metrics(chat_runtime *rt, chat_buf *b);
 /* users.c: the user's profile or presence changed: drop the cached copy. */
 void chat__users_changed(chat_runtime *rt, const char *user_id);
 

@@ -130,6 +130,7 @@ static void metrics(chat_http_req *req, const char *user_id)
     rc = rc ? rc : chat__limits_metrics(rt, &b);
     rc = rc ? rc : chat__jobs_metrics(rt->jobs, &b);
     rc = rc ? rc : chat__notifications_metrics(rt, &b);
+    rc = rc ? rc : chat__uploads_metrics(rt, &b);
     if (rc) {
         chat__http_respond_error(req, CHAT_ENOMEM, NULL);
     } else {

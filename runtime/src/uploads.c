@@ -18,6 +18,29 @@
 
 #define UPLOAD_NAME_MAX 255
 
+/* Why an upload or a download was refused (chatd_uploads_refused_total) */
+enum { REFUSED_TOO_LARGE, REFUSED_TYPE, REFUSED_POLICY, REFUSED_NOT_MEMBER, REFUSED_REASONS };
+static const char *const refused_reasons[REFUSED_REASONS] = {"too_large", "type", "policy",
+                                                             "not_member"};
+_Static_assert(REFUSED_REASONS <= sizeof ((chat_stats *)0)->uploads_refused /
+                                      sizeof ((chat_stats *)0)->uploads_refused[0],
+               "rt->stats.uploads_refused counts every reason");
+
+int chat__uploads_metrics(chat_runtime *rt, chat_buf *b)
+{
+    int rc = chat__buf_appendf(
+        b, "# HELP chatd_uploads_refused_total Uploads refused (too_large: over "
+           "CHAT_UPLOAD_MAX_BYTES; type: a Content-Type not in CHAT_UPLOAD_TYPES; policy: the "
+           "upload/before hook said no) and downloads refused to someone neither the uploader "
+           "nor a member of a room where the file was posted (not_member).\n"
+           "# TYPE chatd_uploads_refused_total counter\n");
+    for (int i = 0; !rc && i < REFUSED_REASONS; i++) {
+        rc = chat__buf_appendf(b, "chatd_uploads_refused_total{reason=\"%s\"} %llu\n",
+                               refused_reasons[i], (unsigned long long)rt->stats.uploads_refused[i]);
+    }
+    return rc;
+}
+
 typedef struct upload_io {
     uv_fs_t fs;
     chat_call *c;
@@ -182,6 +205,23 @@ static void upload_allowed(chat_call *c, json_t *ev)
     }
 }
 
+/* The upload/before policy answered (chat__call_hook, counting a veto; a script that failed is not a
+ * veto: chatd_script_errors_total counts it). */
+static void upload_decided(int status, const char *message, json_t *ev, void *arg)
+{
+    chat_call *c = arg;
+    if (status) {
+        if (status != CHAT_EINTERNAL) {
+            c->rt->stats.uploads_refused[REFUSED_POLICY]++;
+        }
+        json_decref(ev);
+        chat__call_fail(c, status, message);
+        return;
+    }
+    upload_allowed(c, ev);
+    json_decref(ev);
+}
+
 /* "image/png; charset=x" -> "image/png" when the settings allow it (any case); else NULL. */
 static int type_allowed(chat_runtime *rt, const char *type, char *out, size_t n)
 {
@@ -215,6 +255,7 @@ static void rest_upload(chat_http_req *req, const char *user_id)
     char name[UPLOAD_NAME_MAX + 2], type[128];
     const char *n = chat__http_query(req, "name", name, sizeof name);
     if (req->body.len > (size_t)req->rt->cfg.upload_max_bytes) {
+        req->rt->stats.uploads_refused[REFUSED_TOO_LARGE]++;
         char msg[128];
         snprintf(msg, sizeof msg, "the file is larger than %d bytes", req->rt->cfg.upload_max_bytes);
         chat__http_respond_error(req, CHAT_ETOOBIG, msg);
@@ -236,6 +277,7 @@ static void rest_upload(chat_http_req *req, const char *user_id)
         }
     }
     if (!type_allowed(req->rt, req->content_type_in, type, sizeof type)) {
+        req->rt->stats.uploads_refused[REFUSED_TYPE]++;
         char msg[512];
         snprintf(msg, sizeof msg, "Content-Type must be one of: %.400s",
                  req->rt->cfg.upload_types ? req->rt->cfg.upload_types : "");
@@ -249,7 +291,12 @@ static void rest_upload(chat_http_req *req, const char *user_id)
     c->input = json_pack("{s:s,s:s,s:I}", "name", n, "type", type, "size",
                          (json_int_t)req->body.len);
     json_t *ev = json_pack("{s:o,s:O}", "user", chat__call_user_json(c), "upload", c->input);
-    chat__call_hook(c, "upload/before", ev, upload_allowed);
+    if (!ev || !chat__script_has(c->rt->script, "upload/before")) {
+        upload_allowed(c, ev);
+        json_decref(ev);
+        return;
+    }
+    chat__script_run(c->rt->script, "upload/before", ev, upload_decided, c);
 }
 
 /* ---- GET /uploads/:id ---- */
@@ -377,6 +424,7 @@ static void check_next_room(chat_call *c)
 {
     json_t *id = json_array_get(c->input, 0);
     if (!id) {
+        c->rt->stats.uploads_refused[REFUSED_NOT_MEMBER]++;
         chat__call_fail(c, CHAT_EFORBIDDEN,
                         "only the uploader and members of a room where it was posted may "
                         "download this file");

@@ -46,9 +46,15 @@ async function threeUsers(st) {
 
 const env = { CHAT_UPLOAD_MAX_BYTES: String(MAX) };
 
+/** chatd_uploads_refused_total{reason} on one node. */
+function refused(node, reason) {
+    return h.metric(node.server, `chatd_uploads_refused_total{reason="${reason}"}`);
+}
+
 forEachStack('uploads and attachments', (st) => {
     test('upload, attach, and members download it on any node; others may not', async () => {
         const [a, b, c] = await threeUsers(st);
+        const notMember = await refused(st.node(1), 'not_member');
         const sa = await st.node(0).connect(a.token);
         const sb = await st.node(1).connect(b.token);
         const room = (await emitAck(sa, 'room:create', { name: 'files', type: 'group', participants: [b.user.id] })).room;
@@ -83,6 +89,8 @@ forEachStack('uploads and attachments', (st) => {
         h.assertErrorShape((await download(st.node(1), c.token, up.id)).json, 'forbidden');
         assert.equal((await download(st.node(1), c.token, up.id)).status, 403);
         assert.equal((await download(st.node(1), null, up.id)).status, 401);
+        assert.equal(await refused(st.node(1), 'not_member'), notMember + 3,
+            'b before the file was posted, then c twice');
         const none = await download(st.node(0), a.token, h.randomHex24());
         assert.equal(none.status, 404);
         h.assertErrorShape(none.json, 'not_found');
@@ -93,6 +101,7 @@ forEachStack('uploads and attachments', (st) => {
         const sa = await st.node(0).connect(a.token);
         const sb = await st.node(1).connect(b.token);
         const room = (await emitAck(sa, 'room:create', { name: 'bad', type: 'group', participants: [b.user.id] })).room;
+        const before = { large: await refused(st.node(0), 'too_large'), type: await refused(st.node(0), 'type') };
         h.assertRestError(await upload(st.node(0), a.token, crypto.randomBytes(MAX + 1), 'image/png', 'big.png'),
             413, 'payload_too_large', String(MAX));
         h.assertRestError(await upload(st.node(0), a.token, PNG, 'application/x-msdownload', 'x.exe'),
@@ -102,6 +111,8 @@ forEachStack('uploads and attachments', (st) => {
         h.assertRestError(await upload(st.node(0), a.token, PNG, 'image/png', '../etc/passwd'), 400, 'invalid_payload');
         h.assertRestError(await upload(st.node(0), a.token, Buffer.alloc(0), 'image/png', 'empty.png'), 400, 'invalid_payload');
         h.assertRestError(await upload(st.node(0), undefined, PNG, 'image/png', 'x.png'), 401, 'unauthorized');
+        assert.equal(await refused(st.node(0), 'too_large'), before.large + 1);
+        assert.equal(await refused(st.node(0), 'type'), before.type + 2, 'an .exe and no Content-Type');
 
         const mine = (await upload(st.node(0), a.token, PNG, 'image/png', 'mine.png')).body.upload;
         const theirs = (await upload(st.node(1), b.token, Buffer.from('hello'), 'text/plain', 'b.txt')).body.upload;
@@ -142,8 +153,10 @@ end)
 forEachStack('uploads with a policy', (st) => {
     test('upload/before vetoes or renames', async () => {
         const a = await st.node(0).register(h.uniqueName('up'));
+        const vetoed = await refused(st.node(0), 'policy');
         h.assertRestError(await upload(st.node(0), a.token, Buffer.from('%PDF-1.4'), 'application/pdf', 'a.pdf'),
             422, 'policy_rejected', 'PDF');
+        assert.equal(await refused(st.node(0), 'policy'), vetoed + 1);
         const res = await upload(st.node(1), a.token, PNG, 'image/png', 'p.png');
         assert.equal(res.status, 201, res.text);
         assert.equal(res.body.upload.name, 'renamed-p.png');
