@@ -24,9 +24,9 @@
 #define OFFLINE_JOB "notify.offline"
 
 /* What became of a mention's notification for someone offline (chatd_offline_pushes_total) */
-enum { PUSH_QUEUED, PUSH_ONLINE, PUSH_NO_HANDLER, PUSH_UNKNOWN, PUSH_OUTCOMES };
+enum { PUSH_QUEUED, PUSH_ONLINE, PUSH_NO_HANDLER, PUSH_UNKNOWN, PUSH_BOT, PUSH_OUTCOMES };
 static const char *const push_outcomes[PUSH_OUTCOMES] = {"queued", "online", "no_handler",
-                                                         "unknown"};
+                                                         "unknown", "bot"};
 _Static_assert(PUSH_OUTCOMES <= sizeof ((chat_stats *)0)->offline_push /
                                     sizeof ((chat_stats *)0)->offline_push[0],
                "rt->stats.offline_push counts every outcome");
@@ -98,6 +98,7 @@ typedef struct mention_job {
     json_t *done;    /* user ids notified */
     json_t *pending; /* the notification the policy is deciding on */
     json_t *user;    /* its user's public profile */
+    int user_bot;    /* and that user is a bot: nobody to push to */
 } mention_job;
 
 static void mention_next(mention_job *j);
@@ -170,10 +171,14 @@ static void presence_read(int status, const char *value, int64_t number, void *a
 }
 
 /* n was stored and published: if its user has no socket anywhere, queue the push. */
-static void push_if_offline(chat_runtime *rt, json_t *n, json_t *user)
+static void push_if_offline(chat_runtime *rt, json_t *n, json_t *user, int bot)
 {
     const char *uid = json_string_value(json_object_get(n, "userId"));
     if (!uid) {
+        return;
+    }
+    if (bot) {
+        rt->stats.offline_push[PUSH_BOT]++; /* a script's account: no device anywhere */
         return;
     }
     if (!rt->jobs || !chat__script_has(rt->script, "job/" OFFLINE_JOB)) {
@@ -204,7 +209,8 @@ int chat__notifications_metrics(chat_runtime *rt, chat_buf *b)
     int rc = chat__buf_appendf(
         b, "# HELP chatd_offline_pushes_total Mentions of a user with no socket on any node: "
            "queued as a notify.offline job, or not (online: a socket somewhere; no_handler: "
-           "no script handles the job; unknown: presence could not be read).\n"
+           "no script handles the job; unknown: presence could not be read; bot: the user is "
+           "a bot).\n"
            "# TYPE chatd_offline_pushes_total counter\n");
     for (int i = 0; !rc && i < PUSH_OUTCOMES; i++) {
         rc = chat__buf_appendf(b, "chatd_offline_pushes_total{outcome=\"%s\"} %llu\n",
@@ -223,7 +229,7 @@ static void notification_stored(int status, json_t *n, void *arg)
         const char *uid = json_string_value(json_object_get(n, "userId"));
         chat__notify_user(j->rt, uid,
                           json_pack("{s:s,s:s,s:O}", "op", "emit", "event", "notification", "data", n));
-        push_if_offline(j->rt, n, j->user);
+        push_if_offline(j->rt, n, j->user, j->user_bot);
     }
     json_decref(n);
     mention_next(j);
@@ -283,6 +289,7 @@ static void mentioned_user(int status, json_t *user, void *arg)
                           (json_int_t)chat__now_ms(), "read", 0);
     json_decref(j->user);
     j->user = chat__public_user(user, 0);
+    j->user_bot = chat__is_bot_email(json_string_value(json_object_get(user, "email")));
     json_t *ev = json_pack("{s:O,s:{s:O},s:o}", "user", j->user, "room", "id",
                            json_object_get(j->message, "roomId"), "notification", n);
     json_decref(user);

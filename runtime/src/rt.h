@@ -31,7 +31,7 @@ typedef struct chat_stats {
     uint64_t register_limited;      /* registrations refused: too many from the address */
     uint64_t presence_nodes_reaped; /* dead nodes whose presence this node cleared */
     uint64_t presence_users_reaped; /* users this node announced offline for a dead node */
-    uint64_t offline_push[4]; /* notifications.c: mentions of a user on no node, by outcome */
+    uint64_t offline_push[5]; /* notifications.c: mentions of a user on no node, by outcome */
     uint64_t uploads_refused[4]; /* uploads.c: refused uploads and downloads, by reason */
 } chat_stats;
 

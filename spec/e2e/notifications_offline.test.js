@@ -36,6 +36,16 @@ after(async () => {
 
 const scripts = fs.mkdtempSync(path.join(os.tmpdir(), 'chatd-offline-scripts-'));
 fs.copyFileSync(path.join(REPO, 'scripts', 'notify_offline.lua'), path.join(scripts, 'notify_offline.lua'));
+// test only: socket.emitWithAck("bot:join", { roomId, name }) makes a bot a member of the room
+fs.writeFileSync(path.join(scripts, 'bot_join.lua'), `
+local chat = require "chat"
+chat.hook("event/bot:join", function(ev)
+    local bot = chat.bot(ev.args[1].name)
+    local room, err, code = bot:join(ev.args[1].roomId)
+    if not room then return chat.reject(code, err) end
+    return { ok = true, id = bot.id }
+end)
+`);
 
 async function pushesFor(userId) {
     return (await pushService()).seen.filter((r) => r.json && r.json.userId === userId);
@@ -130,6 +140,19 @@ forEachStack('offline notifications (notify.offline job)', (st) => {
             'one job: c\'s');
         await queueIdle(st);
         assert.deepEqual(await pushesFor(b.user.id), [], 'no push for b, who was online');
+    });
+
+    test('a mention of a bot queues nothing: nobody is behind it', async () => {
+        const { users: [, c], sa, room } = await roomWith(st, 'bm', 1);
+        const name = h.uniqueName('bot');
+        const joined = await emitAck(sa, 'bot:join', { roomId: room.id, name });
+        h.assertAckOk(joined, 'bot:join');
+        const before = await h.metric(st.node(0).server, OUTCOME('bot'));
+        await send(sa, room.id, `@${name} and @${c.username}, status?`);
+        await h.eventually(async () => (await pushesFor(c.user.id)).length, 'c is pushed', 15000);
+        assert.equal(await h.metric(st.node(0).server, OUTCOME('bot')), before + 1);
+        await queueIdle(st);
+        assert.deepEqual(await pushesFor(joined.id), [], 'no push for the bot');
     });
 
     test('a push service that answers 500 then 200: retried, and delivered once', async () => {
