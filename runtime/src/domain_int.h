@@ -116,7 +116,8 @@ void chat__fanout_room(chat_runtime *rt, const char *room_id, const char *except
 /* The same with the payload already encoded as JSON (len bytes); event needs no escaping. */
 void chat__fanout_room_json(chat_runtime *rt, const char *room_id, const char *except,
                             const char *event, const char *json, size_t len);
-/* The same for a list of rooms ("id,id,..."), published on channel (presence). */
+/* The same for a list of rooms ("id,id,..."), published on channel (presence,
+ * user:updated): each socket once. */
 void chat__fanout_rooms(chat_runtime *rt, const char *channel, const char *rooms_csv,
                         const char *except, const char *event, json_t *payload);
 /* A script's emit: args is the whole event, [name, args...] (borrowed); binary: it has

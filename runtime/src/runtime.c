@@ -362,6 +362,7 @@ static int runtime_new(chat_runtime **out, uv_loop_t *loop, const chat_config *c
         (rc = chat__bus_open(&rt->bus, rt->loop, redis ? &chat__bus_redis : &chat__bus_local,
                              redis, chat__fanout_receive, rt)) ||
         (rc = chat__bus_subscribe(rt->bus, "presence:updates")) ||
+        (rc = chat__bus_subscribe(rt->bus, "users:updates")) || /* user:updated (users.c) */
         (rc = chat__jobs_open(&rt->jobs, rt, redis ? &chat__jobs_redis : &chat__jobs_sqlite,
                               redis ? redis : rt->cfg.data_dir, sopts.sqlite_synchronous))) {
         goto fail;

@@ -1,18 +1,31 @@
 /* users.c: profiles and the user directory: PATCH /me, GET /users/:id, GET /users?ids=,
  * GET /users?q=. Lookups go through user:{userId}:data (the public user as JSON, TTL 30
- * min) when the kv is Redis; a profile change and a presence change drop that copy. */
+ * min) when the kv is Redis; a profile change and a presence change drop that copy.
+ *
+ * A stored profile change is announced as user:updated (the public user) to every socket
+ * that shares a room with the user and to the user's own sockets, on every node. The cached
+ * copy is replaced first by a short hold and the event waits for Redis to confirm it: a client
+ * that reads the directory on seeing the event, through any node, gets the new profile.
+ *
+ * The hold ("-" for USER_CACHE_HOLD_MS) and fills with SET NX close the race a plain DEL
+ * leaves open: a lookup that read the store just before the change and writes its copy just
+ * after it would leave the old profile cached for the full TTL. With the hold in place that
+ * write finds the key taken and writes nothing; lookups meanwhile read the store. */
 #include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "domain_int.h"
+#include "log.h"
 
 #define USER_CACHE_TTL_MS (30 * 60 * 1000)
+#define USER_CACHE_HOLD_MS 5000 /* a lookup reads the store and fills in far less than this */
 #define DISPLAY_NAME_MAX 64
 #define STATUS_TEXT_MAX 140
 #define AVATAR_MAX 512
 #define SEARCH_LIMIT_MAX 20
+#define USERS_CHANNEL "users:updates" /* every node subscribes to it at start (runtime.c) */
 
 static void cache_key(char out[48], const char *user_id)
 {
@@ -26,13 +39,36 @@ static int cache_on(chat_runtime *rt)
     return be && strcmp(be, "redis") == 0;
 }
 
+/* Replaces the cached copy with the hold; cb (may be NULL) runs once Redis has it. */
+static void cache_hold(chat_runtime *rt, const char *user_id, chat_kv_cb cb, void *arg)
+{
+    char key[48];
+    cache_key(key, user_id);
+    chat__kv_set(rt->kv, key, "-", USER_CACHE_HOLD_MS, cb, arg);
+}
+
 void chat__users_changed(chat_runtime *rt, const char *user_id)
 {
     if (cache_on(rt)) {
-        char key[48];
-        cache_key(key, user_id);
-        chat__kv_del(rt->kv, key, NULL, NULL);
+        cache_hold(rt, user_id, NULL, NULL);
     }
+}
+
+static void cache_filled(int status, json_t *reply, void *arg)
+{
+    (void)status; /* a copy not written is read from the store next time */
+    (void)arg;
+    json_decref(reply);
+}
+
+/* Writes the copy unless the key is taken (a copy, or the hold after a change). */
+static void cache_fill(chat_runtime *rt, const char *user_id, const char *text)
+{
+    char key[48], ttl[24];
+    cache_key(key, user_id);
+    snprintf(ttl, sizeof ttl, "%d", USER_CACHE_TTL_MS);
+    const char *argv[] = {"SET", key, text, "PX", ttl, "NX"};
+    chat__kv_redis_command(rt->kv, 6, argv, NULL, cache_filled, NULL);
 }
 
 /* ---- loading users by id, through the cache ---- */
@@ -95,11 +131,9 @@ static void users_stored(int status, json_t *users, void *arg)
             continue;
         }
         if (cache_on(l->c->rt)) {
-            char key[48];
             char *text = json_dumps(pub, JSON_COMPACT);
-            cache_key(key, id);
             if (text) {
-                chat__kv_set(l->c->rt->kv, key, text, USER_CACHE_TTL_MS, NULL, NULL);
+                cache_fill(l->c->rt, id, text);
             }
             free(text);
         }
@@ -384,6 +418,79 @@ static json_t *take_changes(json_t *body, const char **problem)
     return out;
 }
 
+/* ---- announcing a stored change: user:updated ---- */
+
+typedef struct profile_out {
+    chat_call *c;
+    json_t *user;   /* the stored user after the change (owned) */
+    chat_buf rooms; /* the user's room ids, comma-separated */
+    int pending;    /* the cache drop and the room list, not answered yet */
+} profile_out;
+
+/* The cache no longer holds the old profile and the rooms are known: tell everyone, answer. */
+static void profile_announce(profile_out *p)
+{
+    chat_call *c = p->c;
+    chat_runtime *rt = c->rt;
+    json_t *pub = chat__public_user(p->user, 0);
+    if (pub && p->rooms.len && !chat__buf_terminate(&p->rooms)) {
+        char except[32]; /* the user's own sockets get it once, below */
+        snprintf(except, sizeof except, "u:%s", c->user_id);
+        chat__fanout_rooms(rt, USERS_CHANNEL, (const char *)p->rooms.data, except,
+                           "user:updated", pub);
+    }
+    if (pub) {
+        chat__notify_user(rt, c->user_id,
+                          json_pack("{s:s,s:s,s:[O]}", "op", "emit", "event", "user:updated",
+                                    "args", pub));
+        chat__notify_hook(rt, "user/updated",
+                          json_pack("{s:O,s:O}", "user", pub, "changes", c->input));
+    }
+    json_decref(pub);
+    chat__call_done(c, json_pack("{s:o}", "user", chat__public_user(p->user, 1)));
+    json_decref(p->user);
+    chat__buf_free(&p->rooms);
+    free(p);
+}
+
+static void profile_cache_dropped(int status, const char *value, int64_t number, void *arg)
+{
+    profile_out *p = arg;
+    (void)value;
+    (void)number;
+    if (status) { /* Redis is down: an old copy there may outlive the change (its TTL) */
+        chat__log(CHAT_LOG_WARN, "user_cache_drop_failed",
+                  "could not replace the cached copy of a changed profile",
+                  json_pack("{s:s,s:s}", "user", p->c->user_id, "code", chat_errcode(status)));
+    }
+    if (--p->pending == 0) {
+        profile_announce(p);
+    }
+}
+
+static void profile_rooms(int status, json_t *rooms, void *arg)
+{
+    profile_out *p = arg;
+    for (size_t i = 0; status == 0 && i < json_array_size(rooms); i++) {
+        const char *id = json_string_value(json_object_get(json_array_get(rooms, i), "id"));
+        if (id && strlen(id) == 24 &&
+            ((p->rooms.len && chat__buf_appendc(&p->rooms, ',')) ||
+             chat__buf_append(&p->rooms, id, 24))) {
+            status = CHAT_ENOMEM;
+        }
+    }
+    if (status) { /* the change is stored: it is answered, only the rooms are not told */
+        chat__buf_free(&p->rooms);
+        chat__log(CHAT_LOG_WARN, "user_update_rooms_failed",
+                  "could not load the rooms of a user whose profile changed; they are not told",
+                  json_pack("{s:s,s:s}", "user", p->c->user_id, "code", chat_errcode(status)));
+    }
+    json_decref(rooms);
+    if (--p->pending == 0) {
+        profile_announce(p);
+    }
+}
+
 static void me_updated(int status, json_t *user, void *arg)
 {
     chat_call *c = arg;
@@ -393,12 +500,28 @@ static void me_updated(int status, json_t *user, void *arg)
                         status == CHAT_ENOTFOUND ? "this account no longer exists" : NULL);
         return;
     }
-    chat__users_changed(c->rt, c->user_id);
-    chat__notify_hook(c->rt, "user/updated",
-                      json_pack("{s:o,s:o}", "user", chat__public_user(user, 0), "changes",
-                                json_incref(c->input)));
-    chat__call_done(c, json_pack("{s:o}", "user", chat__public_user(user, 1)));
-    json_decref(user);
+    profile_out *p = calloc(1, sizeof *p);
+    if (!p) {
+        chat__users_changed(c->rt, c->user_id);
+        chat__call_done(c, json_pack("{s:o}", "user", chat__public_user(user, 1)));
+        json_decref(user);
+        return;
+    }
+    p->c = c;
+    p->user = user;
+    p->pending = 1; /* held until both are asked */
+    if (cache_on(c->rt)) {
+        p->pending++;
+        cache_hold(c->rt, c->user_id, profile_cache_dropped, p); /* answers exactly once */
+    }
+    p->pending++;
+    if (chat__store_call(c->rt->store, CHAT_STORE_ROOMS_FOR_USER,
+                         json_pack("{s:s}", "userId", c->user_id), profile_rooms, p)) {
+        profile_rooms(CHAT_EUNAVAIL, NULL, p);
+    }
+    if (--p->pending == 0) {
+        profile_announce(p);
+    }
 }
 
 static void profile_allowed(chat_call *c, json_t *ev)

@@ -1,8 +1,9 @@
 'use strict';
 // Profiles and the user directory (issue 15 item 6): PATCH /me, GET /users/:id,
 // GET /users?ids=, GET /users?q=, on both stacks; the cached copy (user:{id}:data on Redis)
-// never outlives a change made on another node; bad input changes nothing; the user/update
-// hook decides.
+// never outlives a change made on another node; a change is announced live (user:updated) to
+// those who share a room with the user and to the user's own sockets, on every node; bad input
+// changes and announces nothing; the user/update hook decides.
 const assert = require('node:assert/strict');
 const fs = require('node:fs');
 const os = require('node:os');
@@ -86,6 +87,58 @@ forEachStack('profiles', (st) => {
         }, 'and offline with lastSeen after they leave');
     });
 
+    test('user:updated reaches those who share a room and the user\'s own sockets, on every node; nobody else', async () => {
+        // a and b share a room; a has a socket on each node; c (node 1) shares a room only
+        // with x (node 0), whose message there is the barrier for "c got nothing"
+        const a = await st.node(0).register(h.uniqueName('pu'));
+        const b = await st.node(1).register(h.uniqueName('pv'));
+        const c = await st.node(1).register(h.uniqueName('pw'));
+        const x = await st.node(0).register(h.uniqueName('px'));
+        const sa0 = await st.node(0).connect(a.token);
+        const sa1 = await st.node(1).connect(a.token);
+        const sb = await st.node(1).connect(b.token);
+        const sc = await st.node(1).connect(c.token);
+        const sx = await st.node(0).connect(x.token);
+        h.assertAckOk(await h.emitAck(sa0, 'room:create',
+            { name: h.uniqueName('pr'), type: 'group', participants: [b.user.id] }), 'room:create');
+        const other = h.assertAckOk(await h.emitAck(sx, 'room:create',
+            { name: h.uniqueName('pr'), type: 'group', participants: [c.user.id] }), 'room:create').room;
+        // node 1 reads a's profile first: the cached copy is what could go stale
+        let res = await st.node(1).http('GET', `/users/${a.user.id}`, undefined, b.token);
+        assert.equal(res.body.user.displayName, null, res.text);
+
+        res = await st.node(0).http('PATCH', '/me', { displayName: 'Ada Live', statusText: 'around' }, a.token);
+        assert.equal(res.status, 200, res.text);
+        const seen = await h.waitFor(sb, 'user:updated', (u) => u.displayName === 'Ada Live');
+        // straight from the event to the directory, through the other node: the new profile
+        res = await st.node(1).http('GET', `/users/${a.user.id}`, undefined, b.token);
+        assert.equal(res.body.user.displayName, 'Ada Live', `a stale directory copy after the event: ${res.text}`);
+        assertPublic(seen, JSON.stringify(seen));
+        assert.equal(seen.id, a.user.id);
+        assert.equal(seen.username, a.username);
+        assert.equal(seen.statusText, 'around');
+        for (const s of [sa0, sa1]) {
+            const mine = await h.waitFor(s, 'user:updated', (u) => u.displayName === 'Ada Live');
+            assert.ok(!('email' in mine), 'the event carries the public user');
+        }
+
+        // c shares no room with a: x's message, sent after the change from a's node, reaches c
+        // after anything the change sent c
+        h.assertAckOk(await h.emitAck(sx, 'message:send', { roomId: other.id, content: 'barrier' }), 'message:send');
+        await h.waitFor(sc, 'message:new', (m) => m.content === 'barrier');
+        assert.deepEqual(sc.inbox.list('user:updated'), [], 'no user:updated for someone who shares no room');
+
+        // once per socket: a second change comes right after the first, and nothing between
+        res = await st.node(0).http('PATCH', '/me', { displayName: 'Ada Again' }, a.token);
+        assert.equal(res.status, 200, res.text);
+        for (const s of [sb, sa0, sa1]) {
+            await h.waitFor(s, 'user:updated', (u) => u.displayName === 'Ada Again');
+            assert.deepEqual(s.inbox.list('user:updated').map((u) => u.displayName), ['Ada Live', 'Ada Again']);
+        }
+        res = await st.node(1).http('GET', `/users?ids=${a.user.id}`, undefined, b.token);
+        assert.equal(res.body.users[0].displayName, 'Ada Again', res.text);
+    });
+
     test('GET /users?q= finds usernames by prefix, any case, in name order, bounded', async () => {
         const stem = h.uniqueName('srch').replace(/_/g, 'x');
         const names = [`${stem}b`, `${stem.toUpperCase()}a`, `${stem}c`];
@@ -105,8 +158,14 @@ forEachStack('profiles', (st) => {
 
     test('bad input gets the error shape and changes nothing', async () => {
         const a = await st.node(0).register(h.uniqueName('pe'));
+        const b = await st.node(1).register(h.uniqueName('pe'));
+        const room = await st.node(0).http('POST', '/rooms',
+            { name: h.uniqueName('pe'), type: 'group', participants: [b.user.id] }, a.token);
+        assert.equal(room.status, 201, room.text);
+        const sb = await st.node(1).connect(b.token);
         const ok = await st.node(0).http('PATCH', '/me', { displayName: 'Before' }, a.token);
         assert.equal(ok.status, 200, ok.text);
+        await h.waitFor(sb, 'user:updated', (u) => u.displayName === 'Before');
         const bad = [
             [{ displayName: 'After', nickname: 'x' }, 'displayName, avatar and statusText'],
             [{ displayName: 'After', avatar: 'javascript:alert(1)' }, 'avatar'],
@@ -125,6 +184,10 @@ forEachStack('profiles', (st) => {
         const me = await st.node(0).http('GET', '/me', undefined, a.token);
         assert.equal(me.body.user.displayName, 'Before', 'nothing was half-applied');
         assert.equal(me.body.user.avatar, null);
+        // nothing was announced either: the next event b gets is the next good change
+        assert.equal((await st.node(0).http('PATCH', '/me', { displayName: 'After' }, a.token)).status, 200);
+        await h.waitFor(sb, 'user:updated', (u) => u.displayName === 'After');
+        assert.deepEqual(sb.inbox.list('user:updated').map((u) => u.displayName), ['Before', 'After']);
 
         h.assertRestError(await st.node(1).http('GET', `/users/${h.randomHex24()}`, undefined, a.token),
             404, 'not_found');
@@ -165,11 +228,16 @@ end)
 forEachStack('profiles with a user/update policy', (st) => {
     test('a policy rejects or rewrites a profile change', async () => {
         const a = await st.node(0).register(h.uniqueName('pf'));
+        const sa = await st.node(1).connect(a.token); // a's own other device
         let res = await st.node(0).http('PATCH', '/me', { displayName: 'The Admin', statusText: 'x' }, a.token);
         h.assertRestError(res, 422, 'policy_rejected', 'admin');
         res = await st.node(0).http('PATCH', '/me', { displayName: 'Fine', statusText: 'quiet please' }, a.token);
         assert.equal(res.status, 200, res.text);
         assert.equal(res.body.user.statusText, 'QUIET PLEASE');
+        // the refused change was never announced; the rewritten one is, as stored
+        await h.waitFor(sa, 'user:updated', (u) => u.displayName === 'Fine');
+        assert.deepEqual(sa.inbox.list('user:updated').map((u) => [u.displayName, u.statusText]),
+            [['Fine', 'QUIET PLEASE']]);
         res = await st.node(1).http('GET', `/users/${a.user.id}`, undefined, a.token);
         assert.equal(res.body.user.displayName, 'Fine');
         assert.equal(res.body.user.statusText, 'QUIET PLEASE');
