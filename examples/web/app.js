@@ -93,15 +93,32 @@ function hue(id) {
 const ICON_PERSON =
     'M12 12a4.5 4.5 0 1 0 0-9 4.5 4.5 0 0 0 0 9zm0 2c-4.4 0-8 2.2-8 5v2h16v-2c0-2.8-3.6-5-8-5z';
 
-/** A circle with an initial; people we know no name for get a silhouette. */
+/** A person's picture (their profile's avatar) when it is an https address; null otherwise. */
+function pictureOf(id) {
+    const u = state.me && id === state.me.id ? state.me : (state.names.get(id) || {}).user;
+    const url = u && u.avatar;
+    return typeof url === 'string' && /^https:\/\/[^\s"'<>\\]+$/.test(url) ? url : null;
+}
+
+/** A person's picture, else a circle with an initial; people we know no name for get a
+ * silhouette. */
 function avatar(node, id, label, extraClass = '') {
     const anon = !label || label.startsWith('user·');
-    node.className = `avatar ${extraClass}${anon ? ' anon' : ''}`.trim();
+    const picture = pictureOf(id);
+    node.className = `avatar ${extraClass}${anon && !picture ? ' anon' : ''}`.trim();
     node.style.setProperty('--hue', hue(id));
-    if (anon) {
-        node.replaceChildren(icon(ICON_PERSON));
+    const initial = () => {
+        if (anon) {
+            node.replaceChildren(icon(ICON_PERSON));
+        } else {
+            node.textContent = label.slice(0, 1);
+        }
+    };
+    if (picture) {
+        // an address that does not load shows the initial instead
+        node.replaceChildren(el('img', { src: picture, alt: '', referrerpolicy: 'no-referrer', onerror: initial }));
     } else {
-        node.textContent = label.slice(0, 1);
+        initial();
     }
     return node;
 }
@@ -239,6 +256,34 @@ async function flushLookups() {
         renderMembers();
         renderMessages();
     }
+}
+
+/** A profile changed (user:updated, or our own PATCH /me): every view shows the new one. */
+function profileChanged(u) {
+    if (!u || !OBJECT_ID.test(u.id || '')) {
+        return;
+    }
+    if (state.me && u.id === state.me.id) {
+        state.me = { ...state.me, ...u }; // the public user: our email stays
+        saveSession();
+        renderMe();
+    } else {
+        state.names.set(u.id, { name: u.displayName || u.username, self: true, dir: true, user: u });
+    }
+    renderRoomList();
+    if (state.activeId) {
+        renderRoomHead();
+        renderMembers();
+        renderMessages();
+    }
+}
+
+function renderMe() {
+    const me = state.me;
+    const name = me.displayName || me.username;
+    $('me-name').textContent = name;
+    $('me-name').title = me.statusText || '';
+    avatar($('me-avatar'), me.id, name);
 }
 
 function learn(id, name, self) {
@@ -436,8 +481,7 @@ async function start(token, user) {
     saveSession();
     $('auth').hidden = true;
     $('app').hidden = false;
-    $('me-name').textContent = user.username;
-    avatar($('me-avatar'), user.id, user.username);
+    renderMe();
     $('my-id').textContent = user.id;
     setConn('connecting');
     showRoom(null);
@@ -521,6 +565,7 @@ function connectSocket() {
         }
         renderPresence();
     });
+    socket.on('user:updated', profileChanged);
     socket.on('room:member_joined', onMemberJoined);
     socket.on('room:member_left', onMemberLeft);
     socket.on('error', (e) => {
@@ -778,9 +823,12 @@ function renderMembers() {
             bits.push('admin');
         }
         const label = [status, ...bits].filter(Boolean).join(' · ') || 'not seen yet';
+        const profile = id === state.me.id ? state.me : (state.names.get(id) || {}).user;
+        const statusText = profile && profile.statusText;
         return el('li', { 'data-user-id': id }, av,
             el('span', { class: 'who' },
                 el('span', { text: nameOf(id) }),
+                statusText ? el('span', { class: 'status-text', text: statusText }) : null,
                 el('span', { class: status === 'online' ? 'online' : '', text: label })));
     }));
     $('leave-room').hidden = room.type === 'direct';
@@ -1333,7 +1381,7 @@ function renderMessages(opts = {}) {
         const key = rowKey(item);
         const li = state.rendered.get(key) || el('li');
         const sig = [item.state, item.id, first, offline, item.error && item.error.message,
-            nameOf(item.senderId), item.content, item.updatedAt, Boolean(item.deleted),
+            nameOf(item.senderId), pictureOf(item.senderId), item.content, item.updatedAt, Boolean(item.deleted),
             JSON.stringify(item.reactions || {}), seenBy(item).join(','),
             (item.attachments || []).length].join('|');
         if (li.dataset.sig !== sig) {
@@ -1631,7 +1679,29 @@ function setupDialogs() {
         renderRoomList();
         showRoom(room.id);
     }));
-    for (const id of ['dlg-room', 'dlg-dm', 'dlg-join']) {
+    $('edit-profile').addEventListener('click', () => {
+        openDialog('dlg-profile', async (f) => {
+            const changes = {};
+            for (const k of ['displayName', 'statusText', 'avatar']) {
+                const v = f[k].value.trim();
+                if (v !== (state.me[k] || '')) {
+                    changes[k] = v || null; // an emptied field clears it
+                }
+            }
+            if (!Object.keys(changes).length) {
+                return;
+            }
+            // the server checks the fields and says what is wrong in its answer
+            const { user } = await api.updateMe(changes);
+            profileChanged(user);
+            toast('Your profile is saved.');
+        });
+        const f = $('dlg-profile').querySelector('form');
+        for (const k of ['displayName', 'statusText', 'avatar']) {
+            f[k].value = state.me[k] || '';
+        }
+    });
+    for (const id of ['dlg-room', 'dlg-dm', 'dlg-join', 'dlg-profile']) {
         $(id).addEventListener('close', () => {
             $(id).querySelector('form').onsubmit = null;
         });

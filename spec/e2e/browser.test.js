@@ -605,4 +605,50 @@ nodeTest.describe('the web page in Chromium', () => {
         await shot(bob, '25-bob-sees-attachment');
         assertNoPageErrors();
     });
+
+    test('bob edits his profile on his page; alice\'s open page renames him without a reload', async () => {
+        const { alice, bob } = people;
+        await openRoom(alice, shared.room);
+        await openRoom(bob, shared.room);
+        await send(bob, 'soon under another name');
+        // the sender's name above the message (the row is drawn again when it changes)
+        const senderShown = (name) => alice.page.waitForFunction(([text, n]) =>
+            [...document.querySelectorAll('#messages li.msg')].some((li) => li.textContent.includes(text) &&
+                (li.querySelector('.who') || {}).textContent === n), ['soon under another name', name]);
+        await senderShown('Bob the Builder');
+        // from here on alice's page is not reloaded: the new name has to come to it
+        await alice.page.evaluate(() => { window.__notReloaded = true; });
+
+        await bob.page.click('#back'); // the header is on the room list on a phone
+        await bob.page.click('#edit-profile');
+        const form = bob.page.locator('#dlg-profile form');
+        await form.waitFor();
+        assert.equal(await form.locator('[name=displayName]').inputValue(), 'Bob the Builder',
+            'the editor starts from the profile as it is');
+        // bad input: the server's sentence, the dialog stays open, nothing changes
+        await form.locator('[name=avatar]').fill('not a picture');
+        await form.locator('button[value=ok]').click();
+        const problem = form.locator('.form-error');
+        await problem.waitFor();
+        assert.match(await problem.textContent(), /^Check the details.*avatar must be an http\(s\) URL/);
+        await shot(bob, '26-bob-profile-refused');
+        await form.locator('[name=avatar]').fill('');
+        await form.locator('[name=displayName]').fill('Robert B.');
+        await form.locator('[name=statusText]').fill('on site today');
+        await form.locator('button[value=ok]').click();
+        await form.waitFor({ state: 'hidden' });
+        await bob.page.waitForFunction(() => document.getElementById('me-name').textContent === 'Robert B.');
+        await shot(bob, '27-bob-profile-saved');
+
+        await senderShown('Robert B.');
+        const member = alice.page.locator(`#member-list li[data-user-id="${bob.id}"]`);
+        await member.getByText('Robert B.', { exact: true }).waitFor();
+        await member.getByText('on site today', { exact: true }).waitFor();
+        assert.equal(await alice.page.evaluate(() => window.__notReloaded), true, 'alice\'s page was not reloaded');
+        await shot(alice, '28-alice-sees-new-name');
+        const res = await srv.http('GET', `/users/${bob.id}`, undefined, alice.token);
+        assert.equal(res.body.user.displayName, 'Robert B.', res.text);
+        assert.equal(res.body.user.avatar, null, 'the refused picture was never stored');
+        assertNoPageErrors();
+    });
 });
