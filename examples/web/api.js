@@ -114,6 +114,11 @@ export class Api {
         return this.request('GET', `/users?ids=${ids.map(encodeURIComponent).join(',')}`);
     }
 
+    /** The directory's search: { users } whose username starts with prefix. */
+    searchUsers(prefix, limit = 8) {
+        return this.request('GET', `/users?q=${encodeURIComponent(prefix)}&limit=${limit}`);
+    }
+
     /** POST /uploads: the file's bytes with its type; { upload }. */
     async upload(file) {
         let res;

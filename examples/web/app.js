@@ -1630,6 +1630,54 @@ async function createRoom(payload) {
     return room;
 }
 
+// ---- finding people (the directory's search) ---------------------------------------------
+
+const search = { timer: 0, seq: 0 };
+
+function searchPeople(form) {
+    clearTimeout(search.timer);
+    const seq = ++search.seq;
+    const q = form.q.value.trim();
+    const list = $('dm-results');
+    if (!/^[A-Za-z0-9_.-]{1,32}$/.test(q)) {
+        const hint = q ? [el('li', { class: 'muted', text: 'Usernames are letters, digits, _ . and -.' })] : [];
+        list.replaceChildren(...hint);
+        return;
+    }
+    search.timer = setTimeout(async () => {
+        let users;
+        try {
+            ({ users } = await api.searchUsers(q));
+        } catch (err) {
+            if (seq === search.seq) {
+                list.replaceChildren(el('li', { class: 'muted', text: toChatError(err).message }));
+            }
+            return;
+        }
+        if (seq !== search.seq) {
+            return; // a later keystroke asked again
+        }
+        const others = users.filter((u) => u.id !== state.me.id);
+        for (const u of others) {
+            state.names.set(u.id, { name: u.displayName || u.username, self: true, dir: true, user: u });
+        }
+        list.replaceChildren(...(others.length ? others.map((u) => el('li', {},
+            el('button', {
+                type: 'button',
+                class: 'ghost',
+                'data-user-id': u.id,
+                onclick: (ev) => {
+                    form.userId.value = u.id;
+                    form.label.value = u.username;
+                    list.querySelectorAll('button').forEach((b) => b.setAttribute('aria-pressed', 'false'));
+                    ev.currentTarget.setAttribute('aria-pressed', 'true');
+                },
+            }, avatar(el('span'), u.id, u.displayName || u.username, 'small'),
+            el('span', { text: u.displayName ? `${u.displayName} (@${u.username})` : `@${u.username}` }))))
+            : [el('li', { class: 'muted', text: 'Nobody\'s username starts with that.' })]));
+    }, 250);
+}
+
 function setupDialogs() {
     $('new-room').addEventListener('click', () => openDialog('dlg-room', async (f) => {
         const name = f.name.value.trim();
@@ -1645,6 +1693,13 @@ function setupDialogs() {
         }
         await createRoom({ name, type: 'group', participants: parseIds(f.participants.value), settings });
     }));
+    const dmForm = $('dlg-dm').querySelector('form');
+    dmForm.q.addEventListener('input', () => searchPeople(dmForm));
+    $('new-dm').addEventListener('click', () => {
+        clearTimeout(search.timer);
+        search.seq++; // a search still under way from last time shows nothing
+        $('dm-results').replaceChildren();
+    });
     $('new-dm').addEventListener('click', () => openDialog('dlg-dm', async (f) => {
         const userId = f.userId.value.trim().toLowerCase();
         const label = f.label.value.trim();

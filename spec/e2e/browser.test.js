@@ -651,4 +651,20 @@ nodeTest.describe('the web page in Chromium', () => {
         assert.equal(res.body.user.avatar, null, 'the refused picture was never stored');
         assertNoPageErrors();
     });
+
+    test('alice finds bob by the start of his username to message him directly', async () => {
+        const { alice, bob } = people;
+        await alice.page.click('#new-dm');
+        await alice.page.fill('#dlg-dm [name=q]', bob.username.slice(0, 2));
+        const hit = alice.page.locator(`#dm-results button[data-user-id="${bob.id}"]`);
+        await hit.waitFor();
+        assert.equal(await hit.locator('span:not(.avatar)').textContent(), `Robert B. (@${bob.username})`);
+        await shot(alice, '29-alice-finds-bob');
+        await hit.click();
+        assert.equal(await alice.page.inputValue('#dlg-dm [name=userId]'), bob.id);
+        await alice.page.click('#dlg-dm button[value=ok]');
+        // they have a direct room already: it opens
+        await alice.page.waitForFunction((id) => document.getElementById('room-id').textContent === id, shared.dm);
+        assertNoPageErrors();
+    });
 });
