@@ -1,4 +1,5 @@
--- Moderation: a word filter, room-admin commands and flood control.
+-- Moderation: a word filter (in messages and in profiles), room-admin commands and flood
+-- control.
 --   /mute @name 10m   /unmute @name   /kick @name   /ban @name 1h   /unban @name
 --   /invite @name (adds someone to the room, also to a private one)
 -- Durations: 30s, 10m, 2h, 1d; no duration means until lifted.
@@ -109,6 +110,18 @@ chat.hook("message/before", function(ev)
     end
 
     message.content = mask(message.content)
+end, 80)
+
+-- The same words in profiles (PATCH /me): a display name with one is refused (a masked name
+-- would still say it), a status has them masked.
+chat.hook("user/update", function(ev)
+    local name = ev.changes.displayName
+    if name and mask(name) ~= name then
+        return chat.reject("policy_rejected", "that display name has a word this chat does not allow")
+    end
+    if ev.changes.statusText then
+        ev.changes.statusText = mask(ev.changes.statusText)
+    end
 end, 80)
 
 return settings -- read at every message; specs that load this file adjust them

@@ -633,6 +633,12 @@ nodeTest.describe('the web page in Chromium', () => {
         assert.match(await problem.textContent(), /^Check the details.*avatar must be an http\(s\) URL/);
         await shot(bob, '26-bob-profile-refused');
         await form.locator('[name=avatar]').fill('');
+        // the word filter (scripts/moderation.lua) covers display names too
+        await form.locator('[name=displayName]').fill('Darn Bob');
+        await form.locator('button[value=ok]').click();
+        await bob.page.waitForFunction(() => /^Not allowed here/.test(
+            document.querySelector('#dlg-profile .form-error').textContent));
+        assert.match(await problem.textContent(), /display name has a word this chat does not allow/);
         await form.locator('[name=displayName]').fill('Robert B.');
         await form.locator('[name=statusText]').fill('on site today');
         await form.locator('button[value=ok]').click();

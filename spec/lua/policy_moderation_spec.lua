@@ -34,6 +34,24 @@ describe("policy: moderation", function()
         end)
     end)
 
+    describe("profiles", function()
+        local function update(changes)
+            local ev = { user = { id = target.id }, changes = changes }
+            return chat.dispatch("user/update", ev), ev.changes
+        end
+
+        it("refuses a display name with a blocked word, whole words in any case", function()
+            assert.matches("display name", support.rejected(update({ displayName = "Heck Yes" }), "policy_rejected"))
+            assert.is_nil(update({ displayName = "Darnation" }))
+        end)
+
+        it("masks blocked words in the status and leaves the rest as sent", function()
+            local r, changes = update({ displayName = "Fine", statusText = "darn busy", avatar = "" })
+            assert.is_nil(r)
+            assert.same({ displayName = "Fine", statusText = "d*** busy", avatar = "" }, changes)
+        end)
+    end)
+
     describe("admin commands", function()
         it("/mute @name 10m: the notice replaces the command; the user's posts are refused with how long", function()
             local r, notice = send(admin, "/mute @" .. target.username .. " 10m")
