@@ -15,6 +15,14 @@ typedef struct script_state script_state;
 typedef struct script_run script_run;
 typedef struct chat_config chat_config;
 
+/* The rooms handed to hooks, each converted to Lua once (script_run.c): the Lua table stays
+ * in the registry while the slot holds a reference to the jansson room it was built from. */
+#define SCRIPT_ROOM_SLOTS 64
+typedef struct script_room {
+    json_t *src; /* the room the table was built from (referenced), or NULL: empty slot */
+    int ref;     /* the table, in the registry */
+} script_room;
+
 /* One generation of the scripts: a Lua state and what it owns outside Lua. */
 struct script_state {
     lua_State *L;
@@ -34,6 +42,7 @@ struct script_state {
     uint64_t timer_ids;  /* the last timer key given out */
     long pattern_steps;  /* limit of one string.find/match/gmatch/gsub call */
     char hash[65];       /* the files' content hash when they were loaded (cluster.h) */
+    script_room rooms[SCRIPT_ROOM_SLOTS]; /* rooms converted for hooks, by a hash of their id */
 };
 
 struct script_run {
@@ -102,5 +111,7 @@ void chat__script_state_unref(script_state *st);
  * (reload), all = 1 every run (shutdown). */
 void chat__script_abandon(chat_script *sc, script_state *st, int all);
 void chat__script_sweep_start(chat_script *sc);
+/* Drops the rooms' references before the state closes. */
+void chat__script_rooms_free(script_state *st);
 
 #endif

@@ -5,6 +5,7 @@
  * its coroutine is abandoned (a reload, a timeout, shutdown): an abandoned coroutine cancels
  * its own pending work, and a completion that arrives after that is dropped. */
 #include <lauxlib.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -325,9 +326,99 @@ static void run_thread(lua_State *L, script_run *run)
     run->co_ref = luaL_ref(L, LUA_REGISTRYINDEX);
 }
 
+/* ---- events into Lua ---- */
+
+/* Pushes a copy of the table at idx, a JSON value as chat__json_to_lua made it: an array
+ * holds 1..n and has the array metatable, an object only string keys. Tables are copied
+ * all the way down; the other values (strings, numbers, chat.binary) cannot be changed in
+ * place and are shared. Copying Lua values costs a fraction of converting the JSON again:
+ * no string is hashed or interned. */
+static void copy_json_table(lua_State *L, int src)
+{
+    src = lua_absindex(L, src);
+    luaL_checkstack(L, 4, "the event is nested too deeply");
+    if (lua_getmetatable(L, src)) { /* an array */
+        lua_Integer n = (lua_Integer)lua_rawlen(L, src);
+        lua_createtable(L, (int)n, 0);
+        lua_insert(L, -2);
+        lua_setmetatable(L, -2);
+        for (lua_Integer i = 1; i <= n; i++) {
+            if (lua_rawgeti(L, src, i) == LUA_TTABLE) {
+                copy_json_table(L, -1);
+                lua_remove(L, -2);
+            }
+            lua_rawseti(L, -2, i);
+        }
+        return;
+    }
+    int n = 0;
+    lua_pushnil(L);
+    while (lua_next(L, src)) {
+        lua_pop(L, 1);
+        n++;
+    }
+    lua_createtable(L, 0, n);
+    lua_pushnil(L);
+    while (lua_next(L, src)) { /* [copy, k, v] */
+        if (lua_type(L, -1) == LUA_TTABLE) {
+            copy_json_table(L, -1);
+            lua_remove(L, -2);
+        }
+        lua_pushvalue(L, -2);
+        lua_insert(L, -2);
+        lua_rawset(L, -4); /* [copy, k] */
+    }
+}
+
+static unsigned room_slot(const char *id)
+{
+    uint32_t h = 2166136261u; /* FNV-1a */
+    for (; *id; id++) {
+        h = (h ^ (uint8_t)*id) * 16777619u;
+    }
+    return h % SCRIPT_ROOM_SLOTS;
+}
+
+/* A whole room ({id, participants, ...}) as the handlers see it: a table of their own that
+ * they may change as they like, copied from a table converted once per version of the room
+ * (rebuilding a room of 100 from JSON for every message cost more than the policies). The
+ * node's copy of a room (members.c) is replaced, never changed in place, when the room
+ * changes (a join, a leave): the jansson object is the version. The slot keeps a reference
+ * to it, so while it is cached no other room can take its address. */
+static void room_to_lua(script_state *st, lua_State *L, json_t *room)
+{
+    const char *id = json_string_value(json_object_get(room, "id"));
+    if (!id || !json_object_get(room, "participants")) { /* {id} and the like: small */
+        chat__json_to_lua(L, room);
+        return;
+    }
+    script_room *slot = &st->rooms[room_slot(id)];
+    if (slot->src != room) {
+        chat__json_to_lua(L, room);
+        if (slot->src) {
+            lua_rawseti(L, LUA_REGISTRYINDEX, slot->ref);
+            json_decref(slot->src);
+        } else {
+            slot->ref = luaL_ref(L, LUA_REGISTRYINDEX);
+        }
+        slot->src = json_incref(room);
+    }
+    lua_rawgeti(L, LUA_REGISTRYINDEX, slot->ref);
+    copy_json_table(L, -1);
+    lua_remove(L, -2);
+}
+
+void chat__script_rooms_free(script_state *st)
+{
+    for (int i = 0; i < SCRIPT_ROOM_SLOTS; i++) {
+        json_decref(st->rooms[i].src); /* the tables go with the state */
+        st->rooms[i].src = NULL;
+    }
+}
+
 /* An event as the handlers see it: top-level nulls (no socket, an anonymous user) are absent,
  * so `if ev.user then` reads as it should. */
-static void event_to_lua(lua_State *L, json_t *ev)
+static void event_to_lua(script_state *st, lua_State *L, json_t *ev)
 {
     if (!json_is_object(ev)) {
         chat__json_to_lua(L, ev);
@@ -337,10 +428,15 @@ static void event_to_lua(lua_State *L, json_t *ev)
     json_t *v;
     lua_createtable(L, 0, (int)json_object_size(ev));
     json_object_foreach(ev, k, v) {
-        if (!json_is_null(v)) {
-            chat__json_to_lua(L, v);
-            lua_setfield(L, -2, k);
+        if (json_is_null(v)) {
+            continue;
         }
+        if (json_is_object(v) && strcmp(k, "room") == 0) {
+            room_to_lua(st, L, v);
+        } else {
+            chat__json_to_lua(L, v);
+        }
+        lua_setfield(L, -2, k);
     }
 }
 
@@ -349,7 +445,7 @@ static int run_start_p(lua_State *L)
 {
     script_run *run = lua_touserdata(L, 1);
     run_thread(L, run);
-    event_to_lua(L, lua_touserdata(L, 2));
+    event_to_lua(run->st, L, lua_touserdata(L, 2));
     run->ev_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     lua_State *co = run->co;
     lua_getfield(co, LUA_REGISTRYINDEX, SCRIPT_CHAIN_KEY);

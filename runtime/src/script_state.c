@@ -128,6 +128,7 @@ void chat__script_state_unref(script_state *st)
     chat_script *sc = st->host;
     state_retire_timers(st);
     chat__map_free(&st->timers);
+    chat__script_rooms_free(st);
     lua_close(st->L);
     free(st);
     sc->states--;
@@ -587,6 +588,7 @@ int chat__script_run_file(chat_runtime *rt, const char *path, int argc, char **a
     while (st->refs > 1 && uv_run(rt->loop, UV_RUN_ONCE)) {
     }
     uv_run(rt->loop, UV_RUN_NOWAIT);
+    chat__script_rooms_free(st);
     lua_close(L);
     chat__map_free(&st->timers);
     free(st);

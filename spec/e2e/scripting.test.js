@@ -341,6 +341,79 @@ describe('runaway scripts', () => {
     });
 });
 
+// ---- ev.room --------------------------------------------------------------------------------
+
+// chatd converts a room to Lua once per version of it and gives each event a copy: what one
+// event's handlers do to ev.room is seen by the handlers after them in that event only, and
+// a join or a leave shows in the next event.
+const ROOM_EV_LUA = `local chat = require "chat"
+local function describe(r)
+    return ("%s | %s | %s | %s"):format(table.concat(r.participants, ","), r.name,
+        tostring(r.settings.tag), tostring(r.extra))
+end
+chat.hook("message/before", function(ev)
+    if ev.message.content ~= "room?" then return end
+    ev.message.content = describe(ev.room)
+end, 70)
+chat.hook("message/before", function(ev)
+    local r = ev.room
+    if not r.settings.tag or not ev.message.content:find(" | ", 1, true) then return end
+    r.participants[#r.participants + 1] = "not-a-member"
+    r.name, r.extra, r.settings.tag = "renamed", "added", "changed"
+end, 60)
+chat.hook("message/before", function(ev)
+    if not ev.room.settings.tag or not ev.message.content:find(" | ", 1, true) then return end
+    ev.message.content = ev.message.content .. " => " .. describe(ev.room)
+end, 50)
+chat.hook("room/join", function(ev)
+    chat.kv.set("join:" .. ev.user.id, describe(ev.room))
+end)
+chat.hook("event/seen_at_join", function(ev)
+    return { seen = chat.kv.get("join:" .. ev.user.id) }
+end)
+`;
+
+describe('ev.room', () => {
+    const srv = h.useServer({ scripts: scriptsDir({ files: { 'room_ev.lua': ROOM_EV_LUA } }) });
+
+    test('each event gets the room as it is now, and a table of its own', async () => {
+        const { users: [ua, ub], sockets: [a], room } = await roomOf(srv, 2, { tag: 'blue' });
+        const two = `${ua.user.id},${ub.user.id}`;
+        const clean = (ids) => `${ids} | ${room.name} | blue | nil`;
+        const changed = (ids) => `${ids},not-a-member | renamed | changed | added`;
+        const ask = async (who) => (await send(who, room.id, 'room?', crypto.randomUUID())).content;
+
+        assert.equal(await ask(a), `${clean(two)} => ${changed(two)}`,
+            'a handler sees what the handlers before it changed in ev.room');
+        assert.equal(await ask(a), `${clean(two)} => ${changed(two)}`,
+            'the next event starts from the room, not from what the last one changed');
+
+        const uc = await srv.register();
+        const c = await srv.connect(uc.token);
+        assertAckOk(await emitAck(c, 'room:join', { roomId: room.id }), 'room:join');
+        assert.deepEqual(await emitAck(c, 'seen_at_join', {}), { seen: clean(two) },
+            'room/join sees the room before the join');
+        const three = `${two},${uc.user.id}`;
+        assert.equal(await ask(a), `${clean(three)} => ${changed(three)}`, 'the join shows');
+        assert.equal(await ask(c), `${clean(three)} => ${changed(three)}`, 'to the new member too');
+
+        assertAckOk(await emitAck(c, 'room:leave', { roomId: room.id }), 'room:leave');
+        assert.equal(await ask(a), `${clean(two)} => ${changed(two)}`, 'the leave shows');
+    });
+
+    test('rooms are kept apart', async () => {
+        const one = await roomOf(srv, 1, { tag: 'one' });
+        const two = await roomOf(srv, 2, { tag: 'two' });
+        for (let i = 0; i < 2; i++) {
+            const m1 = await send(one.sockets[0], one.room.id, 'room?', crypto.randomUUID());
+            assert.equal(m1.content.split(' => ')[0], `${one.users[0].user.id} | ${one.room.name} | one | nil`);
+            const m2 = await send(two.sockets[0], two.room.id, 'room?', crypto.randomUUID());
+            assert.equal(m2.content.split(' => ')[0],
+                `${two.users[0].user.id},${two.users[1].user.id} | ${two.room.name} | two | nil`);
+        }
+    });
+});
+
 describe('a script that keeps what it allocates', () => {
     const dir = scriptsDir({
         files: {
