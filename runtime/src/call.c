@@ -77,7 +77,7 @@ void chat__call_free(chat_call *c)
 /* Answers and frees the call: {ok:true, ...result} through the ack, or the REST body. */
 void chat__call_done(chat_call *c, json_t *result)
 {
-    if (c->k) {
+    if (c->k && c->ack_id >= 0) {
         json_t *answer = json_object();
         json_object_set_new(answer, "ok", json_true());
         if (result) {
@@ -179,6 +179,44 @@ void chat__call_hook_reading(chat_call *c, const char *hook, json_t *ev, const c
     }
     c->after_hook = next;
     chat__script_run_reading(c->rt->script, hook, ev, field, hook_answered, c);
+}
+
+chat_script_event chat__call_event(chat_call *c, json_t *room, const char *field, json_t *value)
+{
+    chat_script_event ev = {.user_id = c->user_id, .room = room, .room_id = c->room_id,
+                            .field = field, .value = value};
+    if (c->k) {
+        ev.socket_id = c->k->id;
+        ev.socket_nsp = c->k->nsp;
+        ev.socket_ip = chat__sock_peer(c->k);
+        ev.username = c->k->username;
+    }
+    return ev;
+}
+
+/* The same as chat__call_hook_reading for an event given by its parts (no JSON object is
+ * built for it); field is what next reads, and what it gets as it is without handlers. */
+void chat__call_hook_event(chat_call *c, const char *hook, const chat_script_event *ev,
+                           chat_hook_step next)
+{
+    if (!chat__script_has(c->rt->script, hook)) {
+        json_t *as_is = json_object();
+        if (as_is && ev->value) {
+            json_object_set(as_is, ev->field, ev->value);
+        }
+        next(c, as_is);
+        json_decref(as_is);
+        return;
+    }
+    c->after_hook = next;
+    chat__script_run_event(c->rt->script, hook, ev, ev->field, hook_answered, c);
+}
+
+void chat__notify_event(chat_runtime *rt, const char *hook, const chat_script_event *ev)
+{
+    if (chat__script_has(rt->script, hook)) {
+        chat__script_run_event(rt->script, hook, ev, NULL, NULL, NULL);
+    }
 }
 
 /* Tells the scripts about something that happened: nobody waits for the answer, so nothing

@@ -73,6 +73,13 @@ void chat__call_hook_reading(chat_call *c, const char *hook, json_t *ev, const c
                              chat_hook_step next);
 /* Tells the scripts about something that happened; nobody waits. Takes ev. */
 void chat__notify_hook(chat_runtime *rt, const char *hook, json_t *ev);
+/* A hook's event by its parts (script.h), built in Lua without a JSON object: c's socket and
+ * user, room (borrowed; NULL: {id: c->room_id}) and field: value (borrowed). */
+chat_script_event chat__call_event(chat_call *c, json_t *room, const char *field, json_t *value);
+/* chat__call_hook_reading and chat__notify_hook for such an event: next reads ev->field. */
+void chat__call_hook_event(chat_call *c, const char *hook, const chat_script_event *ev,
+                           chat_hook_step next);
+void chat__notify_event(chat_runtime *rt, const char *hook, const chat_script_event *ev);
 json_t *chat__socket_json(chat_sock *k); /* null for NULL */
 json_t *chat__user_json(const char *id, const char *username);
 json_t *chat__call_user_json(chat_call *c);

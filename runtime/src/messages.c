@@ -31,6 +31,34 @@ static void ack_with_message(chat_call *c, const chat_buf *mjson)
     chat__frame_unref(f);
 }
 
+/* message:ack {clientMsgId, id, createdAt} to the sender, written around the stored
+ * message's values: the bytes the same object built with json_pack would give. */
+static void emit_message_ack(chat_call *c, json_t *message)
+{
+    static const char *const names[] = {"clientMsgId", "id", "createdAt"};
+    static const char *const keys[] = {"[\"message:ack\",{\"clientMsgId\":", ",\"id\":",
+                                       ",\"createdAt\":"};
+    chat_buf *b = &c->rt->scratch;
+    chat__buf_reset(b);
+    if (!c->k->session || chat__buf_appendc(b, '4') ||
+        chat__sio_encode(b, SIO_EVENT, c->k->nsp, -1, NULL, 0)) {
+        return;
+    }
+    for (int i = 0; i < 3; i++) {
+        json_t *v = json_object_get(message, names[i]);
+        if (chat__buf_append(b, keys[i], strlen(keys[i])) ||
+            (v ? chat__json_append(b, v) : chat__buf_append(b, "null", 4))) {
+            return;
+        }
+    }
+    if (chat__buf_append(b, "}]", 2)) {
+        return;
+    }
+    chat_frame *f = chat__frame_new(b->data, b->len, 0);
+    chat__sock_send_frame(c->k, f);
+    chat__frame_unref(f);
+}
+
 static void message_stored(int status, json_t *result, void *arg)
 {
     chat_call *c = arg;
@@ -66,18 +94,12 @@ static void message_stored(int status, json_t *result, void *arg)
         }
     }
     if (c->k) {
-        json_t *ack = json_pack(
-            "{s:O,s:O,s:O}", "clientMsgId", json_object_get(message, "clientMsgId"), "id",
-            json_object_get(message, "id"), "createdAt", json_object_get(message, "createdAt"));
-        chat__sock_emit(c->k, "message:ack", ack);
-        json_decref(ack);
+        emit_message_ack(c, message);
     }
     if (!duplicate) {
         chat__mentions_after_message(c->rt, message); /* notifications.c */
-        chat__notify_hook(c->rt, "message/after",
-                          json_pack("{s:o,s:o,s:{s:s},s:O}", "socket", chat__socket_json(c->k),
-                                    "user", chat__call_user_json(c), "room", "id", c->room_id,
-                                    "message", message));
+        chat_script_event ev = chat__call_event(c, NULL, "message", message);
+        chat__notify_event(c->rt, "message/after", &ev);
     }
     if (dumped && c->k && c->ack_id >= 0) {
         ack_with_message(c, &mjson);
@@ -185,9 +207,8 @@ static void message_allowed(chat_call *c, json_t *ev)
 
 static void message_policy(chat_call *c)
 {
-    json_t *ev = json_pack("{s:o,s:o,s:O,s:O}", "socket", chat__socket_json(c->k), "user",
-                           chat__call_user_json(c), "room", c->room, "message", c->input);
-    chat__call_hook_reading(c, "message/before", ev, "message", message_allowed);
+    chat_script_event ev = chat__call_event(c, c->room, "message", c->input);
+    chat__call_hook_event(c, "message/before", &ev, message_allowed);
 }
 
 static void message_send_checked(chat_call *c)
@@ -227,9 +248,8 @@ static void typing_allowed(chat_call *c, json_t *ev)
 
 static void typing_member(chat_call *c, int typing)
 {
-    json_t *ev = json_pack("{s:o,s:o,s:{s:s},s:b}", "socket", chat__socket_json(c->k), "user",
-                           chat__call_user_json(c), "room", "id", c->room_id, "typing", typing);
-    chat__call_hook_reading(c, "typing", ev, "typing", typing_allowed);
+    chat_script_event ev = chat__call_event(c, NULL, "typing", json_boolean(typing));
+    chat__call_hook_event(c, "typing", &ev, typing_allowed);
 }
 
 static void typing_start_member(chat_call *c)

@@ -75,6 +75,22 @@ void chat__script_run(chat_script *sc, const char *hook, json_t *ev, chat_script
  * that field alone. cb NULL: a notification, nothing is read back (no conversion at all). */
 void chat__script_run_reading(chat_script *sc, const char *hook, json_t *ev,
                               const char *read_back, chat_script_cb cb, void *arg);
+/* An event with the parts every domain hook's event has, put into Lua straight from these
+ * fields (no JSON object is built for it): the same table as chat__script_run_reading would
+ * give for {"socket": {id, namespace, ip}, "user": {id[, username]}, "room": room or {id},
+ * field: value}. socket_id NULL: no socket; user_id NULL or "": no user; room: a whole room
+ * (borrowed), NULL: {"id": room_id}, no room when room_id is NULL too; value borrowed.
+ * Everything is read before this returns. cb's ev is as for chat__script_run_reading. */
+typedef struct chat_script_event {
+    const char *socket_id, *socket_nsp, *socket_ip;
+    const char *user_id, *username;
+    json_t *room;
+    const char *room_id;
+    const char *field;
+    json_t *value;
+} chat_script_event;
+void chat__script_run_event(chat_script *sc, const char *hook, const chat_script_event *ev,
+                            const char *read_back, chat_script_cb cb, void *arg);
 
 /* ---- for the bindings (lua_*.c) ---- */
 

@@ -440,12 +440,64 @@ static void event_to_lua(script_state *st, lua_State *L, json_t *ev)
     }
 }
 
-/* [run, ev] (light userdata): the coroutine with the chain, the hook name and the event. */
+static void push_field(lua_State *L, const char *k, const char *v)
+{
+    lua_pushstring(L, v);
+    lua_setfield(L, -2, k);
+}
+
+static void event_parts_to_lua(script_state *st, lua_State *L, const chat_script_event *ev)
+{
+    lua_createtable(L, 0, 4);
+    if (ev->socket_id) {
+        lua_createtable(L, 0, 3);
+        push_field(L, "id", ev->socket_id);
+        push_field(L, "namespace", ev->socket_nsp);
+        push_field(L, "ip", ev->socket_ip);
+        lua_setfield(L, -2, "socket");
+    }
+    if (ev->user_id && ev->user_id[0]) {
+        int named = ev->username && ev->username[0];
+        lua_createtable(L, 0, 1 + named);
+        push_field(L, "id", ev->user_id);
+        if (named) {
+            push_field(L, "username", ev->username);
+        }
+        lua_setfield(L, -2, "user");
+    }
+    if (ev->room || ev->room_id) {
+        if (ev->room) {
+            room_to_lua(st, L, ev->room);
+        } else {
+            lua_createtable(L, 0, 1);
+            push_field(L, "id", ev->room_id);
+        }
+        lua_setfield(L, -2, "room");
+    }
+    if (ev->field && ev->value && !json_is_null(ev->value)) {
+        chat__json_to_lua(L, ev->value);
+        lua_setfield(L, -2, ev->field);
+    }
+}
+
+/* What a run starts from: a JSON event, or its parts. */
+typedef struct run_start {
+    script_run *run;
+    json_t *ev;
+    const chat_script_event *parts;
+} run_start;
+
+/* [run_start] (light userdata): the coroutine with the chain, the hook name and the event. */
 static int run_start_p(lua_State *L)
 {
-    script_run *run = lua_touserdata(L, 1);
+    run_start *rs = lua_touserdata(L, 1);
+    script_run *run = rs->run;
     run_thread(L, run);
-    event_to_lua(run->st, L, lua_touserdata(L, 2));
+    if (rs->parts) {
+        event_parts_to_lua(run->st, L, rs->parts);
+    } else {
+        event_to_lua(run->st, L, rs->ev);
+    }
     run->ev_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     lua_State *co = run->co;
     lua_getfield(co, LUA_REGISTRYINDEX, SCRIPT_CHAIN_KEY);
@@ -473,6 +525,21 @@ void chat__script_run(chat_script *sc, const char *hook, json_t *ev, chat_script
     chat__script_run_reading(sc, hook, ev, NULL, cb, arg);
 }
 
+static void run_begin(script_run *run, json_t *ev, const chat_script_event *parts)
+{
+    lua_State *L = run->st->L;
+    run_start rs = {run, ev, parts};
+    lua_pushcfunction(L, run_start_p);
+    lua_pushlightuserdata(L, &rs);
+    int rc = lua_pcall(L, 1, 0, 0);
+    json_decref(ev);
+    if (rc != LUA_OK) {
+        run_not_started(run, L);
+        return;
+    }
+    resume(run, 2);
+}
+
 void chat__script_run_reading(chat_script *sc, const char *hook, json_t *ev,
                               const char *read_back, chat_script_cb cb, void *arg)
 {
@@ -487,17 +554,26 @@ void chat__script_run_reading(chat_script *sc, const char *hook, json_t *ev,
         return;
     }
     run->read_back = read_back;
-    lua_State *L = st->L;
-    lua_pushcfunction(L, run_start_p);
-    lua_pushlightuserdata(L, run);
-    lua_pushlightuserdata(L, ev);
-    int rc = lua_pcall(L, 2, 0, 0);
-    json_decref(ev);
-    if (rc != LUA_OK) {
-        run_not_started(run, L);
+    run_begin(run, ev, NULL);
+}
+
+void chat__script_run_event(chat_script *sc, const char *hook, const chat_script_event *ev,
+                            const char *read_back, chat_script_cb cb, void *arg)
+{
+    script_state *st = sc ? sc->cur : NULL;
+    script_run *run = st ? run_new(st, hook, cb, arg) : NULL;
+    if (!run) {
+        if (cb) { /* no scripts: allowed as it is */
+            json_t *as_is = json_object();
+            if (as_is && ev->field && ev->value) {
+                json_object_set(as_is, ev->field, ev->value);
+            }
+            cb(st ? CHAT_ENOMEM : 0, NULL, as_is, arg);
+        }
         return;
     }
-    resume(run, 2);
+    run->read_back = read_back;
+    run_begin(run, NULL, ev);
 }
 
 /* [run, fn, args...]: the run's coroutine holding fn and its arguments. */
