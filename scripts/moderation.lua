@@ -17,8 +17,14 @@ for word in chat.setting("blocked_words", "darn,heck"):gmatch("[^,%s]+") do
     settings.blocked[word:lower()] = true
 end
 
--- Masks blocked words: "darn" becomes "d***".
+-- Masks blocked words: "darn" becomes "d***". Most messages have none: a word can only be
+-- masked when it occurs in the lower-cased text, so without any the per-word pass is skipped.
 local function mask(content)
+    local lower, any = content:lower(), false
+    for word in pairs(settings.blocked) do
+        if lower:find(word, 1, true) then any = true break end
+    end
+    if not any then return content end
     return (content:gsub("%w+", function(w)
         if settings.blocked[w:lower()] then return w:sub(1, 1) .. ("*"):rep(#w - 1) end
     end))

@@ -4,8 +4,25 @@
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 #include <openssl/rand.h>
+#include <pthread.h>
 
 #include "script.h"
+
+static EVP_MD *sha256_md;
+
+static void sha256_fetch(void)
+{
+    sha256_md = EVP_MD_fetch(NULL, "SHA256", NULL);
+}
+
+/* SHA-256 fetched once: EVP_sha256() makes every digest look the implementation up again
+ * (OpenSSL 3), which cost more than hashing a message. Never freed: one per process. */
+static const EVP_MD *sha256(void)
+{
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+    pthread_once(&once, sha256_fetch);
+    return sha256_md ? sha256_md : EVP_sha256();
+}
 
 static int crypto_sha256(lua_State *L)
 {
@@ -13,7 +30,7 @@ static int crypto_sha256(lua_State *L)
     const char *s = luaL_checklstring(L, 1, &len);
     unsigned char md[32];
     unsigned int n = 0;
-    if (!EVP_Digest(s, len, md, &n, EVP_sha256(), NULL)) {
+    if (!EVP_Digest(s, len, md, &n, sha256(), NULL)) {
         return luaL_error(L, "sha256 failed");
     }
     lua_pushlstring(L, (const char *)md, n);
