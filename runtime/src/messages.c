@@ -112,6 +112,12 @@ static void message_stored(int status, json_t *result, void *arg)
     json_decref(result);
 }
 
+/* Sets k to v (taken) on an object being built; -1 when v is NULL or the set failed. */
+static int put(json_t *o, const char *k, json_t *v)
+{
+    return v ? json_object_set_new_nocheck(o, k, v) : -1;
+}
+
 void chat__message_send_member(chat_call *c)
 {
     json_t *in = c->input;
@@ -119,17 +125,23 @@ void chat__message_send_member(chat_call *c)
     chat__objectid(id);
     int64_t now = chat__now_ms();
     json_t *client_id = json_object_get(in, "clientMsgId");
-    json_t *msg =
-        json_pack("{s:s,s:s,s:s,s:O,s:[],s:{},s:O,s:I,s:I}", "id", id, "roomId", c->room_id,
-                  "senderId", c->user_id, "content", json_object_get(in, "content"), "attachments",
-                  "reactions", "clientMsgId", client_id ? client_id : json_null(), "createdAt",
-                  (json_int_t)now, "updatedAt", (json_int_t)now);
-    if (!msg) {
+    json_t *attachments = json_object_get(in, "attachments");
+    /* built field by field: json_pack parsed its format and checked every string again (the
+     * ids are ours, the content was checked when it was decoded); the keys' order is the
+     * stored message's, as the broadcast and the ack show it */
+    json_t *msg = json_object();
+    if (!msg || put(msg, "id", json_stringn_nocheck(id, 24)) ||
+        put(msg, "roomId", json_stringn_nocheck(c->room_id, strlen(c->room_id))) ||
+        put(msg, "senderId", json_stringn_nocheck(c->user_id, strlen(c->user_id))) ||
+        put(msg, "content", json_incref(json_object_get(in, "content"))) ||
+        put(msg, "attachments", attachments ? json_incref(attachments) : json_array()) ||
+        put(msg, "reactions", json_object()) ||
+        put(msg, "clientMsgId", client_id ? json_incref(client_id) : json_null()) ||
+        put(msg, "createdAt", json_integer((json_int_t)now)) ||
+        put(msg, "updatedAt", json_integer((json_int_t)now))) {
+        json_decref(msg);
         chat__call_fail(c, CHAT_ENOMEM, NULL);
         return;
-    }
-    if (json_object_get(in, "attachments")) {
-        json_object_set(msg, "attachments", json_object_get(in, "attachments"));
     }
     chat__call_store(c, CHAT_STORE_MESSAGE_INSERT, msg, message_stored);
 }
