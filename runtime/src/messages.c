@@ -212,7 +212,8 @@ static void message_allowed(chat_call *c, json_t *ev)
     } else {
         json_object_del(message, "clientMsgId");
     }
-    if (chat__take_message(c, message) == 0) {
+    /* as the policies left it: nearly always what was checked already (c->input) */
+    if (json_equal(message, c->input) || chat__take_message(c, message) == 0) {
         chat__message_send_member(c);
     }
 }
