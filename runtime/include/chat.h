@@ -121,6 +121,7 @@ typedef struct chat_config {
     int jobs_concurrency;   /* handlers running at once on one node; default 16 */
     int jobs_poll_ms;       /* how often a node looks for due jobs; default 250 */
     int jobs_dead_max;      /* dead jobs kept (the newest); default 1000 */
+    int avatar_max_bytes;   /* largest upload PATCH /me takes as an avatar; default 524288 */
 } chat_config;
 
 /* Fills every field with its default (strings are copies). */

@@ -171,6 +171,9 @@ static const option_def options[] = {
      "how often a node looks for due jobs"},
     {"jobs_dead_max", "CHAT_JOBS_DEAD_MAX", INT(jobs_dead_max), "1000", 1, 10000000,
      "dead jobs kept on the dead-letter list (the newest)"},
+    {"avatar_max_bytes", "CHAT_AVATAR_MAX_BYTES", INT(avatar_max_bytes), "524288", 1, INT_MAX,
+     "largest upload PATCH /me takes as an avatar (a picture every signed-in user may "
+     "download), in bytes"},
 };
 
 #define NOPTIONS (sizeof options / sizeof options[0])

@@ -178,6 +178,11 @@ int chat__notifications_metrics(chat_runtime *rt, chat_buf *b);
  * c->room_id, then next (or the call fails and nothing is linked) */
 int chat__uploads_start(chat_runtime *rt);
 void chat__attachments_resolve(chat_call *c, chat_call_step next);
+/* PATCH /me's avatar "/uploads/<id>" (id checked): the caller's own picture (a type served
+ * inline, at most avatar_max_bytes) becomes readable by every signed-in user, then next(c);
+ * otherwise the call fails (forbidden, invalid_payload, payload_too_large, not_found) and
+ * nothing changed. Uses c->next. */
+void chat__avatar_share(chat_call *c, const char *id, chat_call_step next);
 /* chatd_uploads_refused_total for /metrics. 0 or CHAT_ENOMEM. */
 int chat__uploads_metrics(chat_runtime *rt, chat_buf *b);
 /* users.c: the user's profile or presence changed: drop the cached copy. */

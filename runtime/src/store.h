@@ -106,7 +106,8 @@ typedef enum chat_store_op {
     /* arg {id}; result: the upload, rooms the ids of the rooms it was posted in (each once,
      * in order), or CHAT_ENOTFOUND */
     CHAT_STORE_UPLOAD_GET,
-    /* arg {id, roomId}: the upload was posted in roomId. result: the upload after, or
+    /* arg {id, roomId}: the upload was posted in roomId (or roomId "*": it is someone's
+     * avatar, readable by every signed-in user; uploads.c). result: the upload after, or
      * CHAT_ENOTFOUND. Idempotent. */
     CHAT_STORE_UPLOAD_POST,
     CHAT_STORE_NOPS

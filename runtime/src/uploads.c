@@ -2,7 +2,9 @@
  * settings; the upload/before policy may veto) under <data dir>/uploads/<id>, with its
  * metadata in the store; a message refers to it as {uploadId}, which the server turns into
  * {uploadId, name, type, size, url} and links to the room; GET /uploads/:id serves it to the
- * uploader and to members of a room where it was posted. The bytes live in the data
+ * uploader and to members of a room where it was posted. A picture its uploader made their
+ * avatar (PATCH /me, chat__avatar_share) is linked to the pseudo-room "*" instead: every
+ * signed-in user may then download it, as every signed-in user may read a profile. The bytes live in the data
  * directory with either store (no GridFS yet): nodes of a cluster share it (a volume). File
  * I/O runs on the libuv thread pool (uv_fs_*). */
 #include <errno.h>
@@ -19,9 +21,19 @@
 #define UPLOAD_NAME_MAX 255
 
 /* Why an upload or a download was refused (chatd_uploads_refused_total) */
-enum { REFUSED_TOO_LARGE, REFUSED_TYPE, REFUSED_POLICY, REFUSED_NOT_MEMBER, REFUSED_REASONS };
+enum {
+    REFUSED_TOO_LARGE,
+    REFUSED_TYPE,
+    REFUSED_POLICY,
+    REFUSED_NOT_MEMBER,
+    REFUSED_AVATAR,
+    REFUSED_REASONS
+};
 static const char *const refused_reasons[REFUSED_REASONS] = {"too_large", "type", "policy",
-                                                             "not_member"};
+                                                             "not_member", "avatar"};
+
+/* In an upload's rooms: the file is a profile picture, readable by every signed-in user. */
+#define UPLOAD_EVERYONE "*"
 _Static_assert(REFUSED_REASONS <= sizeof ((chat_stats *)0)->uploads_refused /
                                       sizeof ((chat_stats *)0)->uploads_refused[0],
                "rt->stats.uploads_refused counts every reason");
@@ -31,8 +43,10 @@ int chat__uploads_metrics(chat_runtime *rt, chat_buf *b)
     int rc = chat__buf_appendf(
         b, "# HELP chatd_uploads_refused_total Uploads refused (too_large: over "
            "CHAT_UPLOAD_MAX_BYTES; type: a Content-Type not in CHAT_UPLOAD_TYPES; policy: the "
-           "upload/before hook said no) and downloads refused to someone neither the uploader "
-           "nor a member of a room where the file was posted (not_member).\n"
+           "upload/before hook said no), downloads refused to someone neither the uploader "
+           "nor a member of a room where the file was posted (not_member), and PATCH /me "
+           "avatars refused (avatar: someone else's upload, not a picture, or over "
+           "CHAT_AVATAR_MAX_BYTES).\n"
            "# TYPE chatd_uploads_refused_total counter\n");
     for (int i = 0; !rc && i < REFUSED_REASONS; i++) {
         rc = chat__buf_appendf(b, "chatd_uploads_refused_total{reason=\"%s\"} %llu\n",
@@ -444,7 +458,8 @@ static void upload_loaded(int status, json_t *up, void *arg)
         return;
     }
     const char *uploader = json_string_value(json_object_get(up, "uploaderId"));
-    if (uploader && strcmp(uploader, c->user_id) == 0) {
+    if ((uploader && strcmp(uploader, c->user_id) == 0) ||
+        chat__json_has_string(json_object_get(up, "rooms"), UPLOAD_EVERYONE)) {
         serve(c, up);
         return;
     }
@@ -581,6 +596,79 @@ void chat__attachments_resolve(chat_call *c, chat_call_step next)
     a->c = c;
     a->next = next;
     attach_step(a);
+}
+
+/* ---- an upload as a profile picture (PATCH /me) ---- */
+
+/* The media types a picture can have: served inline as what they are (served_type). */
+static int avatar_type(const char *type)
+{
+    static const char *const ok[] = {"image/png", "image/jpeg", "image/gif", "image/webp",
+                                     "image/avif"};
+    for (size_t i = 0; type && i < sizeof ok / sizeof ok[0]; i++) {
+        if (strcmp(type, ok[i]) == 0) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
+static void avatar_refuse(chat_call *c, int err, const char *msg)
+{
+    c->rt->stats.uploads_refused[REFUSED_AVATAR]++;
+    chat__call_fail(c, err, msg);
+}
+
+static void avatar_shared(int status, json_t *up, void *arg)
+{
+    chat_call *c = arg;
+    json_decref(up);
+    if (status) {
+        chat__call_fail(c, status, status == CHAT_ENOTFOUND ? "no file with that id" : NULL);
+        return;
+    }
+    c->next(c);
+}
+
+static void avatar_loaded(int status, json_t *up, void *arg)
+{
+    chat_call *c = arg;
+    if (status) {
+        json_decref(up);
+        chat__call_fail(c, status,
+                        status == CHAT_ENOTFOUND ? "avatar names no uploaded file" : NULL);
+        return;
+    }
+    const char *uploader = json_string_value(json_object_get(up, "uploaderId"));
+    json_int_t size = json_integer_value(json_object_get(up, "size"));
+    char msg[128];
+    if (!uploader || strcmp(uploader, c->user_id) != 0) {
+        avatar_refuse(c, CHAT_EFORBIDDEN, "an avatar must be a picture you uploaded");
+    } else if (!avatar_type(json_string_value(json_object_get(up, "type")))) {
+        avatar_refuse(c, CHAT_EINVAL,
+                      "an avatar upload must be a picture (image/png, image/jpeg, image/gif, "
+                      "image/webp or image/avif)");
+    } else if (size > c->rt->cfg.avatar_max_bytes) {
+        snprintf(msg, sizeof msg, "an avatar picture is at most %d bytes",
+                 c->rt->cfg.avatar_max_bytes);
+        avatar_refuse(c, CHAT_ETOOBIG, msg);
+    } else if (chat__json_has_string(json_object_get(up, "rooms"), UPLOAD_EVERYONE)) {
+        c->next(c); /* shared already (set before, or by another PATCH) */
+    } else {
+        /* shared before the profile changes: should that fail, the picture is readable and
+         * not yet anyone's avatar (a retry finishes it), never an avatar nobody can see */
+        chat__call_store(c, CHAT_STORE_UPLOAD_POST,
+                         json_pack("{s:O,s:s}", "id", json_object_get(up, "id"), "roomId",
+                                   UPLOAD_EVERYONE),
+                         avatar_shared);
+    }
+    json_decref(up);
+}
+
+void chat__avatar_share(chat_call *c, const char *id, chat_call_step next)
+{
+    c->next = next;
+    chat__call_store(c, CHAT_STORE_UPLOAD_GET, json_pack("{s:s}", "id", id), avatar_loaded);
 }
 
 static const chat_http_route upload_routes[] = {

@@ -367,7 +367,8 @@ static json_t *take_changes(json_t *body, const char **problem)
          "displayName must be a string of at most 64 bytes without control characters, or "
          "null"},
         {"avatar", AVATAR_MAX,
-         "avatar must be an http(s) URL or an /uploads/ path of at most 512 bytes, or null"},
+         "avatar must be an http(s) URL of at most 512 bytes, an /uploads/<upload id> path, "
+         "or null"},
         {"statusText", STATUS_TEXT_MAX,
          "statusText must be a string of at most 140 bytes without control characters, or "
          "null"},
@@ -399,9 +400,10 @@ static json_t *take_changes(json_t *body, const char **problem)
         int ok = s && json_string_length(v) <= fields[i].max &&
                  strlen(s) == json_string_length(v) && !has_control(s);
         if (ok && i == 1 && *s) {
-            ok = (strncmp(s, "https://", 8) == 0 || strncmp(s, "http://", 7) == 0 ||
-                  strncmp(s, "/uploads/", 9) == 0) &&
-                 !strpbrk(s, " \"'<>\\");
+            ok = strncmp(s, "/uploads/", 9) == 0
+                     ? chat__is_object_id(s + 9) /* the picture is checked in the store */
+                     : (strncmp(s, "https://", 8) == 0 || strncmp(s, "http://", 7) == 0) &&
+                           !strpbrk(s, " \"'<>\\");
         }
         if (!ok) {
             json_decref(out);
@@ -524,6 +526,13 @@ static void me_updated(int status, json_t *user, void *arg)
     }
 }
 
+static void profile_store(chat_call *c)
+{
+    json_t *arg = json_deep_copy(c->input);
+    json_object_set_new(arg, "id", json_string(c->user_id));
+    chat__call_store(c, CHAT_STORE_USER_UPDATE, arg, me_updated);
+}
+
 static void profile_allowed(chat_call *c, json_t *ev)
 {
     const char *problem = NULL;
@@ -535,9 +544,12 @@ static void profile_allowed(chat_call *c, json_t *ev)
     }
     json_decref(c->input);
     c->input = checked;
-    json_t *arg = json_deep_copy(checked);
-    json_object_set_new(arg, "id", json_string(c->user_id));
-    chat__call_store(c, CHAT_STORE_USER_UPDATE, arg, me_updated);
+    const char *avatar = json_string_value(json_object_get(checked, "avatar"));
+    if (avatar && strncmp(avatar, "/uploads/", 9) == 0) {
+        chat__avatar_share(c, avatar + 9, profile_store); /* own picture, then readable by all */
+        return;
+    }
+    profile_store(c);
 }
 
 static void rest_me_patch(chat_http_req *req, const char *user_id)
