@@ -93,11 +93,13 @@ function hue(id) {
 const ICON_PERSON =
     'M12 12a4.5 4.5 0 1 0 0-9 4.5 4.5 0 0 0 0 9zm0 2c-4.4 0-8 2.2-8 5v2h16v-2c0-2.8-3.6-5-8-5z';
 
-/** A person's picture (their profile's avatar) when it is an https address; null otherwise. */
+/** A person's picture (their profile's avatar) when it is an https address or a picture they
+ * uploaded (/uploads/<id>, fetched with the token); null otherwise. */
 function pictureOf(id) {
     const u = state.me && id === state.me.id ? state.me : (state.names.get(id) || {}).user;
     const url = u && u.avatar;
-    return typeof url === 'string' && /^https:\/\/[^\s"'<>\\]+$/.test(url) ? url : null;
+    return typeof url === 'string' &&
+        (/^https:\/\/[^\s"'<>\\]+$/.test(url) || /^\/uploads\/[0-9a-f]{24}$/.test(url)) ? url : null;
 }
 
 /** A person's picture, else a circle with an initial; people we know no name for get a
@@ -116,7 +118,14 @@ function avatar(node, id, label, extraClass = '') {
     };
     if (picture) {
         // an address that does not load shows the initial instead
-        node.replaceChildren(el('img', { src: picture, alt: '', referrerpolicy: 'no-referrer', onerror: initial }));
+        if (picture.startsWith('/uploads/')) {
+            // an uploaded picture needs the token: shown through a blob URL, as attachments are
+            const img = el('img', { alt: '', onerror: initial });
+            node.replaceChildren(img);
+            blobUrl(picture).then((u) => { img.src = u; }).catch(initial);
+        } else {
+            node.replaceChildren(el('img', { src: picture, alt: '', referrerpolicy: 'no-referrer', onerror: initial }));
+        }
     } else {
         initial();
     }
@@ -1737,6 +1746,13 @@ function setupDialogs() {
     $('edit-profile').addEventListener('click', () => {
         openDialog('dlg-profile', async (f) => {
             const changes = {};
+            const file = f.picture.files[0];
+            if (file) {
+                // an uploaded picture: stored first, then the profile points at it (the server
+                // checks it is ours and a picture, and lets everyone signed in see it)
+                const { upload } = await api.upload(file);
+                f.avatar.value = upload.url;
+            }
             for (const k of ['displayName', 'statusText', 'avatar']) {
                 const v = f[k].value.trim();
                 if (v !== (state.me[k] || '')) {

@@ -673,4 +673,36 @@ nodeTest.describe('the web page in Chromium', () => {
         await alice.page.waitForFunction((id) => document.getElementById('room-id').textContent === id, shared.dm);
         assertNoPageErrors();
     });
+
+    test('bob uploads a picture in his profile; alice\'s page shows it (they need not share a room)', async (t) => {
+        const { alice, bob } = people;
+        // a 2x2 PNG, so a loaded picture is told from a broken one by its size
+        const png = Buffer.from('iVBORw0KGgoAAAANSUhEUgAAAAIAAAACCAYAAABytg0kAAAAEUlEQVR4nGM4YWPzH4QZYAwAT6QI/d3jAgwAAAAASUVORK5CYII=', 'base64');
+        await openRoom(alice, shared.room);
+        // bob's phone shows the toast of his last save over the header: clicks go through it
+        await bob.page.click('#edit-profile');
+        const form = bob.page.locator('#dlg-profile form');
+        await form.waitFor();
+        await form.locator('[name=picture]').setInputFiles({ name: 'bob.png', mimeType: 'image/png', buffer: png });
+        const saved = Date.now();
+        await form.locator('button[value=ok]').click();
+        await form.waitFor({ state: 'hidden' });
+        const res = await srv.http('GET', `/users/${bob.id}`, undefined, alice.token);
+        assert.match(res.body.user.avatar || '', /^\/uploads\/[0-9a-f]{24}$/, res.text);
+        // bob's own header, and alice's member list, without a reload
+        const loaded = (page, selector) => page.waitForFunction((sel) => {
+            const img = document.querySelector(sel);
+            return img && img.complete && img.naturalWidth === 2;
+        }, selector, { timeout: UI_WAIT_MS });
+        await loaded(bob.page, '#me-avatar img');
+        await loaded(alice.page, `#member-list li[data-user-id="${bob.id}"] .avatar img`);
+        timing(t, 'Save with a picture to the picture shown on the other page', Date.now() - saved);
+        await shot(alice, '30-alice-sees-bob-picture');
+        // a user who shares no room with bob (a fresh one, over REST) downloads it too
+        const carol = await srv.register(h.uniqueName('carol'));
+        const d = await fetch(`${srv.url}${res.body.user.avatar}`, { headers: { authorization: `Bearer ${carol.token}` } });
+        assert.equal(d.status, 200);
+        assert.ok(Buffer.from(await d.arrayBuffer()).equals(png));
+        assertNoPageErrors();
+    });
 });
