@@ -8,6 +8,8 @@ chat_build_packages=(build-essential cmake ninja-build pkg-config
     libcrypt-dev libssl-dev libcurl4-openssl-dev)
 chat_test_packages=(lua-busted redis-server nginx valgrind curl ca-certificates chromium
     prometheus) # prometheus: promtool checks /metrics and the alert rules
+# the web page's emoji (attach, reactions) in the browser test's screenshots and docs/screenshot.png
+chat_test_packages+=(fonts-noto-color-emoji)
 # the fuzz stage: clang with libFuzzer (Debian ships it in libclang-rt-14-dev)
 chat_test_packages+=(clang-14 libclang-rt-14-dev)
 
