@@ -1122,6 +1122,14 @@ static void test_uploads(chat_store *s)
     CHECK(str(r, "uploaderId") && strcmp(str(r, "uploaderId"), ALICE) == 0);
     json_decref(r);
     r = NULL;
+    /* an avatar is linked to the pseudo-room "*" (uploads.c): kept like any room id */
+    CHECK(run(s, CHAT_STORE_UPLOAD_POST, json_pack("{s:s,s:s}", "id", U1, "roomId", "*"), &r) == 0);
+    json_decref(r);
+    CHECK(run(s, CHAT_STORE_UPLOAD_GET, json_pack("{s:s}", "id", U1), &r) == 0);
+    CHECK(json_array_size(json_object_get(r, "rooms")) == 3);
+    CHECK(strcmp(json_string_value(json_array_get(json_object_get(r, "rooms"), 2)), "*") == 0);
+    json_decref(r);
+    r = NULL;
     CHECK(run(s, CHAT_STORE_UPLOAD_GET, json_pack("{s:s}", "id", NO_ROOM), &r) == CHAT_ENOTFOUND);
     CHECK(run(s, CHAT_STORE_UPLOAD_POST, json_pack("{s:s,s:s}", "id", NO_ROOM, "roomId", ROOM1), &r) ==
           CHAT_ENOTFOUND);
