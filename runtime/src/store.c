@@ -180,6 +180,9 @@ void chat__store_stats(const chat_store *s, chat_store_stats *out)
     if (s) {
         *out = s->stats;
         out->queued = s->queued;
+        if (s->impl && s->be->stats) {
+            s->be->stats(s->impl, out);
+        }
     }
 }
 
@@ -199,9 +202,18 @@ int chat__store_metrics(struct chat_buf *b, const chat_store *s)
         "# TYPE chatd_store_insert_batch_largest gauge\n"
         "chatd_store_insert_batch_largest %d\n"
         "# HELP chatd_store_inserts_queued Message inserts waiting for the next group commit.\n"
-        "# TYPE chatd_store_inserts_queued gauge\nchatd_store_inserts_queued %d\n",
+        "# TYPE chatd_store_inserts_queued gauge\nchatd_store_inserts_queued %d\n"
+        "# HELP chatd_store_checkpoints_total SQLite WAL checkpoints run beside the writer.\n"
+        "# TYPE chatd_store_checkpoints_total counter\nchatd_store_checkpoints_total %llu\n"
+        "# HELP chatd_store_checkpoints_forced_total SQLite WAL checkpoints the writer ran "
+        "itself (commits waited) because the WAL passed its bound.\n"
+        "# TYPE chatd_store_checkpoints_forced_total counter\n"
+        "chatd_store_checkpoints_forced_total %llu\n"
+        "# HELP chatd_store_wal_pages Frames in the SQLite WAL after the last commit.\n"
+        "# TYPE chatd_store_wal_pages gauge\nchatd_store_wal_pages %llu\n",
         (unsigned long long)st.batches, (unsigned long long)st.batched, st.batch_largest,
-        st.queued);
+        st.queued, (unsigned long long)st.checkpoints,
+        (unsigned long long)st.checkpoints_forced, (unsigned long long)st.wal_pages);
 }
 
 /* "normal", "full" or "extra" (any case) as chat_store_opts.sqlite_synchronous; 0 if none. */

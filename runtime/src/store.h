@@ -204,6 +204,7 @@ typedef struct chat_store_opts {
                              * with CHAT_EUNAVAIL (store_queue_max); <= 0: the default */
 } chat_store_opts;
 
+struct chat_store_stats;
 typedef struct chat_store_backend {
     const char *name;
     /* target: data dir or URI; opts never NULL */
@@ -212,6 +213,8 @@ typedef struct chat_store_backend {
     int (*exec)(void *impl, const chat_store_req *req, json_t **result);
     void (*insert_batch)(void *impl, chat_store_req *const *reqs, int n, int *status,
                          json_t **results);
+    /* optional: fills the backend's own counters of chat_store_stats (any thread) */
+    void (*stats)(void *impl, struct chat_store_stats *out);
 } chat_store_backend;
 
 extern const chat_store_backend chat__store_sqlite;
@@ -248,6 +251,12 @@ typedef struct chat_store_stats {
     uint64_t batched;      /* inserts written in them */
     int batch_largest;     /* the most inserts one batch held */
     int queued;            /* inserts waiting for the next batch now */
+    /* SQLite: WAL checkpoints. Passive ones run on the store's checkpointer thread, beside
+     * the writer; a forced one runs on the writer (commits wait for it) only when the WAL
+     * passed its bound because the checkpointer could not keep up. */
+    uint64_t checkpoints;        /* passive checkpoint passes run by the checkpointer */
+    uint64_t checkpoints_forced; /* RESTART checkpoints the writer ran at the WAL bound */
+    uint64_t wal_pages;          /* frames in the WAL after the last commit */
 } chat_store_stats;
 void chat__store_stats(const chat_store *s, chat_store_stats *out);
 struct chat_buf;

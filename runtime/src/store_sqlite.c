@@ -7,6 +7,7 @@
  * and keep WAL checkpoints from finishing. */
 #include <errno.h>
 #include <limits.h>
+#include <stdatomic.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -217,6 +218,40 @@ static const char *const sq_sql[SQ_NSTMTS] = {
 
 _Static_assert(SQ_NSTMTS <= 64, "the used-statement mask is 64 bits");
 
+/* WAL checkpoints. SQLite's own (automatic) checkpoint runs inside the COMMIT that passes
+ * 1000 pages, on the writer: every call queued behind it waits for the copy into the
+ * database and its two fsyncs. A forced TRUNCATE checkpoint every 1000 calls (this file's
+ * earlier answer to a WAL that grew to 1 GB) did the same plus an ftruncate and a regrown
+ * file. In the chat mix that was a 5-30 ms wait (up to ~100 ms on a busy disk) every second
+ * or so for every message in flight, and under sustained inserts a checkpoint every second
+ * batch. So checkpoints run beside the writer instead: the writer's WAL hook wakes a checkpointer thread, which has its own
+ * connection and runs PASSIVE checkpoints (they take no lock a writer needs) while the WAL
+ * holds SQ_WAL_CHECKPOINT_PAGES or more frames. Once a pass has copied every frame, the
+ * writer's next transaction starts the WAL again from its beginning (the file is reused,
+ * not grown). Under writes that never pause, a pass never catches the last frame and the
+ * WAL would grow without end: past SQ_WAL_FORCE_PAGES frames the writer runs a RESTART
+ * checkpoint itself between two calls (commits wait: the price of a bounded file under
+ * overload), and journal_size_limit cuts the file back to 32 MB (SQ_WAL_LIMIT_SQL) when the WAL
+ * starts again. A reader outside chatd holding an old snapshot can keep any checkpoint from
+ * finishing; then the forced one is retried only after another SQ_WAL_FORCE_PAGES frames. */
+#define SQ_WAL_CHECKPOINT_PAGES 1000
+#define SQ_WAL_PASS_STEP 256 /* frames between two passes that could not copy every frame */
+#define SQ_WAL_FORCE_PAGES 8192                  /* ~32 MB of 4 KB pages */
+#define SQ_WAL_LIMIT_SQL "PRAGMA journal_size_limit = 33554432" /* 32 MB */
+
+typedef struct sq_ckpt {
+    sqlite3 *db; /* its own connection; NULL: none (the writer checkpoints, as SQLite does) */
+    uv_thread_t thread;
+    uv_mutex_t lock;
+    uv_cond_t wake;
+    uv_cond_t idle;
+    int want; /* under lock: a pass is asked for */
+    int busy; /* under lock: a pass is running (it holds SQLite's checkpoint lock) */
+    int stop; /* under lock */
+    atomic_uint_fast64_t passes;
+    atomic_int next; /* the frame count that asks for the next pass */
+} sq_ckpt;
+
 typedef struct sq_store {
     sqlite3 *db;
     uv_mutex_t lock; /* one call at a time on the connection */
@@ -224,13 +259,12 @@ typedef struct sq_store {
     uint64_t used;      /* statements touched by the current call, reset when it ends */
     const char *op;     /* the current call, for the log */
     char conflict[160]; /* message of the last UNIQUE failure, to name the field */
-    unsigned calls;     /* since the last checkpoint we forced */
+    int wal_pages;      /* frames in the WAL after the last commit (the WAL hook; under lock) */
+    int force_at;       /* the writer forces a checkpoint at this many frames (under lock) */
+    atomic_uint_fast64_t wal_pages_seen; /* wal_pages, for the stats */
+    atomic_uint_fast64_t forced;
+    sq_ckpt ck;
 } sq_store;
-
-/* SQLite's automatic checkpoint is PASSIVE and, under a steady stream of writes, was seen
- * not to keep up: the WAL grew by ~100 MB/s in a benchmark. Every SQ_CHECKPOINT_EVERY calls,
- * with every statement reset, a TRUNCATE checkpoint folds the WAL back and empties it. */
-#define SQ_CHECKPOINT_EVERY 1000
 
 /* ---- errors ---- */
 
@@ -1442,6 +1476,178 @@ static const struct {
     [CHAT_STORE_UPLOAD_POST] = {"upload_post", op_upload_post},
 };
 
+/* ---- checkpoints (see SQ_WAL_CHECKPOINT_PAGES) ---- */
+
+static void sq_ckpt_main(void *arg)
+{
+    sq_store *st = arg;
+    sq_ckpt *ck = &st->ck;
+
+    uv_mutex_lock(&ck->lock);
+    for (;;) {
+        while (!ck->want && !ck->stop) {
+            uv_cond_wait(&ck->wake, &ck->lock);
+        }
+        if (ck->stop) {
+            break;
+        }
+        ck->want = 0;
+        ck->busy = 1;
+        uv_mutex_unlock(&ck->lock);
+        /* PASSIVE: copies what no reader still needs, never waits, never blocks a commit */
+        int log = 0, done = 0;
+        int rc = sqlite3_wal_checkpoint_v2(ck->db, NULL, SQLITE_CHECKPOINT_PASSIVE, &log, &done);
+        /* every frame copied: the writer's next transaction starts the WAL again. Else
+         * commits came meanwhile; the next pass waits for SQ_WAL_PASS_STEP more frames (a
+         * pass per commit would cost two fsyncs per commit) */
+        atomic_store(&ck->next, rc == SQLITE_OK && done < log ? log + SQ_WAL_PASS_STEP
+                                                              : SQ_WAL_CHECKPOINT_PAGES);
+        if (rc != SQLITE_OK && rc != SQLITE_BUSY) {
+            chat__log(CHAT_LOG_WARN, "store_checkpoint_failed",
+                      "a SQLite WAL checkpoint failed; the next commit past the threshold "
+                      "tries again",
+                      json_pack("{s:i,s:s}", "code", rc, "error", sqlite3_errmsg(ck->db)));
+        }
+        atomic_fetch_add_explicit(&ck->passes, 1, memory_order_relaxed);
+        uv_mutex_lock(&ck->lock);
+        ck->busy = 0;
+        uv_cond_signal(&ck->idle);
+    }
+    uv_mutex_unlock(&ck->lock);
+}
+
+/* After every commit on the writer's connection (SQLite calls it with the WAL's frame
+ * count; it replaces the automatic checkpoint). */
+static int sq_wal_hook(void *arg, sqlite3 *db, const char *name, int pages)
+{
+    sq_store *st = arg;
+    (void)db;
+    (void)name;
+    if (pages < st->wal_pages) {
+        atomic_store(&st->ck.next, SQ_WAL_CHECKPOINT_PAGES); /* the WAL started again */
+    }
+    st->wal_pages = pages;
+    atomic_store_explicit(&st->wal_pages_seen, (uint_fast64_t)pages, memory_order_relaxed);
+    if (st->ck.db && pages >= atomic_load(&st->ck.next)) {
+        uv_mutex_lock(&st->ck.lock);
+        if (!st->ck.want) {
+            st->ck.want = 1;
+            uv_cond_signal(&st->ck.wake);
+        }
+        uv_mutex_unlock(&st->ck.lock);
+    }
+    return SQLITE_OK;
+}
+
+/* Between two calls on the writer (no transaction open, under st->lock). */
+static void sq_checkpoint_writer(sq_store *st)
+{
+    if (!st->ck.db && st->wal_pages >= SQ_WAL_CHECKPOINT_PAGES) {
+        /* no checkpointer thread: what SQLite's automatic checkpoint would do */
+        sqlite3_wal_checkpoint_v2(st->db, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
+        return;
+    }
+    if (st->wal_pages < st->force_at) {
+        return;
+    }
+    /* SQLite answers BUSY at once while another connection checkpoints: wait for the
+     * checkpointer's pass to end, and keep it from starting the next one meanwhile */
+    if (st->ck.db) {
+        uv_mutex_lock(&st->ck.lock);
+        while (st->ck.busy) {
+            uv_cond_wait(&st->ck.idle, &st->ck.lock);
+        }
+    }
+    int rc = sqlite3_wal_checkpoint_v2(st->db, NULL, SQLITE_CHECKPOINT_RESTART, NULL, NULL);
+    if (st->ck.db) {
+        uv_mutex_unlock(&st->ck.lock);
+    }
+    atomic_fetch_add_explicit(&st->forced, 1, memory_order_relaxed);
+    if (rc == SQLITE_OK) {
+        st->force_at = SQ_WAL_FORCE_PAGES;
+        st->wal_pages = 0; /* the next commit starts the WAL again */
+        atomic_store(&st->ck.next, SQ_WAL_CHECKPOINT_PAGES);
+    } else {
+        /* a reader holds an old snapshot (or the disk failed): not again on every call */
+        st->force_at = st->wal_pages + SQ_WAL_FORCE_PAGES;
+        chat__log(CHAT_LOG_WARN, "store_checkpoint_blocked",
+                  "the SQLite WAL passed its bound and a checkpoint could not finish (a "
+                  "reader holding an old snapshot?); the WAL grows until it can",
+                  json_pack("{s:i,s:i,s:s}", "walPages", st->wal_pages, "code", rc, "error",
+                            sqlite3_errmsg(st->db)));
+    }
+}
+
+static void sq_stats(void *impl, chat_store_stats *out)
+{
+    sq_store *st = impl;
+    out->checkpoints = atomic_load_explicit(&st->ck.passes, memory_order_relaxed);
+    out->checkpoints_forced = atomic_load_explicit(&st->forced, memory_order_relaxed);
+    out->wal_pages = atomic_load_explicit(&st->wal_pages_seen, memory_order_relaxed);
+}
+
+/* The checkpointer's connection and thread. Without them (an error, logged) the writer
+ * checkpoints as SQLite would. */
+static void sq_ckpt_start(sq_store *st, const char *path, const chat_store_opts *opts)
+{
+    sq_ckpt *ck = &st->ck;
+    sqlite3 *db = NULL;
+    int rc = sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL);
+    if (rc == SQLITE_OK) {
+        /* the checkpoint's fsyncs follow the connection's setting: the writer's */
+        rc = sqlite3_exec(db,
+                          opts->sqlite_synchronous >= 3   ? "PRAGMA synchronous = EXTRA"
+                          : opts->sqlite_synchronous == 2 ? "PRAGMA synchronous = FULL"
+                                                          : "PRAGMA synchronous = NORMAL",
+                          NULL, NULL, NULL);
+    }
+    if (rc == SQLITE_OK && uv_mutex_init(&ck->lock) != 0) {
+        rc = SQLITE_NOMEM;
+    } else if (rc == SQLITE_OK && uv_cond_init(&ck->wake) != 0) {
+        uv_mutex_destroy(&ck->lock);
+        rc = SQLITE_NOMEM;
+    } else if (rc == SQLITE_OK && uv_cond_init(&ck->idle) != 0) {
+        uv_cond_destroy(&ck->wake);
+        uv_mutex_destroy(&ck->lock);
+        rc = SQLITE_NOMEM;
+    }
+    if (rc == SQLITE_OK) {
+        ck->db = db;
+        if (uv_thread_create(&ck->thread, sq_ckpt_main, st) != 0) {
+            ck->db = NULL;
+            uv_cond_destroy(&ck->idle);
+            uv_cond_destroy(&ck->wake);
+            uv_mutex_destroy(&ck->lock);
+            rc = SQLITE_NOMEM;
+        }
+    }
+    if (rc != SQLITE_OK) {
+        chat__log(CHAT_LOG_WARN, "store_checkpointer_off",
+                  "no checkpointer thread for the SQLite WAL; commits wait for checkpoints",
+                  json_pack("{s:i,s:s}", "code", rc, "error",
+                            db ? sqlite3_errmsg(db) : sqlite3_errstr(rc)));
+        sqlite3_close(db);
+    }
+}
+
+static void sq_ckpt_stop(sq_store *st)
+{
+    sq_ckpt *ck = &st->ck;
+    if (!ck->db) {
+        return;
+    }
+    uv_mutex_lock(&ck->lock);
+    ck->stop = 1;
+    uv_cond_signal(&ck->wake);
+    uv_mutex_unlock(&ck->lock);
+    uv_thread_join(&ck->thread);
+    uv_cond_destroy(&ck->idle);
+    uv_cond_destroy(&ck->wake);
+    uv_mutex_destroy(&ck->lock);
+    sqlite3_close(ck->db);
+    ck->db = NULL;
+}
+
 static void sq_call_begin(sq_store *st, const char *op)
 {
     uv_mutex_lock(&st->lock);
@@ -1451,7 +1657,7 @@ static void sq_call_begin(sq_store *st, const char *op)
 }
 
 /* One place ends every call: no statement keeps a snapshot, no transaction stays open. */
-static void sq_call_end(sq_store *st, unsigned calls)
+static void sq_call_end(sq_store *st)
 {
     for (int i = 0; i < SQ_NSTMTS; i++) {
         if (st->used & (UINT64_C(1) << i)) {
@@ -1465,10 +1671,8 @@ static void sq_call_end(sq_store *st, unsigned calls)
         }
         sqlite3_reset(st->stmt[SQ_ROLLBACK]);
     }
-    st->calls += calls;
-    if (st->calls >= SQ_CHECKPOINT_EVERY && sqlite3_get_autocommit(st->db)) {
-        st->calls = 0;
-        sqlite3_wal_checkpoint_v2(st->db, NULL, SQLITE_CHECKPOINT_TRUNCATE, NULL, NULL);
+    if (sqlite3_get_autocommit(st->db)) {
+        sq_checkpoint_writer(st);
     }
     st->op = NULL;
     uv_mutex_unlock(&st->lock);
@@ -1489,7 +1693,7 @@ static int sq_exec(void *impl, const chat_store_req *q, json_t **result)
         json_decref(*result);
         *result = err == CHAT_ECONFLICT ? sq_conflict_result(st) : NULL;
     }
-    sq_call_end(st, 1);
+    sq_call_end(st);
     return err;
 }
 
@@ -1534,13 +1738,14 @@ static void sq_insert_batch(void *impl, chat_store_req *const *reqs, int n, int 
             }
         }
     }
-    sq_call_end(st, (unsigned)n);
+    sq_call_end(st);
 }
 
 /* ---- open and close ---- */
 
 static void sq_free(sq_store *st)
 {
+    sq_ckpt_stop(st); /* first: the writer's close is then the last and empties the WAL */
     for (int i = 0; i < SQ_NSTMTS; i++) {
         sqlite3_finalize(st->stmt[i]);
     }
@@ -1598,6 +1803,7 @@ static int sq_setup(sq_store *st, const chat_store_opts *opts)
                                                                : "PRAGMA synchronous = NORMAL",
                            NULL, 0)) ||
         (err = sq_exec_sql(st, "PRAGMA foreign_keys = ON", NULL, 0)) ||
+        (err = sq_exec_sql(st, SQ_WAL_LIMIT_SQL, NULL, 0)) ||
         (err = sq_exec_sql(st, "PRAGMA user_version", version, sizeof version))) {
         return err;
     }
@@ -1687,6 +1893,10 @@ static int sq_open(void **impl, const char *target, const chat_store_opts *opts)
     if ((err = sq_setup(st, opts))) {
         goto fail;
     }
+    st->force_at = SQ_WAL_FORCE_PAGES;
+    atomic_init(&st->ck.next, SQ_WAL_CHECKPOINT_PAGES);
+    sqlite3_wal_hook(st->db, sq_wal_hook, st); /* instead of the automatic checkpoint */
+    sq_ckpt_start(st, path, opts);
     st->op = NULL;
     *impl = st;
     free(path);
@@ -1705,4 +1915,5 @@ const chat_store_backend chat__store_sqlite = {
     .close = sq_close,
     .exec = sq_exec,
     .insert_batch = sq_insert_batch,
+    .stats = sq_stats,
 };

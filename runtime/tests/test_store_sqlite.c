@@ -190,6 +190,62 @@ static void test_queue_max(void)
     chat__store_close(s);
 }
 
+/* The WAL stays bounded under writes that never pause, in the worst case for it: one
+ * transaction per insert (about six WAL frames each, 20,000 of them: ~500 MB were no
+ * checkpoint to finish), 1024 in flight. Checkpoints run beside the writer, and past its
+ * bound (32 MB) the writer folds the WAL back itself; the file's size is looked at after
+ * every loop iteration, and /metrics counts the checkpoints. */
+static void test_wal_bounded(void)
+{
+    enum { TOTAL = 20000, INFLIGHT = 1024 };
+    const long long bound = 48LL * 1024 * 1024; /* 32 MB and what one pass may add */
+    chat_store *s = NULL;
+    json_t *r = NULL;
+    chat_store_opts o = {.sqlite_synchronous = 1, .batch_max = 1};
+    CHECK(chat__store_open_with(&s, &loop, &chat__store_sqlite, datadir, &o) == 0);
+    if (!s) {
+        return;
+    }
+    char room[25];
+    chat__objectid(room);
+    CHECK(run(s, CHAT_STORE_ROOM_CREATE,
+              json_pack("{s:s,s:s,s:[],s:I}", "id", room, "type", "group", "participants",
+                        "createdAt", (json_int_t)1),
+              &r) == 0);
+    json_decref(r);
+    char wal[256];
+    snprintf(wal, sizeof wal, "%s/chatd.db-wal", datadir);
+    long long largest = 0;
+    struct stat sb;
+    memset(&cs, 0, sizeof cs);
+    for (int i = 0; i < TOTAL || chat__store_pending(s) > 0;) {
+        while (i < TOTAL && chat__store_pending(s) < INFLIGHT) {
+            char id[25], cid[24];
+            chat__objectid(id);
+            snprintf(cid, sizeof cid, "wal-%d", i);
+            CHECK(chat__store_call(s, CHAT_STORE_MESSAGE_INSERT,
+                                   message(id, room, ALICE, "the WAL stays bounded", cid,
+                                           400000 + i),
+                                   on_insert, NULL) == 0);
+            i++;
+        }
+        uv_run(&loop, UV_RUN_ONCE);
+        if (stat(wal, &sb) == 0 && (long long)sb.st_size > largest) {
+            largest = (long long)sb.st_size;
+        }
+    }
+    CHECK(cs.fresh == TOTAL);
+    chat_store_stats st;
+    chat__store_stats(s, &st);
+    CHECK(st.checkpoints + st.checkpoints_forced > 0);
+    CHECK(largest > 0 && largest <= bound);
+    printf("test_store_sqlite: WAL at most %.1f MB over %d single-insert commits "
+           "(%llu checkpoints beside the writer, %llu forced)\n",
+           (double)largest / 1048576.0, TOTAL, (unsigned long long)st.checkpoints,
+           (unsigned long long)st.checkpoints_forced);
+    chat__store_close(s);
+}
+
 int main(void)
 {
     chat_store *s = NULL;
@@ -231,6 +287,7 @@ int main(void)
 
     test_close_pending();
     test_queue_max();
+    test_wal_bounded();
     test_reopen();
     test_migration();
     measure_inserts();
