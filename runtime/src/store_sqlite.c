@@ -224,18 +224,21 @@ _Static_assert(SQ_NSTMTS <= 64, "the used-statement mask is 64 bits");
  * earlier answer to a WAL that grew to 1 GB) did the same plus an ftruncate and a regrown
  * file. In the chat mix that was a 5-30 ms wait (up to ~100 ms on a busy disk) every second
  * or so for every message in flight, and under sustained inserts a checkpoint every second
- * batch. So checkpoints run beside the writer instead: the writer's WAL hook wakes a checkpointer thread, which has its own
- * connection and runs PASSIVE checkpoints (they take no lock a writer needs) while the WAL
- * holds SQ_WAL_CHECKPOINT_PAGES or more frames. Once a pass has copied every frame, the
+ * batch. So checkpoints run beside the writer instead: the writer's WAL hook wakes a
+ * checkpointer thread, which has its own connection and runs PASSIVE checkpoints (they take
+ * no lock a writer needs) while the WAL holds SQ_WAL_CHECKPOINT_PAGES or more frames
+ * (SQLite's default is 1000: fewer, larger passes copy a page written by many commits once,
+ * half the checkpoint CPU under sustained inserts). Once a pass has copied every frame, the
  * writer's next transaction starts the WAL again from its beginning (the file is reused,
  * not grown). Under writes that never pause, a pass never catches the last frame and the
  * WAL would grow without end: past SQ_WAL_FORCE_PAGES frames the writer runs a RESTART
  * checkpoint itself between two calls (commits wait: the price of a bounded file under
- * overload), and journal_size_limit cuts the file back to 32 MB (SQ_WAL_LIMIT_SQL) when the WAL
- * starts again. A reader outside chatd holding an old snapshot can keep any checkpoint from
- * finishing; then the forced one is retried only after another SQ_WAL_FORCE_PAGES frames. */
-#define SQ_WAL_CHECKPOINT_PAGES 1000
-#define SQ_WAL_PASS_STEP 256 /* frames between two passes that could not copy every frame */
+ * overload), and journal_size_limit cuts the file back to 32 MB (SQ_WAL_LIMIT_SQL) when the
+ * WAL starts again. A reader outside chatd holding an old snapshot can keep any checkpoint
+ * from finishing; then the forced one is retried only after another SQ_WAL_FORCE_PAGES
+ * frames. */
+#define SQ_WAL_CHECKPOINT_PAGES 4096 /* 16 MB: a pass copies each hot page once per 4096 frames */
+#define SQ_WAL_PASS_STEP 1024        /* frames between two passes that could not copy every frame */
 #define SQ_WAL_FORCE_PAGES 8192                  /* ~32 MB of 4 KB pages */
 #define SQ_WAL_LIMIT_SQL "PRAGMA journal_size_limit = 33554432" /* 32 MB */
 
