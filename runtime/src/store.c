@@ -243,6 +243,7 @@ static void store_run(uv_work_t *work)
     chat_store *s = r->s;
 
     r->status = chat__store_check(r->op, r->arg, &r->req);
+    r->req.arg_given = 1; /* chat__store_call took it */
     if (!r->status) {
         r->status = s->be->exec(s->impl, &r->req, &r->result);
     }
@@ -470,6 +471,7 @@ int chat__store_call(chat_store *s, int op, json_t *arg, chat_store_cb cb, void 
      * that fails its checks, answered by the worker like any call) runs on its own. */
     if (op == CHAT_STORE_MESSAGE_INSERT && s->be->insert_batch && s->opts.batch_max > 1 &&
         chat__store_check(op, arg, &r->req) == 0) {
+        r->req.arg_given = 1;
         if (s->q_tail) {
             s->q_tail->next = r;
         } else {
@@ -753,6 +755,7 @@ int chat__store_check(int op, json_t *arg, chat_store_req *req)
 {
     memset(req, 0, sizeof *req);
     req->op = op;
+    req->arg = arg;
     if (op < 0 || op >= CHAT_STORE_NOPS) {
         return CHAT_EINVAL;
     }
@@ -848,9 +851,28 @@ int chat__store_check(int op, json_t *arg, chat_store_req *req)
     return 0;
 }
 
+/* 1 when arg is the stored form already: the nine members and nothing else, each present
+ * (clientMsgId may be null). Their types were checked by chat__store_check. */
+static int message_stored_form(const chat_store_req *req)
+{
+    json_t *const *v = req->v;
+    if (!req->arg_given || json_object_size(req->arg) != CHAT_M_UPDATED + 1) {
+        return 0;
+    }
+    for (int i = 0; i <= CHAT_M_UPDATED; i++) {
+        if (!v[i] && !(i == CHAT_M_CLIENT && json_object_get(req->arg, "clientMsgId"))) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
 json_t *chat__store_message(const chat_store_req *req)
 {
     json_t *const *v = req->v;
+    if (message_stored_form(req)) {
+        return json_incref(req->arg);
+    }
     /* copies: the caller may still hold and change the objects it passed */
     json_t *att = v[CHAT_M_ATT] ? json_deep_copy(v[CHAT_M_ATT]) : json_array();
     json_t *react = v[CHAT_M_REACT] ? json_deep_copy(v[CHAT_M_REACT]) : json_object();

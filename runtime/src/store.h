@@ -178,6 +178,9 @@ typedef struct chat_store_req {
                            * CHAT_STORE_SEARCH_MAX */
     json_t *ids;          /* USERS_GET: the strings of arg.ids; READ_STATE: of arg.roomIds; each
                            * once, in order (owned) */
+    json_t *arg;          /* the checked arg (borrowed) */
+    int arg_given;        /* 1: the caller gave arg away (chat__store_call), so an answer may
+                           * share it instead of copying it (chat__store_message) */
 } chat_store_req;
 
 /* Checks arg for op and fills req. 0, or CHAT_EINVAL when arg is not an object, a field is
@@ -187,7 +190,10 @@ int chat__store_check(int op, json_t *arg, chat_store_req *req);
 void chat__store_req_clear(chat_store_req *req);
 /* The stored form of a checked MESSAGE_INSERT: every member present, defaults filled in
  * (attachments [], reactions {}, clientMsgId null, updatedAt = createdAt). NULL on
- * out-of-memory. Backends answer with it instead of reading the row back. */
+ * out-of-memory. Backends answer with it instead of reading the row back. When the caller
+ * gave arg away and arg is that form already (exactly these nine members, as chatd's
+ * message:send builds it), it is arg itself, with a new reference: no copy is built on the
+ * worker and freed on the loop. */
 json_t *chat__store_message(const chat_store_req *req);
 
 /* ---- Backends ----
