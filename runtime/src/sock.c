@@ -7,6 +7,7 @@
 
 #include "eio.h"
 #include "frame.h"
+#include "json_out.h"
 #include "log.h"
 #include "rt.h"
 #include "session.h"
@@ -71,9 +72,47 @@ static void send_connect_error(chat_session *s, const char *nsp, const char *mes
     json_decref(body);
 }
 
+/* 1 when name needs no JSON escaping (event names are identifiers like "message:ack"). */
+static int plain_name(const char *name)
+{
+    for (const unsigned char *p = (const unsigned char *)name; *p; p++) {
+        if (*p < 0x20 || *p >= 0x7f || *p == '"' || *p == '\\') {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+/* The packet of [event, arg] (event NULL: [arg]), written straight into the frame: the
+ * array around arg is never built as a jansson value (two allocations and frees per ack). */
+static void send_arg(chat_session *s, int type, const char *nsp, int64_t ack_id,
+                     const char *event, const json_t *arg)
+{
+    chat_buf *b = &chat__session_rt(s)->scratch;
+    chat__buf_reset(b);
+    if (!arg || chat__buf_appendc(b, '4') || chat__sio_encode(b, type, nsp, ack_id, NULL, 0) ||
+        chat__buf_appendc(b, '[')) {
+        return;
+    }
+    if (event && (chat__buf_appendc(b, '"') || chat__buf_append(b, event, strlen(event)) ||
+                  chat__buf_append(b, "\",", 2))) {
+        return;
+    }
+    if (chat__json_append(b, arg) || chat__buf_appendc(b, ']')) {
+        return;
+    }
+    chat_frame *f = chat__frame_new(b->data, b->len, 0);
+    chat__session_send(s, f);
+    chat__frame_unref(f);
+}
+
 void chat__sock_emit(chat_sock *k, const char *event, json_t *arg)
 {
     if (!k->session) {
+        return;
+    }
+    if (event && plain_name(event)) {
+        send_arg(k->session, SIO_EVENT, k->nsp, -1, event, arg);
         return;
     }
     json_t *args = json_pack("[sO]", event, arg);
@@ -88,11 +127,7 @@ void chat__sock_ack(chat_sock *k, int64_t ack_id, json_t *arg)
     if (!k->session || ack_id < 0) {
         return;
     }
-    json_t *args = json_pack("[O]", arg);
-    if (args) {
-        send_packet(k->session, SIO_ACK, k->nsp, ack_id, args);
-        json_decref(args);
-    }
+    send_arg(k->session, SIO_ACK, k->nsp, ack_id, NULL, arg);
 }
 
 void chat__sock_fail(chat_sock *k, const char *event, int64_t ack_id, int err,
