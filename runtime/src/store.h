@@ -208,6 +208,8 @@ typedef struct chat_store_opts {
     int batch_max;          /* message inserts per batch; <= 1: one call per insert */
     int queue_max;          /* calls queued or running; past it a call is refused at once
                              * with CHAT_EUNAVAIL (store_queue_max); <= 0: the default */
+    int no_checkpointer;    /* SQLite, tests: the writer checkpoints alone, as it does when
+                             * the checkpointer thread cannot start */
 } chat_store_opts;
 
 struct chat_store_stats;

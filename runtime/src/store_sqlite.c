@@ -1495,6 +1495,9 @@ static void sq_ckpt_main(void *arg)
             break;
         }
         ck->want = 0;
+        if (atomic_load(&st->wal_pages_seen) < (uint_fast64_t)atomic_load(&ck->next)) {
+            continue; /* asked for while the last pass ran, and that pass moved the mark */
+        }
         ck->busy = 1;
         uv_mutex_unlock(&ck->lock);
         /* PASSIVE: copies what no reader still needs, never waits, never blocks a commit */
@@ -1545,10 +1548,19 @@ static int sq_wal_hook(void *arg, sqlite3 *db, const char *name, int pages)
 /* Between two calls on the writer (no transaction open, under st->lock). */
 static void sq_checkpoint_writer(sq_store *st)
 {
-    if (!st->ck.db && st->wal_pages >= SQ_WAL_CHECKPOINT_PAGES) {
-        /* no checkpointer thread: what SQLite's automatic checkpoint would do */
-        sqlite3_wal_checkpoint_v2(st->db, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
-        return;
+    if (!st->ck.db && st->wal_pages >= atomic_load(&st->ck.next)) {
+        /* no checkpointer thread: the writer runs the pass itself, spaced as the thread's
+         * are, and the forced checkpoint below still bounds the WAL */
+        int log = 0, done = 0;
+        int rc = sqlite3_wal_checkpoint_v2(st->db, NULL, SQLITE_CHECKPOINT_PASSIVE, &log, &done);
+        int whole = rc == SQLITE_OK && done >= log;
+        atomic_store(&st->ck.next,
+                     whole ? SQ_WAL_CHECKPOINT_PAGES : st->wal_pages + SQ_WAL_PASS_STEP);
+        atomic_fetch_add_explicit(&st->ck.passes, 1, memory_order_relaxed);
+        if (whole) {
+            st->wal_pages = 0; /* the next commit starts the WAL again */
+            return;
+        }
     }
     if (st->wal_pages < st->force_at) {
         return;
@@ -1899,7 +1911,9 @@ static int sq_open(void **impl, const char *target, const chat_store_opts *opts)
     st->force_at = SQ_WAL_FORCE_PAGES;
     atomic_init(&st->ck.next, SQ_WAL_CHECKPOINT_PAGES);
     sqlite3_wal_hook(st->db, sq_wal_hook, st); /* instead of the automatic checkpoint */
-    sq_ckpt_start(st, path, opts);
+    if (!opts->no_checkpointer) {
+        sq_ckpt_start(st, path, opts);
+    }
     st->op = NULL;
     *impl = st;
     free(path);
