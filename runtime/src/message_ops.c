@@ -93,8 +93,9 @@ static void changed(int status, json_t *message, void *arg)
         json_decref(message);
         chat__call_fail(c, status,
                         status == CHAT_ENOTFOUND    ? "that message was deleted"
-                        : status == CHAT_ECONFLICT ? FULL_MESSAGE
-                                                   : NULL);
+                        : status == CHAT_ECONFLICT && strcmp(op_name(c), "react") == 0
+                            ? FULL_MESSAGE
+                            : NULL);
         return;
     }
     const char *op = op_name(c);

@@ -207,8 +207,9 @@ static void push_if_offline(chat_runtime *rt, json_t *n, json_t *user, int bot)
 int chat__notifications_metrics(chat_runtime *rt, chat_buf *b)
 {
     int rc = chat__buf_appendf(
-        b, "# HELP chatd_offline_pushes_total Mentions of a user with no socket on any node: "
-           "queued as a notify.offline job, or not (online: a socket somewhere; no_handler: "
+        b, "# HELP chatd_offline_pushes_total Mention notifications by what became of their push: "
+           "queued as a notify.offline job (the user had no socket on any node), or not "
+           "(online: a socket somewhere; no_handler: "
            "no script handles the job; unknown: presence could not be read; bot: the user is "
            "a bot).\n"
            "# TYPE chatd_offline_pushes_total counter\n");

@@ -890,7 +890,8 @@ static int mg_react_capped(mg_call *c, const chat_store_req *q, const char *path
  * (the tests' MongoDB) runs findAndModify as a query and then an unconditional write, so two
  * at once lose each other's reaction and both pass the cap's check; in order they do not,
  * and on MongoDB no compare-and-set has to be retried for this node's own calls. The lock is
- * per message (striped), so reactions elsewhere do not wait. */
+ * one of 16 stripes chosen by the message id: a reaction waits only for those to messages
+ * of its stripe, and holds a store pool thread while it waits. */
 static int op_message_react(mg_call *c, const chat_store_req *q, json_t **result)
 {
     json_t *const *v = q->v;

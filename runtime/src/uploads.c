@@ -4,9 +4,9 @@
  * {uploadId, name, type, size, url} and links to the room; GET /uploads/:id serves it to the
  * uploader and to members of a room where it was posted. A picture its uploader made their
  * avatar (PATCH /me, chat__avatar_share) is linked to the pseudo-room "*" instead: every
- * signed-in user may then download it, as every signed-in user may read a profile. The bytes live in the data
- * directory with either store (no GridFS yet): nodes of a cluster share it (a volume). File
- * I/O runs on the libuv thread pool (uv_fs_*). */
+ * signed-in user may then download it, as every signed-in user may read a profile. The
+ * bytes live in the data directory with either store (no GridFS yet): nodes of a cluster
+ * share it (a volume). File I/O runs on the libuv thread pool (uv_fs_*). */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
