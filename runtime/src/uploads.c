@@ -219,13 +219,13 @@ static void upload_allowed(chat_call *c, json_t *ev)
     }
 }
 
-/* The upload/before policy answered (chat__call_hook, counting a veto; a script that failed is not a
- * veto: chatd_script_errors_total counts it). */
+/* The upload/before policy answered (as chat__call_hook, counting a veto; a script that
+ * failed or ran out of memory is not a veto: chatd_script_errors_total counts it). */
 static void upload_decided(int status, const char *message, json_t *ev, void *arg)
 {
     chat_call *c = arg;
     if (status) {
-        if (status != CHAT_EINTERNAL) {
+        if (status != CHAT_EINTERNAL && status != CHAT_ENOMEM) {
             c->rt->stats.uploads_refused[REFUSED_POLICY]++;
         }
         json_decref(ev);
@@ -305,7 +305,11 @@ static void rest_upload(chat_http_req *req, const char *user_id)
     c->input = json_pack("{s:s,s:s,s:I}", "name", n, "type", type, "size",
                          (json_int_t)req->body.len);
     json_t *ev = json_pack("{s:o,s:O}", "user", chat__call_user_json(c), "upload", c->input);
-    if (!ev || !chat__script_has(c->rt->script, "upload/before")) {
+    if (!ev) {
+        chat__call_fail(c, CHAT_ENOMEM, NULL);
+        return;
+    }
+    if (!chat__script_has(c->rt->script, "upload/before")) {
         upload_allowed(c, ev);
         json_decref(ev);
         return;
