@@ -85,6 +85,13 @@ test('the page passes promtool check metrics and no two families share a name', 
     }
 });
 
+test('README\'s metrics table names every chatd_ family the page serves', async () => {
+    const readme = fs.readFileSync(path.join(REPO, 'README.md'), 'utf8');
+    const missing = [...parse(await page()).keys()]
+        .filter((name) => name.startsWith('chatd_') && !readme.includes(`\`${name}`));
+    assert.deepEqual(missing, [], 'documented in README.md\'s /metrics table');
+});
+
 test('a message:send shows in the ack latency, store, hook and broadcast histograms', async () => {
     const before = parse(await page());
     const { sockets, room } = await h.roomWithMembers(srv, {}, 3);
