@@ -130,4 +130,8 @@ int chat__domain_start(chat_runtime *rt)
     return rc ? rc : chat__presence_start(rt);
 }
 
-void chat__domain_stop(chat_runtime *rt) { chat__presence_stop(rt); }
+void chat__domain_stop(chat_runtime *rt)
+{
+    chat__presence_stop(rt);
+    chat__reactions_stop(rt);
+}

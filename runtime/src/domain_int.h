@@ -157,6 +157,8 @@ void chat__room_remove_member(chat_call *c);
 int chat__take_message(chat_call *c, json_t *payload);
 void chat__message_send_member(chat_call *c); /* stores c->input in c->room_id */
 void chat__messages_page(chat_call *c);       /* c->input: {roomId, before, limit} */
+/* message_ops.c: answers (unavailable) the reactions waiting behind one in flight */
+void chat__reactions_stop(chat_runtime *rt);
 
 /* ---- the socket layer's handler (connect.c, domain.c) ---- */
 /* A CONNECT: authenticates (the "connect/auth" policy, else the token check), then the

@@ -14,6 +14,7 @@
 
 #define REACTIONS_MAX 20 /* different emoji on one message */
 #define FULL_MESSAGE "this message has 20 different reactions already; add to one of them"
+#define REACT_WAIT_MAX 64 /* reactions waiting behind one in flight to the same message */
 
 static const char *op_name(chat_call *c)
 {
@@ -118,6 +119,111 @@ static void changed(int status, json_t *message, void *arg)
     chat__call_done(c, json_pack("{s:o}", "message", message));
 }
 
+/* ---- reactions to one message go to the store one at a time ----
+ * FerretDB 1.x (the tests' MongoDB) runs findAndModify as a query and then an unconditional
+ * write, so two reactions to one message in the store at once can lose each other and both
+ * pass the cap's check; MongoDB itself needs no help (store_mongo.c's compare-and-set holds
+ * across nodes). A lock in the store for that kept pool threads waiting, which stalled every
+ * store call and file I/O of the node; here a reaction to a message with one in flight waits
+ * in that message's line on the loop instead, and nothing blocks. A line exists while one of
+ * its reactions is in the store; it is bounded (REACT_WAIT_MAX waiting; past it: unavailable,
+ * retry shortly), and a stop answers whoever still waits. */
+typedef struct react_line {
+    char id[25];
+    unsigned head, len; /* a ring of the calls waiting, oldest first */
+    chat_call *waiting[REACT_WAIT_MAX];
+} react_line;
+
+static void reacted(int status, json_t *message, void *arg);
+
+/* 0: c's reaction is in the store; else it has been answered (and freed). */
+static int react_store(chat_call *c)
+{
+    return chat__call_store(c, CHAT_STORE_MESSAGE_REACT,
+                            json_pack("{s:O,s:s,s:O,s:O,s:i}", "id",
+                                      json_object_get(c->input, "messageId"), "userId",
+                                      c->user_id, "emoji", json_object_get(c->input, "emoji"),
+                                      "on", json_object_get(c->input, "on"), "max",
+                                      REACTIONS_MAX),
+                            reacted);
+}
+
+/* The reaction in flight to id was answered: the next one waiting goes, or the line ends. */
+static void react_next(chat_runtime *rt, const char *id)
+{
+    react_line *l = chat__map_get(&rt->reacting, id);
+    while (l && l->len > 0) {
+        chat_call *c = l->waiting[l->head];
+        l->head = (l->head + 1) % REACT_WAIT_MAX;
+        l->len--;
+        if (react_store(c) == 0) {
+            return;
+        }
+    }
+    if (l) {
+        chat__map_del(&rt->reacting, l->id);
+        free(l);
+    }
+    if (rt->reacting.len == 0) {
+        chat__map_free(&rt->reacting); /* nothing in flight: no table either */
+    }
+}
+
+static void reacted(int status, json_t *message, void *arg)
+{
+    chat_call *c = arg;
+    chat_runtime *rt = c->rt;
+    char id[25];
+    snprintf(id, sizeof id, "%s", json_string_value(json_object_get(c->input, "messageId")));
+    changed(status, message, c); /* answers and frees c */
+    react_next(rt, id);
+}
+
+static void react_queue(chat_call *c)
+{
+    chat_runtime *rt = c->rt;
+    const char *id = json_string_value(json_object_get(c->input, "messageId"));
+    react_line *l = chat__map_get(&rt->reacting, id);
+    if (l) {
+        if (l->len >= REACT_WAIT_MAX) {
+            chat__call_fail(c, CHAT_EUNAVAIL,
+                            "too many reactions to this message at once; retry shortly");
+            return;
+        }
+        l->waiting[(l->head + l->len) % REACT_WAIT_MAX] = c;
+        l->len++;
+        return;
+    }
+    l = calloc(1, sizeof *l);
+    if (!l) {
+        chat__call_fail(c, CHAT_ENOMEM, NULL);
+        return;
+    }
+    snprintf(l->id, sizeof l->id, "%s", id);
+    if (chat__map_put(&rt->reacting, l->id, l) != 0) {
+        free(l);
+        chat__call_fail(c, CHAT_ENOMEM, NULL);
+        return;
+    }
+    if (react_store(c) != 0) {
+        react_next(rt, l->id); /* nobody waits yet: the line ends */
+    }
+}
+
+void chat__reactions_stop(chat_runtime *rt)
+{
+    react_line *l;
+    for (size_t i = 0; (l = chat__map_next(&rt->reacting, &i));) {
+        /* the one in the store is answered when it returns, and ends the line */
+        while (l->len > 0) {
+            chat_call *c = l->waiting[l->head];
+            l->head = (l->head + 1) % REACT_WAIT_MAX;
+            l->len--;
+            chat__call_fail(c, CHAT_EUNAVAIL, "the server is stopping; retry shortly");
+        }
+    }
+}
+
 static void change_allowed(chat_call *c, json_t *ev)
 {
     json_t *id = json_object_get(c->input, "messageId");
@@ -129,11 +235,7 @@ static void change_allowed(chat_call *c, json_t *ev)
         now = before + 1;
     }
     if (strcmp(op_name(c), "react") == 0) {
-        chat__call_store(c, CHAT_STORE_MESSAGE_REACT,
-                         json_pack("{s:O,s:s,s:O,s:O,s:i}", "id", id, "userId", c->user_id,
-                                   "emoji", json_object_get(c->input, "emoji"), "on",
-                                   json_object_get(c->input, "on"), "max", REACTIONS_MAX),
-                         changed);
+        react_queue(c);
         return;
     }
     if (strcmp(op_name(c), "edit") == 0) {

@@ -88,6 +88,7 @@ struct chat_runtime {
     int ws_conns;                /* websocket connections established and not closed (session.c) */
     struct chat_jobs *jobs; /* the job queue (jobs.h) */
     struct chat_session_flush *session_flush; /* session.c: websockets with frames to write */
+    chat_map reacting; /* message_ops.c: message id -> its reactions in flight, in order */
 };
 
 /* ---- what scripts may do on the plain Engine.IO endpoint (eio_script.c registers it at

@@ -784,19 +784,6 @@ static int op_message_delete(mg_call *c, const chat_store_req *q, json_t **resul
 }
 
 #define REACT_TRIES 64 /* compare-and-set rounds a capped reaction waits through */
-#define REACT_LOCKS 16 /* reactions to one message go one at a time per process */
-
-static uv_mutex_t react_locks[REACT_LOCKS]; /* by a hash of the message id; mg_global_init */
-static int react_locks_ok;                  /* mg_open refuses to open without them */
-
-static uv_mutex_t *react_lock(json_t *id)
-{
-    uint32_t h = 2166136261u; /* FNV-1a */
-    for (const char *p = json_string_value(id); p && *p; p++) {
-        h = (h ^ (unsigned char)*p) * 16777619u;
-    }
-    return &react_locks[h % REACT_LOCKS];
-}
 
 static const mg_col react_cols[] = {
     {"reactions", "reactions", C_REACTIONS},
@@ -886,12 +873,10 @@ static int mg_react_capped(mg_call *c, const chat_store_req *q, const char *path
 
 /* $addToSet or $pull on reactions.<emoji>, answered with the message; one atomic update
  * unless a capped addition has to check first (mg_react_capped). On MongoDB that is enough,
- * across nodes. Calls for one message still go one at a time in this process: FerretDB 1.x
- * (the tests' MongoDB) runs findAndModify as a query and then an unconditional write, so two
- * at once lose each other's reaction and both pass the cap's check; in order they do not,
- * and on MongoDB no compare-and-set has to be retried for this node's own calls. The lock is
- * one of 16 stripes chosen by the message id: a reaction waits only for those to messages
- * of its stripe, and holds a store pool thread while it waits. */
+ * across nodes. FerretDB 1.x (the tests' MongoDB) runs findAndModify as a query and then an
+ * unconditional write, so two calls at once for one message lose each other's reaction and
+ * both pass the cap's check: the domain sends one node's reactions to a message here one at
+ * a time (message_ops.c), so nothing waits on a pool thread. */
 static int op_message_react(mg_call *c, const chat_store_req *q, json_t **result)
 {
     json_t *const *v = q->v;
@@ -901,12 +886,9 @@ static int op_message_react(mg_call *c, const chat_store_req *q, json_t **result
         return CHAT_ENOMEM;
     }
     snprintf(path, n + sizeof "reactions.", "reactions.%s", json_string_value(v[CHAT_MR_EMOJI]));
-    uv_mutex_t *lock = react_lock(v[CHAT_MR_ID]);
-    uv_mutex_lock(lock);
     int err = json_is_true(v[CHAT_MR_ON]) && json_integer_value(v[CHAT_MR_MAX]) > 0
                   ? mg_react_capped(c, q, path, result)
                   : mg_react_update(c, q, path, NULL, 0, result);
-    uv_mutex_unlock(lock);
     free(path);
     return err;
 }
@@ -2029,11 +2011,6 @@ static void mg_global_init(void)
      * library that may be opened again */
     mongoc_init();
     mongoc_log_set_handler(mg_log_handler, NULL);
-    int ok = 1;
-    for (int i = 0; i < REACT_LOCKS; i++) {
-        ok = ok && uv_mutex_init(&react_locks[i]) == 0;
-    }
-    react_locks_ok = ok;
 }
 
 /* Sets a timeout the URI does not set itself. */
@@ -2071,9 +2048,6 @@ static int mg_open(void **impl, const char *target, const chat_store_opts *opts)
     (void)opts;
     *impl = NULL;
     uv_once(&mg_once, mg_global_init);
-    if (!react_locks_ok) {
-        return CHAT_ENOMEM;
-    }
     mongoc_uri_t *uri = target ? mongoc_uri_new_with_error(target, &error) : NULL;
     if (!uri) {
         chat__log(CHAT_LOG_ERROR, "bad_mongo_uri",

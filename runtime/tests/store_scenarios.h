@@ -844,7 +844,13 @@ static json_t *react_max(const char *id, const char *user, const char *emoji, in
     return a;
 }
 
-static void test_reaction_cap(chat_store *s)
+/* concurrent: the backend itself keeps calls for one message apart (SQLite's write
+ * transaction), so 24 at once must still come to exactly 20. FerretDB 1.x does not (its
+ * findAndModify is a read and then an unconditional write), and the store no longer holds a
+ * lock for it: chatd sends one node's reactions to a message to the store one at a time
+ * (message_ops.c, checked end to end by spec/e2e/reactions.test.js), so there they go one
+ * after another here too, as the domain sends them. */
+static void test_reaction_cap(chat_store *s, int concurrent)
 {
     static const char M[] = "65000000000000000e000004";
     static const char BUSY[] = "65000000000000000e000005";
@@ -880,7 +886,7 @@ static void test_reaction_cap(chat_store *s)
     CHECK(json_object_size(json_object_get(r, "reactions")) == 4);
     json_decref(r);
 
-    /* 24 different emoji at once, max 20: exactly 20 stored, 4 refused */
+    /* 24 different emoji (at once where the backend allows), max 20: exactly 20 stored */
     CHECK(run(s, CHAT_STORE_MESSAGE_INSERT, message(BUSY, ROOM1, ALICE, "busy", NULL, 5004), &r) ==
           0);
     json_decref(r);
@@ -891,6 +897,9 @@ static void test_reaction_cap(chat_store *s)
         CHECK(chat__store_call(s, CHAT_STORE_MESSAGE_REACT,
                                react_max(BUSY, i % 2 ? BOB : CAROL, e, 1, 20), on_capped,
                                NULL) == 0);
+        if (!concurrent) {
+            CHECK(uv_run(&loop, UV_RUN_DEFAULT) == 0);
+        }
     }
     CHECK(uv_run(&loop, UV_RUN_DEFAULT) == 0);
     CHECK(cap_ok == 20);

@@ -280,7 +280,7 @@ int main(void)
     test_paging(s);
     test_edits(s);
     test_reactions(s);
-    test_reaction_cap(s);
+    test_reaction_cap(s, 1);
     test_reads(s);
     test_notifications(s);
     test_uploads(s);

@@ -107,7 +107,7 @@ forEachStack('message:react', (st) => {
         // on MongoDB across nodes, but FerretDB 1.24 (the MongoDB of these tests) runs
         // findAndModify as a query and then a plain write, so two nodes' writes to one
         // document at once can lose each other whatever chatd does; within one node chatd
-        // keeps a message's reactions in order (store_mongo.c).
+        // keeps a message's reactions in order (message_ops.c).
         const sb = await st.node(0).connect(b.token);
         const sc = await st.node(0).connect(c.token);
         const emoji = ['😀', '😁', '😂', '😃', '😄', '😅', '😆', '😇', '😈', '😉',
@@ -132,6 +132,39 @@ forEachStack('message:react', (st) => {
         // exactly the acknowledged ones are stored
         const acked = emoji.filter((e, i) => acks[i].ok === true).sort();
         assert.deepEqual(Object.keys(s.reactions).sort(), acked);
+    });
+
+    test('a burst of reactions to one message waits in line without holding up other calls', async () => {
+        const { a, b, c, sa, room } = await threeInARoom(st, 'r');
+        const m = await send(sa, room.id, 'a busy message');
+        // all on node 0, so they queue behind each other there (message_ops.c); while they
+        // wait, nothing of the node's store is taken up, so a message from a fourth member
+        // in another room is stored and acknowledged all the same
+        const sb = await st.node(0).connect(b.token);
+        const sc = await st.node(0).connect(c.token);
+        const d = await st.node(0).register(h.uniqueName('rd'));
+        const sd = await st.node(0).connect(d.token);
+        const other = await emitAck(sd, 'room:create', { name: h.uniqueName('rother'), type: 'group', participants: [] });
+        assertAckOk(other, 'room:create');
+        const emoji = ['😀', '😁', '😂', '😃', '😄', '😅', '😆', '😇', '😈', '😉'];
+        const sockets = [sa, sb, sc];
+        const reacting = [];
+        for (const e of emoji) {
+            for (const s of sockets) {
+                reacting.push(emitAck(s, 'message:react', { messageId: m.id, emoji: e, on: true }));
+            }
+        }
+        const sent = await send(sd, other.room.id, 'not held up');
+        assert.equal(sent.content, 'not held up');
+        const acks = await Promise.all(reacting);
+        acks.forEach((x, i) => assertAckOk(x, `reaction ${i}`));
+        // same emoji from three users at once: none lost
+        const s = await stored(st, a.token, room.id, m.id);
+        const everyone = [a.user.id, b.user.id, c.user.id].sort();
+        assert.deepEqual(Object.keys(s.reactions).sort(), [...emoji].sort());
+        for (const e of emoji) {
+            assert.deepEqual([...s.reactions[e]].sort(), everyone, e);
+        }
     });
 });
 
