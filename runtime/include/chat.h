@@ -122,6 +122,8 @@ typedef struct chat_config {
     int jobs_poll_ms;       /* how often a node looks for due jobs; default 250 */
     int jobs_dead_max;      /* dead jobs kept (the newest); default 1000 */
     int avatar_max_bytes;   /* largest upload PATCH /me takes as an avatar; default 524288 */
+    int reactions_waiting_max; /* reactions waiting behind one in flight to the same message on
+                                * a node; past it: unavailable; default 64 */
 } chat_config;
 
 /* Fills every field with its default (strings are copies). */

@@ -174,6 +174,10 @@ static const option_def options[] = {
     {"avatar_max_bytes", "CHAT_AVATAR_MAX_BYTES", INT(avatar_max_bytes), "524288", 1, INT_MAX,
      "largest upload PATCH /me takes as an avatar (a picture every signed-in user may "
      "download), in bytes"},
+    {"reactions_waiting_max", "CHAT_REACTIONS_WAITING_MAX", INT(reactions_waiting_max), "64", 1,
+     1000000,
+     "reactions to one message waiting on a node behind the one being stored; past it "
+     "message:react is answered `unavailable` (chatd_reactions_refused_total)"},
 };
 
 #define NOPTIONS (sizeof options / sizeof options[0])

@@ -14,7 +14,6 @@
 
 #define REACTIONS_MAX 20 /* different emoji on one message */
 #define FULL_MESSAGE "this message has 20 different reactions already; add to one of them"
-#define REACT_WAIT_MAX 64 /* reactions waiting behind one in flight to the same message */
 
 static const char *op_name(chat_call *c)
 {
@@ -126,13 +125,43 @@ static void changed(int status, json_t *message, void *arg)
  * across nodes). A lock in the store for that kept pool threads waiting, which stalled every
  * store call and file I/O of the node; here a reaction to a message with one in flight waits
  * in that message's line on the loop instead, and nothing blocks. A line exists while one of
- * its reactions is in the store; it is bounded (REACT_WAIT_MAX waiting; past it: unavailable,
- * retry shortly), and a stop answers whoever still waits. */
+ * its reactions is in the store; it is bounded (cfg.reactions_waiting_max waiting; past it:
+ * unavailable, retry shortly), and a stop answers whoever still waits. */
 typedef struct react_line {
     char id[25];
-    unsigned head, len; /* a ring of the calls waiting, oldest first */
-    chat_call *waiting[REACT_WAIT_MAX];
+    size_t head, len, cap; /* waiting[head .. head+len): the calls waiting, oldest first */
+    chat_call **waiting;
 } react_line;
+
+static chat_call *react_pop(react_line *l)
+{
+    chat_call *c = l->waiting[l->head++];
+    if (--l->len == 0) {
+        l->head = 0;
+    }
+    return c;
+}
+
+/* 0 or CHAT_ENOMEM. */
+static int react_push(react_line *l, chat_call *c)
+{
+    if (l->head + l->len == l->cap) {
+        if (l->head > 0) {
+            memmove(l->waiting, l->waiting + l->head, l->len * sizeof *l->waiting);
+            l->head = 0;
+        } else {
+            size_t cap = l->cap ? l->cap * 2 : 8;
+            chat_call **w = realloc(l->waiting, cap * sizeof *w);
+            if (!w) {
+                return CHAT_ENOMEM;
+            }
+            l->waiting = w;
+            l->cap = cap;
+        }
+    }
+    l->waiting[l->head + l->len++] = c;
+    return 0;
+}
 
 static void reacted(int status, json_t *message, void *arg);
 
@@ -153,15 +182,13 @@ static void react_next(chat_runtime *rt, const char *id)
 {
     react_line *l = chat__map_get(&rt->reacting, id);
     while (l && l->len > 0) {
-        chat_call *c = l->waiting[l->head];
-        l->head = (l->head + 1) % REACT_WAIT_MAX;
-        l->len--;
-        if (react_store(c) == 0) {
+        if (react_store(react_pop(l)) == 0) {
             return;
         }
     }
     if (l) {
         chat__map_del(&rt->reacting, l->id);
+        free(l->waiting);
         free(l);
     }
     if (rt->reacting.len == 0) {
@@ -185,13 +212,15 @@ static void react_queue(chat_call *c)
     const char *id = json_string_value(json_object_get(c->input, "messageId"));
     react_line *l = chat__map_get(&rt->reacting, id);
     if (l) {
-        if (l->len >= REACT_WAIT_MAX) {
+        if (l->len >= (size_t)rt->cfg.reactions_waiting_max) {
+            rt->stats.reactions_refused++;
             chat__call_fail(c, CHAT_EUNAVAIL,
                             "too many reactions to this message at once; retry shortly");
             return;
         }
-        l->waiting[(l->head + l->len) % REACT_WAIT_MAX] = c;
-        l->len++;
+        if (react_push(l, c) != 0) {
+            chat__call_fail(c, CHAT_ENOMEM, NULL);
+        }
         return;
     }
     l = calloc(1, sizeof *l);
@@ -216,10 +245,7 @@ void chat__reactions_stop(chat_runtime *rt)
     for (size_t i = 0; (l = chat__map_next(&rt->reacting, &i));) {
         /* the one in the store is answered when it returns, and ends the line */
         while (l->len > 0) {
-            chat_call *c = l->waiting[l->head];
-            l->head = (l->head + 1) % REACT_WAIT_MAX;
-            l->len--;
-            chat__call_fail(c, CHAT_EUNAVAIL, "the server is stopping; retry shortly");
+            chat__call_fail(react_pop(l), CHAT_EUNAVAIL, "the server is stopping; retry shortly");
         }
     }
 }

@@ -33,6 +33,7 @@ typedef struct chat_stats {
     uint64_t presence_users_reaped; /* users this node announced offline for a dead node */
     uint64_t offline_push[5]; /* notifications.c: mentions of a user on no node, by outcome */
     uint64_t uploads_refused[8]; /* uploads.c: refused uploads and downloads, by reason */
+    uint64_t reactions_refused;  /* message_ops.c: at reactions_waiting_max for one message */
 } chat_stats;
 
 struct chat_runtime {

@@ -59,6 +59,7 @@ struct chat_stats_reg {
         *bad_packets, *store_pending, *scripts_version, *reloads, *reload_failures,
         *script_errors, *store_reconnects, *redis_reconnects[REDIS_ROLES];
     chat_metric_series *store_refused;
+    chat_metric_series *reactions_refused;
 };
 
 #define COUNTER(name, help) chat__metric_new(m, CHAT_METRIC_COUNTER, name, help, NULL, NULL, 0)
@@ -163,8 +164,11 @@ int chat__stats_new(chat_runtime *rt)
     }
     st->store_refused = ONE(COUNTER("chatd_store_refused_total",
                                     "Store calls refused at store_queue_max (answered unavailable)."));
+    st->reactions_refused = ONE(COUNTER(
+        "chatd_reactions_refused_total",
+        "Reactions answered unavailable: reactions_waiting_max already waited for the message."));
     int rc = build_info(m);
-    if (rc || !st->store_refused || chat__metrics_process_register(m) || !latency || !st->msg_stored ||
+    if (rc || !st->store_refused || !st->reactions_refused || chat__metrics_process_register(m) || !latency || !st->msg_stored ||
         !st->msg_acked || !st->store_seconds || !st->hook_seconds || !st->broadcast ||
         !st->errors || !st->sessions_open || !st->sessions_opened || !st->users || !st->rooms ||
         !st->stored || !st->frames_out || !st->bad_packets || !st->store_pending ||
@@ -243,6 +247,7 @@ int chat__stats_page(chat_runtime *rt, int version, unsigned long reloads,
     chat__series_set(st->bad_packets, (double)rt->stats.bad_packets);
     chat__series_set(st->store_pending, (double)chat__store_pending(rt->store));
     chat__series_set(st->store_refused, (double)chat__store_refused(rt->store));
+    chat__series_set(st->reactions_refused, (double)rt->stats.reactions_refused);
     chat__series_set(st->scripts_version, version);
     chat__series_set(st->reloads, (double)reloads);
     chat__series_set(st->reload_failures, (double)failures);

@@ -168,6 +168,46 @@ forEachStack('message:react', (st) => {
     });
 });
 
+forEachStack('message:react with one reaction waiting at most', (st) => {
+    test('past CHAT_REACTIONS_WAITING_MAX a reaction is refused unavailable and changes nothing', async () => {
+        const { a, b, c, sa, room } = await threeInARoom(st, 'r');
+        const m = await send(sa, room.id, 'only one may wait');
+        const sb = await st.node(0).connect(b.token);
+        const sc = await st.node(0).connect(c.token);
+        const emoji = ['😀', '😁', '😂', '😃', '😄', '😅', '😆', '😇', '😈', '😉'];
+        const calls = [];
+        for (const e of emoji) {
+            for (const [s, u] of [[sa, a], [sb, b], [sc, c]]) {
+                calls.push({ e, u: u.user.id, ack: emitAck(s, 'message:react', { messageId: m.id, emoji: e, on: true }) });
+            }
+        }
+        const acks = await Promise.all(calls.map((x) => x.ack));
+        const refused = acks.filter((x) => x.ok !== true);
+        for (const x of refused) {
+            assertAckError(x, 'unavailable');
+            assert.match(x.error.message, /too many reactions to this message at once/);
+        }
+        // how many wait at once depends on when each arrives; what is acknowledged is stored,
+        // what is refused is not, and each refusal is counted
+        const want = {};
+        calls.forEach((x, i) => {
+            if (acks[i].ok === true) {
+                (want[x.e] = want[x.e] || []).push(x.u);
+            }
+        });
+        const s = await stored(st, a.token, room.id, m.id);
+        assert.deepEqual(Object.keys(s.reactions).sort(), Object.keys(want).sort());
+        for (const e of Object.keys(want)) {
+            assert.deepEqual([...s.reactions[e]].sort(), want[e].sort(), e);
+        }
+        const metrics = await st.node(0).http('GET', '/metrics');
+        assert.equal(metrics.status, 200);
+        const n = /^chatd_reactions_refused_total (\d+)/m.exec(metrics.text);
+        assert.ok(n, 'chatd_reactions_refused_total is shown');
+        assert.equal(Number(n[1]), refused.length);
+    });
+}, { env: { CHAT_REACTIONS_WAITING_MAX: '1' } });
+
 const scripts = fs.mkdtempSync(path.join(os.tmpdir(), 'chatd-react-scripts-'));
 fs.writeFileSync(path.join(scripts, 'reactions.lua'), `
 local chat = require "chat"
