@@ -154,6 +154,7 @@ void chat__room_create(chat_call *c, json_t *payload);
 void chat__room_add_member(chat_call *c);
 void chat__room_remove_member(chat_call *c);
 /* messages.c */
+int chat__check_content(chat_call *c, json_t *content);
 int chat__take_message(chat_call *c, json_t *payload);
 void chat__message_send_member(chat_call *c); /* stores c->input in c->room_id */
 void chat__messages_page(chat_call *c);       /* c->input: {roomId, before, limit} */

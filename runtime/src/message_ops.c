@@ -266,15 +266,7 @@ static void change_allowed(chat_call *c, json_t *ev)
     }
     if (strcmp(op_name(c), "edit") == 0) {
         json_t *content = json_object_get(ev, "content");
-        if (!json_is_string(content) || !json_string_length(content)) {
-            chat__call_fail(c, CHAT_EINVAL, "content must be a non-empty string");
-            return;
-        }
-        if (json_string_length(content) > (size_t)c->rt->cfg.message_max_bytes) {
-            char m[128];
-            snprintf(m, sizeof m, "content is longer than %d bytes; split the message",
-                     c->rt->cfg.message_max_bytes);
-            chat__call_fail(c, CHAT_ETOOBIG, m);
+        if (chat__check_content(c, content)) {
             return;
         }
         chat__call_store(c, CHAT_STORE_MESSAGE_EDIT,
@@ -368,18 +360,8 @@ static void change_start(chat_call *c, json_t *payload, int edit)
         return;
     }
     json_t *content = json_object_get(payload, "content");
-    if (edit) {
-        if (!json_is_string(content) || !json_string_length(content)) {
-            chat__call_fail(c, CHAT_EINVAL, "content must be a non-empty string");
-            return;
-        }
-        if (json_string_length(content) > (size_t)c->rt->cfg.message_max_bytes) {
-            char m[128];
-            snprintf(m, sizeof m, "content is longer than %d bytes; split the message",
-                     c->rt->cfg.message_max_bytes);
-            chat__call_fail(c, CHAT_ETOOBIG, m);
-            return;
-        }
+    if (edit && chat__check_content(c, content)) {
+        return;
     }
     c->input = json_pack("{s:s}", "messageId", id);
     if (!c->input) {

@@ -146,13 +146,10 @@ void chat__message_send_member(chat_call *c)
     chat__call_store(c, CHAT_STORE_MESSAGE_INSERT, msg, message_stored);
 }
 
-/* Checks {content, clientMsgId?, attachments?} and keeps the valid copy in c->input;
- * fails the call and returns -1 otherwise. Runs again on what the policies rewrote. */
-int chat__take_message(chat_call *c, json_t *payload)
+/* A message's content: a non-empty string of at most message_max_bytes (message:send and
+ * message:edit, before and after the policies). Fails the call and returns -1 otherwise. */
+int chat__check_content(chat_call *c, json_t *content)
 {
-    json_t *content = json_object_get(payload, "content");
-    json_t *client_id = json_object_get(payload, "clientMsgId");
-    json_t *attachments = json_object_get(payload, "attachments");
     if (!json_is_string(content) || !json_string_length(content)) {
         chat__call_fail(c, CHAT_EINVAL, "content must be a non-empty string");
         return -1;
@@ -162,6 +159,19 @@ int chat__take_message(chat_call *c, json_t *payload)
         snprintf(msg, sizeof msg, "content is longer than %d bytes; split the message",
                  c->rt->cfg.message_max_bytes);
         chat__call_fail(c, CHAT_ETOOBIG, msg);
+        return -1;
+    }
+    return 0;
+}
+
+/* Checks {content, clientMsgId?, attachments?} and keeps the valid copy in c->input;
+ * fails the call and returns -1 otherwise. Runs again on what the policies rewrote. */
+int chat__take_message(chat_call *c, json_t *payload)
+{
+    json_t *content = json_object_get(payload, "content");
+    json_t *client_id = json_object_get(payload, "clientMsgId");
+    json_t *attachments = json_object_get(payload, "attachments");
+    if (chat__check_content(c, content)) {
         return -1;
     }
     if (client_id && !json_is_null(client_id) &&
