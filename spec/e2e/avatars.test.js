@@ -18,20 +18,7 @@ async function upload(node, token, bytes, type, name) {
     return res.body.upload;
 }
 
-async function download(node, token, id) {
-    const res = await fetch(`${node.url}/uploads/${id}`, {
-        headers: token ? { authorization: `Bearer ${token}` } : {},
-        signal: AbortSignal.timeout(h.WAIT_MS),
-    });
-    const body = Buffer.from(await res.arrayBuffer());
-    let json = null;
-    try {
-        json = JSON.parse(body.toString('utf8'));
-    } catch {
-        /* the file */
-    }
-    return { status: res.status, body, json, headers: res.headers, text: body.toString('utf8').slice(0, 300) };
-}
+const { download } = h;
 
 function refused(node, reason) {
     return h.metric(node.server, `chatd_uploads_refused_total{reason="${reason}"}`);

@@ -902,6 +902,22 @@ function assertTimeMs(v, what, slackMs = 10 * 60 * 1000) {
     assert.ok(Math.abs(v - Date.now()) < slackMs, `${what} is near now (ms since epoch): ${v}`);
 }
 
+/** GET /uploads/:id on a node (the bytes, and the JSON when the answer is an error). */
+async function download(node, token, id) {
+    const res = await fetch(`${node.url}/uploads/${id}`, {
+        headers: token ? { authorization: `Bearer ${token}` } : {},
+        signal: AbortSignal.timeout(WAIT_MS),
+    });
+    const body = Buffer.from(await res.arrayBuffer());
+    let json = null;
+    try {
+        json = JSON.parse(body.toString('utf8'));
+    } catch {
+        /* the file */
+    }
+    return { status: res.status, body, json, headers: res.headers, text: body.toString('utf8').slice(0, 300) };
+}
+
 module.exports = {
     HEX24,
     NO_PAYLOAD,
@@ -925,6 +941,7 @@ module.exports = {
     eioOpen,
     eioPost,
     forEachTransport,
+    download,
     hookServer,
     http,
     makeJwt,

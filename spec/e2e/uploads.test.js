@@ -21,20 +21,7 @@ async function upload(node, token, bytes, type, name) {
     return node.http('POST', `/uploads${q}`, bytes, token, type ? { 'content-type': type } : {});
 }
 
-async function download(node, token, id) {
-    const res = await fetch(`${node.url}/uploads/${id}`, {
-        headers: token ? { authorization: `Bearer ${token}` } : {},
-        signal: AbortSignal.timeout(h.WAIT_MS),
-    });
-    const body = Buffer.from(await res.arrayBuffer());
-    let json = null;
-    try {
-        json = JSON.parse(body.toString('utf8'));
-    } catch {
-        /* the file */
-    }
-    return { status: res.status, body, json, headers: res.headers, text: body.toString('utf8').slice(0, 300) };
-}
+const { download } = h;
 
 async function threeUsers(st) {
     const out = [];
