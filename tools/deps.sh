@@ -5,7 +5,8 @@
 chat_build_packages=(build-essential cmake ninja-build pkg-config
     liblua5.4-dev lua5.4 lua-cjson libuv1-dev libwebsockets-dev libwebsockets-evlib-uv
     libhiredis-dev libmongoc-dev libbson-dev libjwt-dev libjansson-dev libsqlite3-dev
-    libcrypt-dev libssl-dev libcurl4-openssl-dev)
+    libcrypt-dev libssl-dev libcurl4-openssl-dev
+    libjemalloc-dev) # chatd's allocator (CMakeLists.txt, CHAT_JEMALLOC)
 chat_test_packages=(lua-busted redis-server nginx valgrind curl ca-certificates chromium
     prometheus) # prometheus: promtool checks /metrics and the alert rules
 # the web page's emoji (attach, reactions) in the browser test's screenshots and docs/screenshot.png

@@ -10,7 +10,7 @@
 #
 # Settings (environment):
 #   VG_BUILD_DIR   plain debug build to use (default build-vg; configured and built if missing:
-#                  cmake -S . -B build-vg -G Ninja -DCMAKE_BUILD_TYPE=Debug)
+#                  cmake -S . -B build-vg -G Ninja -DCMAKE_BUILD_TYPE=Debug -DCHAT_JEMALLOC=OFF)
 #   VG_LOG_DIR     one log per chatd pid, chatd.<pid>.log (default /tmp/vg; emptied first)
 #   VG_SUPP        an extra suppressions file (tools/valgrind.supp is always used)
 #   E2E_*          helpers.js's timeouts; raised here (valgrind starts and runs slowly)
@@ -24,8 +24,9 @@ LOGDIR=${VG_LOG_DIR:-/tmp/vg}
 SUPP=$ROOT/tools/valgrind.supp
 
 command -v valgrind >/dev/null || { echo "valgrind.sh: valgrind is not installed" >&2; exit 2; }
-if [ ! -x "$BUILD/chatd" ]; then
-    cmake -S "$ROOT" -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=Debug >&2 || exit 2
+# memcheck sees the C library's malloc only: no jemalloc
+if [ ! -x "$BUILD/chatd" ] || ! grep -q '^CHAT_JEMALLOC:BOOL=OFF' "$BUILD/CMakeCache.txt"; then
+    cmake -S "$ROOT" -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=Debug -DCHAT_JEMALLOC=OFF >&2 || exit 2
 fi
 nice cmake --build "$BUILD" -j2 --target chatd chatctl >&2 || exit 2
 if [ ! -d "$ROOT/spec/e2e/node_modules" ]; then
