@@ -18,6 +18,9 @@ typedef struct chat_config chat_config;
 /* The rooms handed to hooks, each converted to Lua once (script_run.c): the Lua table stays
  * in the registry while the slot holds a reference to the jansson room it was built from. */
 #define SCRIPT_ROOM_SLOTS 64
+/* Coroutines whose run returned, kept for the next runs: a new one for every hook was a
+ * thread, a stack grown twice and their collection per message (script_run.c). */
+#define SCRIPT_SPARE_THREADS 8
 typedef struct script_room {
     json_t *src; /* the room the table was built from (referenced), or NULL: empty slot */
     int ref;     /* the table, in the registry */
@@ -43,6 +46,8 @@ struct script_state {
     long pattern_steps;  /* limit of one string.find/match/gmatch/gsub call */
     char hash[65];       /* the files' content hash when they were loaded (cluster.h) */
     script_room rooms[SCRIPT_ROOM_SLOTS]; /* rooms converted for hooks, by a hash of their id */
+    int spare[SCRIPT_SPARE_THREADS]; /* coroutines of finished runs (registry refs), reused */
+    int nspare;
 };
 
 struct script_run {
@@ -53,6 +58,7 @@ struct script_run {
     int ev_ref;
     long budget;
     int killed;
+    int returned;       /* the coroutine returned: it may serve another run */
     int awaiting;       /* yielded by chat__script_await: only a pending completion resumes it */
     const char *wait_error; /* set when resumed because its pending operation expired */
     uint64_t deadline;  /* loop time after which a hook may not wait any longer; 0: none */

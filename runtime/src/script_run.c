@@ -54,7 +54,12 @@ int chat__script_reject_code(const char *code)
 static void run_finish(script_run *run, int status, const char *message, json_t *ev)
 {
     script_state *st = run->st;
-    luaL_unref(st->L, LUA_REGISTRYINDEX, run->co_ref);
+    if (run->returned && st->nspare < SCRIPT_SPARE_THREADS && run->co_ref != LUA_NOREF) {
+        lua_settop(run->co, 0); /* it returned: its status is LUA_OK, a new body may start */
+        st->spare[st->nspare++] = run->co_ref;
+    } else {
+        luaL_unref(st->L, LUA_REGISTRYINDEX, run->co_ref);
+    }
     luaL_unref(st->L, LUA_REGISTRYINDEX, run->ev_ref);
     chat__stats_hook(st->host->rt, run->hook, run->started);
     if (run->cb) {
@@ -138,6 +143,7 @@ static void run_returned(script_run *run, int nres)
 {
     script_state *st = run->st;
     lua_State *co = run->co;
+    run->returned = 1; /* every way out below empties its stack */
     lua_State *L = st->L;
     json_t *accepted = NULL; /* chat.accept(...): {"userId": id} or {} (anonymous) */
     if (nres > 0 && lua_istable(co, -nres) && lua_getmetatable(co, -nres)) {
@@ -317,13 +323,23 @@ static script_run *run_new(script_state *st, const char *hook, chat_script_cb cb
     return run;
 }
 
-/* Makes the run's coroutine (budgeted) and anchors it in the registry. Coroutines the script
- * creates inherit the hook (lua_newthread copies it), so the budget holds on every thread. */
+/* Gives the run a coroutine (budgeted) anchored in the registry: a spare one whose run
+ * returned (a finished coroutine takes a new body, lua_resume's manual), or a new one.
+ * Coroutines the script creates inherit the hook (lua_newthread copies it), so the budget
+ * holds on every thread; it is set again on a spare one (the budget may have changed it). */
 static void run_thread(lua_State *L, script_run *run)
 {
-    run->co = lua_newthread(L);
+    script_state *st = run->st;
+    if (st->nspare > 0) {
+        run->co_ref = st->spare[--st->nspare];
+        lua_rawgeti(L, LUA_REGISTRYINDEX, run->co_ref);
+        run->co = lua_tothread(L, -1);
+        lua_pop(L, 1);
+    } else {
+        run->co = lua_newthread(L);
+        run->co_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    }
     lua_sethook(run->co, chat__script_budget_hook, LUA_MASKCOUNT, SCRIPT_BUDGET_STEP);
-    run->co_ref = luaL_ref(L, LUA_REGISTRYINDEX);
 }
 
 /* ---- events into Lua ---- */
