@@ -77,7 +77,6 @@ function openStore() {
       reactions TEXT NOT NULL DEFAULT '{}', client_msg_id TEXT,
       created_at INTEGER NOT NULL, updated_at INTEGER NOT NULL);
     CREATE INDEX IF NOT EXISTS messages_room_time ON messages(room_id, created_at, id);
-    CREATE INDEX IF NOT EXISTS messages_sender ON messages(sender_id);
     CREATE UNIQUE INDEX IF NOT EXISTS messages_client_msg ON messages(sender_id, client_msg_id)
       WHERE client_msg_id IS NOT NULL;`);
   const byClient = db.prepare(

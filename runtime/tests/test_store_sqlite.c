@@ -23,7 +23,7 @@ static void cleanup(void)
 }
 
 /* A file written by the first schema (user_version 1, no profile columns) opens, keeps its
- * users and takes profile changes. */
+ * users and takes profile changes; the index by sender alone that later files had is gone. */
 static void test_migration(void)
 {
     char dir[160], path[200];
@@ -44,6 +44,7 @@ static void test_migration(void)
                        "NULL, sender_id TEXT NOT NULL, content TEXT NOT NULL, attachments TEXT NOT "
                        "NULL DEFAULT '[]', reactions TEXT NOT NULL DEFAULT '{}', client_msg_id "
                        "TEXT, created_at INTEGER NOT NULL, updated_at INTEGER NOT NULL);"
+                       "CREATE INDEX messages_sender ON messages(sender_id);"
                        "INSERT INTO messages (id, room_id, sender_id, content, created_at, "
                        "updated_at) VALUES ('65000000000000000f000001', '6500000000000000000001a1',"
                        " '650000000000000000000a01', 'old words', 5, 5);"
@@ -75,6 +76,13 @@ static void test_migration(void)
         json_decref(r);
         chat__store_close(s);
     }
+    sqlite3_stmt *q = NULL;
+    CHECK(sqlite3_open(path, &db) == SQLITE_OK);
+    CHECK(sqlite3_prepare_v2(db, "SELECT count(*) FROM sqlite_master WHERE name = 'messages_sender'",
+                             -1, &q, NULL) == SQLITE_OK);
+    CHECK(sqlite3_step(q) == SQLITE_ROW && sqlite3_column_int(q, 0) == 0);
+    sqlite3_finalize(q);
+    sqlite3_close(db);
     static const char *const files[] = {"chatd.db", "chatd.db-wal", "chatd.db-shm"};
     for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
         snprintf(path, sizeof path, "%s/%s", dir, files[i]);
