@@ -18,14 +18,14 @@ static uint64_t hash_str(const char *s)
     return h;
 }
 
-static chat_map_slot *find(const chat_map *m, const char *key)
+static chat_map_slot *find_in(chat_map_slot *slots, size_t cap, const char *key, uint64_t h)
 {
-    if (!m->cap) {
+    if (!cap) {
         return NULL;
     }
-    size_t mask = m->cap - 1;
-    for (size_t i = hash_str(key) & mask;; i = (i + 1) & mask) {
-        chat_map_slot *s = &m->slots[i];
+    size_t mask = cap - 1;
+    for (size_t i = h & mask;; i = (i + 1) & mask) {
+        chat_map_slot *s = &slots[i];
         if (!s->key) {
             return NULL;
         }
@@ -35,30 +35,74 @@ static chat_map_slot *find(const chat_map *m, const char *key)
     }
 }
 
+static chat_map_slot *find(const chat_map *m, const char *key)
+{
+    uint64_t h = hash_str(key);
+    chat_map_slot *s = find_in(m->slots, m->cap, key, h);
+    return s || !m->old ? s : find_in(m->old, m->old_cap, key, h);
+}
+
+/* Into the new table, which has room (its load stays under 3/4 until every old entry is in). */
+static void place(chat_map *m, const char *key, void *value)
+{
+    size_t mask = m->cap - 1;
+    size_t i = hash_str(key) & mask;
+    while (m->slots[i].key && m->slots[i].key != CHAT_MAP_TOMBSTONE) {
+        i = (i + 1) & mask;
+    }
+    if (!m->slots[i].key) {
+        m->used++;
+    }
+    m->slots[i].key = key;
+    m->slots[i].value = value;
+}
+
+/* Moves up to n old slots' entries; a moved one leaves a tombstone, so the old table's probe
+ * chains still lead to the entries not moved yet. */
+static void move_some(chat_map *m, size_t n)
+{
+    for (; m->old && n > 0; n--) {
+        if (m->old_at == m->old_cap) {
+            free(m->old);
+            m->old = NULL;
+            m->old_cap = m->old_at = 0;
+            return;
+        }
+        chat_map_slot *s = &m->old[m->old_at++];
+        if (s->key && s->key != CHAT_MAP_TOMBSTONE) {
+            place(m, s->key, s->value);
+            s->key = CHAT_MAP_TOMBSTONE;
+            s->value = NULL;
+        }
+    }
+}
+
+/* A new table for the live entries: twice the size, or the same when most slots are
+ * tombstones. The entries move now, or over the next puts (incremental). */
 static int grow(chat_map *m)
 {
+    move_some(m, SIZE_MAX); /* a move still under way ends first */
     size_t cap = m->cap ? m->cap * 2 : 16;
     if (m->len * 4 < m->cap) {
-        cap = m->cap; /* mostly tombstones: rehash in place size */
+        cap = m->cap;
     }
     chat_map_slot *slots = calloc(cap, sizeof *slots);
     if (!slots) {
         return CHAT_ENOMEM;
     }
-    for (size_t i = 0; i < m->cap; i++) {
-        chat_map_slot *s = &m->slots[i];
-        if (s->key && s->key != CHAT_MAP_TOMBSTONE) {
-            size_t j = hash_str(s->key) & (cap - 1);
-            while (slots[j].key) {
-                j = (j + 1) & (cap - 1);
-            }
-            slots[j] = *s;
-        }
+    if (m->len) {
+        m->old = m->slots;
+        m->old_cap = m->cap;
+        m->old_at = 0;
+    } else {
+        free(m->slots);
     }
-    free(m->slots);
     m->slots = slots;
     m->cap = cap;
-    m->used = m->len;
+    m->used = 0;
+    if (!m->incremental) {
+        move_some(m, SIZE_MAX);
+    }
     return 0;
 }
 
@@ -70,6 +114,7 @@ void *chat__map_get(const chat_map *m, const char *key)
 
 int chat__map_put(chat_map *m, const char *key, void *value)
 {
+    move_some(m, CHAT_MAP_MOVE_STEP);
     chat_map_slot *s = find(m, key);
     if (s) {
         s->key = key;
@@ -79,16 +124,7 @@ int chat__map_put(chat_map *m, const char *key, void *value)
     if ((m->used + 1) * 4 > m->cap * 3 && grow(m)) {
         return CHAT_ENOMEM;
     }
-    size_t mask = m->cap - 1;
-    size_t i = hash_str(key) & mask;
-    while (m->slots[i].key && m->slots[i].key != CHAT_MAP_TOMBSTONE) {
-        i = (i + 1) & mask;
-    }
-    if (!m->slots[i].key) {
-        m->used++;
-    }
-    m->slots[i].key = key;
-    m->slots[i].value = value;
+    place(m, key, value);
     m->len++;
     return 0;
 }
@@ -106,10 +142,18 @@ void *chat__map_del(chat_map *m, const char *key)
     return v;
 }
 
+size_t chat__map_positions(const chat_map *m) { return m->old_cap + m->cap; }
+
 void *chat__map_next(const chat_map *m, size_t *iter)
 {
-    for (; *iter < m->cap; (*iter)++) {
-        chat_map_slot *s = &m->slots[*iter];
+    return chat__map_next_before(m, iter, chat__map_positions(m));
+}
+
+void *chat__map_next_before(const chat_map *m, size_t *iter, size_t end)
+{
+    size_t total = chat__map_positions(m);
+    for (end = end < total ? end : total; *iter < end; (*iter)++) {
+        chat_map_slot *s = *iter < m->old_cap ? &m->old[*iter] : &m->slots[*iter - m->old_cap];
         if (s->key && s->key != CHAT_MAP_TOMBSTONE) {
             (*iter)++;
             return s->value;
@@ -121,6 +165,7 @@ void *chat__map_next(const chat_map *m, size_t *iter)
 void chat__map_free(chat_map *m)
 {
     free(m->slots);
+    free(m->old);
     memset(m, 0, sizeof *m);
 }
 
