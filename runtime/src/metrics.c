@@ -448,6 +448,17 @@ int chat__metrics_render(const chat_metrics *m, chat_buf *out)
     return 0;
 }
 
+int chat__metrics_counts(chat_buf *b, const char *name, const char *help, const char *label,
+                         const char *const *values, const uint64_t *counts, size_t n)
+{
+    int rc = chat__buf_appendf(b, "# HELP %s %s\n# TYPE %s counter\n", name, help, name);
+    for (size_t i = 0; !rc && i < n; i++) {
+        rc = chat__buf_appendf(b, "%s{%s=\"%s\"} %llu\n", name, label, values[i],
+                               (unsigned long long)counts[i]);
+    }
+    return rc;
+}
+
 /* ---- process_* ---- */
 
 int chat__metrics_process_register(chat_metrics *m)

@@ -57,6 +57,12 @@ void chat__metric_observe(chat_metric *f, const char *value, double v);
 /* The whole page. 0 or CHAT_ENOMEM. */
 int chat__metrics_render(const chat_metrics *m, chat_buf *out);
 
+/* A counter family kept outside the registry as n plain counts, one per label value, every
+ * value shown (0 included): `# HELP`, `# TYPE` and `name{label="value"} count` lines. help
+ * is written as given (no backslash or newline in it). 0 or CHAT_ENOMEM. */
+int chat__metrics_counts(chat_buf *b, const char *name, const char *help, const char *label,
+                         const char *const *values, const uint64_t *counts, size_t n);
+
 /* Buckets: seconds from 0.5 ms to 10 s, and counts from 0 to 10000. */
 extern const double chat__metrics_latency_buckets[];
 extern const size_t chat__metrics_latency_nbuckets;

@@ -17,6 +17,7 @@
 #include "jobs.h"
 #include "kv.h"
 #include "log.h"
+#include "metrics.h"
 
 #define MENTIONS_MAX 10    /* distinct @names acted on per message */
 #define EXCERPT_MAX 200    /* bytes of the message a notification quotes */
@@ -206,18 +207,13 @@ static void push_if_offline(chat_runtime *rt, json_t *n, json_t *user, int bot)
 
 int chat__notifications_metrics(chat_runtime *rt, chat_buf *b)
 {
-    int rc = chat__buf_appendf(
-        b, "# HELP chatd_offline_pushes_total Mention notifications by what became of their push: "
-           "queued as a notify.offline job (the user had no socket on any node), or not "
-           "(online: a socket somewhere; no_handler: "
-           "no script handles the job; unknown: presence could not be read; bot: the user is "
-           "a bot).\n"
-           "# TYPE chatd_offline_pushes_total counter\n");
-    for (int i = 0; !rc && i < PUSH_OUTCOMES; i++) {
-        rc = chat__buf_appendf(b, "chatd_offline_pushes_total{outcome=\"%s\"} %llu\n",
-                               push_outcomes[i], (unsigned long long)rt->stats.offline_push[i]);
-    }
-    return rc;
+    return chat__metrics_counts(
+        b, "chatd_offline_pushes_total",
+        "Mention notifications by what became of their push: queued as a notify.offline job "
+        "(the user had no socket on any node), or not (online: a socket somewhere; no_handler: "
+        "no script handles the job; unknown: presence could not be read; bot: the user is a "
+        "bot).",
+        "outcome", push_outcomes, rt->stats.offline_push, PUSH_OUTCOMES);
 }
 
 static void notification_stored(int status, json_t *n, void *arg)

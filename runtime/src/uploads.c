@@ -17,6 +17,7 @@
 
 #include "domain_int.h"
 #include "log.h"
+#include "metrics.h"
 
 #define UPLOAD_NAME_MAX 255
 
@@ -40,19 +41,14 @@ _Static_assert(REFUSED_REASONS <= sizeof ((chat_stats *)0)->uploads_refused /
 
 int chat__uploads_metrics(chat_runtime *rt, chat_buf *b)
 {
-    int rc = chat__buf_appendf(
-        b, "# HELP chatd_uploads_refused_total Uploads refused (too_large: over "
-           "CHAT_UPLOAD_MAX_BYTES; type: a Content-Type not in CHAT_UPLOAD_TYPES; policy: the "
-           "upload/before hook said no), downloads refused to someone neither the uploader "
-           "nor a member of a room where the file was posted (not_member), and PATCH /me "
-           "avatars refused (avatar: someone else's upload, not a picture, or over "
-           "CHAT_AVATAR_MAX_BYTES).\n"
-           "# TYPE chatd_uploads_refused_total counter\n");
-    for (int i = 0; !rc && i < REFUSED_REASONS; i++) {
-        rc = chat__buf_appendf(b, "chatd_uploads_refused_total{reason=\"%s\"} %llu\n",
-                               refused_reasons[i], (unsigned long long)rt->stats.uploads_refused[i]);
-    }
-    return rc;
+    return chat__metrics_counts(
+        b, "chatd_uploads_refused_total",
+        "Uploads refused (too_large: over CHAT_UPLOAD_MAX_BYTES; type: a Content-Type not in "
+        "CHAT_UPLOAD_TYPES; policy: the upload/before hook said no), downloads refused to "
+        "someone neither the uploader nor a member of a room where the file was posted "
+        "(not_member), and PATCH /me avatars refused (avatar: someone else's upload, not a "
+        "picture, or over CHAT_AVATAR_MAX_BYTES).",
+        "reason", refused_reasons, rt->stats.uploads_refused, REFUSED_REASONS);
 }
 
 typedef struct upload_io {
