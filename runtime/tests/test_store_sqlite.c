@@ -91,6 +91,25 @@ static void test_migration(void)
     rmdir(dir);
 }
 
+/* The store opened with o in datadir, and an empty group room (its id in room) to insert
+ * into; NULL (a failed CHECK) if either failed. */
+static chat_store *open_with_room(const chat_store_opts *o, char room[25])
+{
+    chat_store *s = NULL;
+    json_t *r = NULL;
+    CHECK(chat__store_open_with(&s, &loop, &chat__store_sqlite, datadir, o) == 0);
+    if (!s) {
+        return NULL;
+    }
+    chat__objectid(room);
+    CHECK(run(s, CHAT_STORE_ROOM_CREATE,
+              json_pack("{s:s,s:s,s:[],s:I}", "id", room, "type", "group", "participants",
+                        "createdAt", (json_int_t)1),
+              &r) == 0);
+    json_decref(r);
+    return s;
+}
+
 static double now_s(void)
 {
     struct timespec ts;
@@ -113,20 +132,12 @@ static void measure_inserts(void)
     enum { INFLIGHT = 1024 };
     printf("test_store_sqlite: stored inserts/s, %d in flight:", INFLIGHT);
     for (size_t m = 0; m < sizeof modes / sizeof modes[0]; m++) {
-        chat_store *s = NULL;
-        json_t *r = NULL;
         chat_store_opts o = {.sqlite_synchronous = modes[m].sync, .batch_max = modes[m].batch};
-        CHECK(chat__store_open_with(&s, &loop, &chat__store_sqlite, datadir, &o) == 0);
+        char room[25];
+        chat_store *s = open_with_room(&o, room);
         if (!s) {
             return;
         }
-        char room[25];
-        chat__objectid(room);
-        CHECK(run(s, CHAT_STORE_ROOM_CREATE,
-                  json_pack("{s:s,s:s,s:[],s:I}", "id", room, "type", "group", "participants",
-                            "createdAt", (json_int_t)1),
-                  &r) == 0);
-        json_decref(r);
         /* FULL, one at a time, is slow on a real disk: fewer of them */
         int total = modes[m].sync == 2 && modes[m].batch == 1 ? 2000 : 20000;
         memset(&cs, 0, sizeof cs);
@@ -158,20 +169,12 @@ static void measure_inserts(void)
  * between the calls, so the queue cannot drain in between. */
 static void test_queue_max(void)
 {
-    chat_store *s = NULL;
-    json_t *r = NULL;
     chat_store_opts o = {.sqlite_synchronous = 1, .batch_max = 1024, .queue_max = 3};
-    CHECK(chat__store_open_with(&s, &loop, &chat__store_sqlite, datadir, &o) == 0);
+    char room[25];
+    chat_store *s = open_with_room(&o, room);
     if (!s) {
         return;
     }
-    char room[25];
-    chat__objectid(room);
-    CHECK(run(s, CHAT_STORE_ROOM_CREATE,
-              json_pack("{s:s,s:s,s:[],s:I}", "id", room, "type", "group", "participants",
-                        "createdAt", (json_int_t)1),
-              &r) == 0);
-    json_decref(r);
     memset(&cs, 0, sizeof cs);
     char id[25];
     for (int i = 0; i < 3; i++) {
@@ -209,21 +212,13 @@ static void test_wal_bounded(int no_checkpointer)
 {
     enum { TOTAL = 20000, INFLIGHT = 1024 };
     const long long bound = 48LL * 1024 * 1024; /* 32 MB and what one pass may add */
-    chat_store *s = NULL;
-    json_t *r = NULL;
     chat_store_opts o = {.sqlite_synchronous = 1, .batch_max = 1,
                          .no_checkpointer = no_checkpointer};
-    CHECK(chat__store_open_with(&s, &loop, &chat__store_sqlite, datadir, &o) == 0);
+    char room[25];
+    chat_store *s = open_with_room(&o, room);
     if (!s) {
         return;
     }
-    char room[25];
-    chat__objectid(room);
-    CHECK(run(s, CHAT_STORE_ROOM_CREATE,
-              json_pack("{s:s,s:s,s:[],s:I}", "id", room, "type", "group", "participants",
-                        "createdAt", (json_int_t)1),
-              &r) == 0);
-    json_decref(r);
     char wal[256];
     snprintf(wal, sizeof wal, "%s/chatd.db-wal", datadir);
     long long largest = 0;
