@@ -326,7 +326,8 @@ static script_run *run_new(script_state *st, const char *hook, chat_script_cb cb
 /* Gives the run a coroutine (budgeted) anchored in the registry: a spare one whose run
  * returned (a finished coroutine takes a new body, lua_resume's manual), or a new one.
  * Coroutines the script creates inherit the hook (lua_newthread copies it), so the budget
- * holds on every thread; it is set again on a spare one (the budget may have changed it). */
+ * holds on every thread; setting it again on a spare one restarts its instruction count, so
+ * the budget's checks fall as in a new thread. */
 static void run_thread(lua_State *L, script_run *run)
 {
     script_state *st = run->st;

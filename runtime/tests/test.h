@@ -10,6 +10,7 @@
 #ifndef CHAT_TEST_H
 #define CHAT_TEST_H
 
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,6 +28,16 @@ static int passed, failed;
             fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond);        \
         }                                                                                   \
     } while (0)
+
+/* A fixed xorshift sequence for randomized tests: the same inputs on every run. */
+static inline uint64_t test_rand(void)
+{
+    static uint64_t x = 0x9e3779b97f4a7c15ull;
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    return x;
+}
 
 /* The last line of every test program, and its exit code. */
 #define TEST_DONE(name)                                                                     \

@@ -9,15 +9,6 @@
 #include "json_out.h"
 #include "test.h"
 
-static uint64_t seed = 0x9e3779b97f4a7c15ull;
-static uint64_t rnd(void)
-{
-    seed ^= seed << 13;
-    seed ^= seed >> 7;
-    seed ^= seed << 17;
-    return seed;
-}
-
 static int same(const json_t *v)
 {
     char *want = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
@@ -39,9 +30,9 @@ static json_t *random_string(void)
                                    "\x01", "\x1f", "\x7f", " ", "é", "€", "😀", "\xe2\x80\xa8",
                                    "<", "\x10", "0"};
     char s[256];
-    size_t n = 0, count = rnd() % 24;
+    size_t n = 0, count = test_rand() % 24;
     for (size_t i = 0; i < count; i++) {
-        const char *p = pieces[rnd() % (sizeof pieces / sizeof pieces[0])];
+        const char *p = pieces[test_rand() % (sizeof pieces / sizeof pieces[0])];
         size_t l = strlen(p);
         memcpy(s + n, p, l);
         n += l;
@@ -51,23 +42,23 @@ static json_t *random_string(void)
 
 static json_t *random_value(int depth)
 {
-    switch (rnd() % (depth > 4 ? 6 : 8)) {
+    switch (test_rand() % (depth > 4 ? 6 : 8)) {
     case 0: return random_string();
-    case 1: return json_integer((json_int_t)(rnd() % 2 ? rnd() : rnd() % 1000) * (rnd() % 2 ? 1 : -1));
-    case 2: return json_real((double)(int64_t)rnd() / 1e6);
+    case 1: return json_integer((json_int_t)(test_rand() % 2 ? test_rand() : test_rand() % 1000) * (test_rand() % 2 ? 1 : -1));
+    case 2: return json_real((double)(int64_t)test_rand() / 1e6);
     case 3: return json_true();
     case 4: return json_false();
     case 5: return json_null();
     case 6: {
         json_t *a = json_array();
-        for (size_t i = 0, n = rnd() % 5; i < n; i++) {
+        for (size_t i = 0, n = test_rand() % 5; i < n; i++) {
             json_array_append_new(a, random_value(depth + 1));
         }
         return a;
     }
     default: {
         json_t *o = json_object();
-        for (size_t i = 0, n = rnd() % 5; i < n; i++) {
+        for (size_t i = 0, n = test_rand() % 5; i < n; i++) {
             json_t *k = random_string();
             json_object_set_new(o, json_string_value(k), random_value(depth + 1));
             json_decref(k);

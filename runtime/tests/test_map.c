@@ -9,15 +9,6 @@
 static char keys[KEYS][16];
 static int present[KEYS]; /* the reference: is keys[i] in the map */
 
-static uint64_t rng = 88172645463325252ULL;
-static uint64_t next_rand(void)
-{
-    rng ^= rng << 13;
-    rng ^= rng >> 7;
-    rng ^= rng << 17;
-    return rng;
-}
-
 /* Every key is found exactly when the reference has it, and a walk sees each live entry
  * once. Returns the number of disagreements. */
 static int agrees(const chat_map *m)
@@ -49,8 +40,8 @@ static void churn(int incremental)
     memset(present, 0, sizeof present);
     int wrong = 0, moving = 0;
     for (int round = 0; round < 200000; round++) {
-        int i = (int)(next_rand() % KEYS);
-        if (next_rand() % 3) {
+        int i = (int)(test_rand() % KEYS);
+        if (test_rand() % 3) {
             CHECK(chat__map_put(&m, keys[i], keys[i]) == 0);
             present[i] = 1;
         } else {
